@@ -1,0 +1,123 @@
+"""``edge-agent``: run the local OpenAI-compatible endpoint and inspect its config."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge_agent import __version__
+from edge_agent.settings import EdgeSettings, load_settings
+from shared.errors import AglError
+
+CONFIG_OPTION = click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML config file (keys as in `edge-agent config show`).",
+)
+
+
+def _settings_options(fn: Any) -> Any:
+    options = [
+        CONFIG_OPTION,
+        click.option("--host", help="Listen address. [default: 127.0.0.1]"),
+        click.option("--port", type=int, help="Listen port, 0 for any free one. [default: 8080]"),
+        click.option("--model-path", type=click.Path(path_type=Path),
+                     help="GGUF file to serve. [default: the bundled SmolLM2-135M-Instruct Q4_1]"),
+        click.option("--model-id", help="Name clients use in `model`. [default: smollm2-135m-instruct]"),
+        click.option("--n-ctx", type=int, help="Context window in tokens. [default: 2048]"),
+        click.option("--n-threads", type=int, help="CPU threads for generation. [default: all cores]"),
+        click.option("--n-gpu-layers", type=int, help="Layers offloaded to the GPU, -1 for all. [default: 0]"),
+        click.option("--max-queue", type=int, help="Requests that may wait; more get 503. [default: 16]"),
+        click.option("--request-timeout", "request_timeout_s", type=float, help="Per-request deadline, s. [default: 120]"),
+        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[default: info]"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _load(config_file: Path | None, overrides: dict[str, Any]) -> EdgeSettings:
+    try:
+        return load_settings(config_file, **overrides)
+    except AglError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="edge-agent")
+def main() -> None:
+    """Open-AutoGLM edge agent: an OpenAI-compatible LLM endpoint on this device.
+
+    \b
+    Quick start (bundled SmolLM2 model, http://127.0.0.1:8080/v1):
+      edge-agent run
+      curl http://127.0.0.1:8080/v1/chat/completions -H 'content-type: application/json' \\
+        -d '{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hi"}]}'
+
+    Settings come from flags, then AGL_* environment variables (AGL_PORT=9000), then
+    the --config TOML file, then defaults. `edge-agent config show` prints the result.
+    """
+
+
+@main.command()
+@_settings_options
+def run(config_file: Path | None, **overrides: Any) -> None:
+    """Serve the OpenAI-compatible API until SIGTERM/Ctrl-C (in-flight requests drain first).
+
+    \b
+    Endpoints: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models,
+               /v1/classify (ONNX), /healthz, /readyz, /metrics
+    """
+    import uvicorn
+
+    from edge_agent.api.app import create_app
+    from edge_agent.models import ModelRegistry, plan_models
+
+    settings = _load(config_file, overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        specs = plan_models(settings)
+    except AglError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        sock = socket.create_server((settings.host, settings.port), reuse_port=False)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick another --port"
+        ) from exc
+    port = sock.getsockname()[1]
+    app = create_app(settings, ModelRegistry(specs, settings))
+    config = uvicorn.Config(
+        app,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s),
+        access_log=settings.log_level == "debug",
+    )
+    click.echo(f"edge-agent {__version__}: serving {specs[0].id} on http://{settings.host}:{port}/v1", err=True)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+@main.group()
+def config() -> None:
+    """Inspect the effective configuration."""
+
+
+@config.command("show")
+@_settings_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML-like lines.")
+def show(config_file: Path | None, as_json: bool, **overrides: Any) -> None:
+    """Print the settings after flags, AGL_* env vars and the config file are merged."""
+    settings = _load(config_file, overrides)
+    data = settings.model_dump(mode="json")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        click.echo(f"{key} = {json.dumps(value)}")

@@ -1,0 +1,145 @@
+"""Local generation scheduling: the seam between the HTTP layer and the model.
+
+The HTTP layer only sees :class:`Scheduler`: ``submit`` a prompt, then iterate the
+returned :class:`GenerationHandle`. :class:`SerialScheduler` runs one sequence at a
+time on a dedicated thread (a llama.cpp context is not thread-safe); a batched
+scheduler that decodes several sequences per step can replace it without touching
+the API code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Protocol
+
+from edge_agent.errors import QueueFullError
+from shared.runtimes.types import GenerationEnd, PreparedPrompt, SamplingParams, TokenPiece
+
+Event = TokenPiece | GenerationEnd
+GenerateFn = Callable[[PreparedPrompt, SamplingParams, threading.Event], Iterator[Event]]
+
+_DONE = object()
+
+
+class GenerationHandle:
+    """One submitted generation: iterate ``events()``; ``cancel()`` stops it between tokens."""
+
+    def __init__(self, prompt: PreparedPrompt, params: SamplingParams, loop: asyncio.AbstractEventLoop) -> None:
+        self.prompt = prompt
+        self.params = params
+        self.cancelled = threading.Event()
+        self.submitted_at = time.monotonic()
+        self._loop = loop
+        self._events: asyncio.Queue[object] = asyncio.Queue()
+
+    def cancel(self) -> None:
+        """Ask the worker to stop; safe to call from any thread, any number of times."""
+        self.cancelled.set()
+
+    def _post(self, item: object) -> None:
+        # Called from the worker thread.
+        try:
+            self._loop.call_soon_threadsafe(self._events.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.cancelled.set()
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Token pieces as they are generated, then one :class:`GenerationEnd`."""
+        while True:
+            item = await self._events.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+
+class Scheduler(Protocol):
+    """What the HTTP layer needs from local generation."""
+
+    def submit(self, prompt: PreparedPrompt, params: SamplingParams) -> GenerationHandle:
+        """Queue a generation or raise :class:`QueueFullError`; must be called on the event loop."""
+        ...
+
+    @property
+    def queue_depth(self) -> int:
+        """Generations waiting or running."""
+        ...
+
+    def expected_wait_s(self) -> float:
+        """Rough time a new request would wait before its first token."""
+        ...
+
+    def close(self, *, timeout: float = 5.0) -> None:
+        """Stop the worker(s); queued requests are cancelled."""
+        ...
+
+
+class SerialScheduler:
+    """One worker thread, a bounded FIFO of waiting requests.
+
+    ``max_queue`` counts requests waiting behind the running one; the next request
+    beyond that is refused with 503 and a Retry-After based on recent job durations.
+    """
+
+    def __init__(self, generate: GenerateFn, *, max_queue: int) -> None:
+        self._generate = generate
+        self._max_queue = max_queue
+        self._jobs: queue.SimpleQueue[GenerationHandle | None] = queue.SimpleQueue()
+        self._depth = 0
+        self._depth_lock = threading.Lock()
+        self._avg_job_s = 1.0
+        self._thread = threading.Thread(target=self._run, name="agl-generate", daemon=True)
+        self._thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._depth
+
+    def expected_wait_s(self) -> float:
+        return self._depth * self._avg_job_s
+
+    def submit(self, prompt: PreparedPrompt, params: SamplingParams) -> GenerationHandle:
+        with self._depth_lock:
+            if self._depth > self._max_queue:  # one running + max_queue waiting
+                retry = max(1, math.ceil(self.expected_wait_s()))
+                raise QueueFullError(depth=self._depth, retry_after_s=retry)
+            self._depth += 1
+        handle = GenerationHandle(prompt, params, asyncio.get_running_loop())
+        self._jobs.put(handle)
+        return handle
+
+    def close(self, *, timeout: float = 5.0) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            started = time.monotonic()
+            try:
+                if job.cancelled.is_set():
+                    continue
+                for event in self._generate(job.prompt, job.params, job.cancelled):
+                    job._post(event)
+            except Exception as exc:  # reported to the request, never kills the worker
+                job._post(exc)
+            finally:
+                with self._depth_lock:
+                    self._depth -= 1
+                job._post(_DONE)
+                elapsed = time.monotonic() - started
+                self._avg_job_s = 0.8 * self._avg_job_s + 0.2 * elapsed
+        # Drain what is left so waiting requests end instead of hanging.
+        while True:
+            try:
+                left = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if left is not None:
+                left._post(RuntimeError("the agent is shutting down"))
+                left._post(_DONE)

@@ -1,0 +1,128 @@
+"""The edge agent's one settings schema.
+
+Values come from, highest priority first: CLI flags, ``AGL_*`` environment variables,
+the TOML file given with ``--config``, then the defaults below.
+
+    settings = load_settings(Path("edge.toml"), port=9000)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from shared.errors import ConfigError
+from shared.model_files import BUNDLED_MODEL_ID
+
+_config_file: ContextVar[Path | None] = ContextVar("agl_edge_config_file", default=None)
+
+
+class ModelSpec(BaseModel):
+    """One extra model the agent serves besides the main chat model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, description="Name clients pass as `model`.")
+    path: Path = Field(description="Path of a .gguf or .onnx file.")
+    task: Literal["chat", "completion", "classify", "embed"] = Field(
+        "chat", description="What the model serves: chat/completion (GGUF), classify or embed (ONNX or GGUF)."
+    )
+    sha256: str | None = Field(None, description="Pinned digest; loading fails on a mismatch.")
+    labels: list[str] | None = Field(None, description="Class names of an ONNX classifier, by index.")
+    providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"],
+        description="onnxruntime execution providers, in order of preference.",
+    )
+    n_ctx: int = Field(2048, ge=64, description="Context window for a GGUF model.")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value)):
+            raise ValueError("must be 64 hexadecimal characters (a sha256 digest)")
+        return value.lower() if value else value
+
+
+class EdgeSettings(BaseSettings):
+    """Settings of ``edge-agent run``; see ``edge-agent config show`` for the effective values."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGL_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    model_id: str = Field(BUNDLED_MODEL_ID, min_length=1, description="Name of the main chat model.")
+    model_path: Path | None = Field(
+        None, description="GGUF file of the main model; empty means the bundled SmolLM2-135M-Instruct."
+    )
+    model_sha256: str | None = Field(
+        None, description="Pinned sha256 of model_path (the bundled model's digest is always checked)."
+    )
+    n_ctx: int = Field(2048, ge=128, le=131072, description="Context window in tokens.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads for generation (default: all cores).")
+    n_gpu_layers: int = Field(0, ge=-1, description="Layers to offload to the GPU (-1 = all).")
+    extra_models: list[ModelSpec] = Field(
+        default_factory=list, description="More models: ONNX classifiers/embedders or other GGUF files."
+    )
+    max_queue: int = Field(16, ge=0, le=10000, description="Requests that may wait for the model; more get 503.")
+    request_timeout_s: float = Field(120.0, gt=0, description="Deadline for one request, queueing included.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 above).")
+    drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log verbosity.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def format_validation_error(exc: ValidationError, *, env_prefix: str = "AGL_") -> str:
+    """Turn pydantic's error list into lines that name each field and what is allowed."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(config)"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        top = str(err["loc"][0]) if err["loc"] else ""
+        where = f"  [flag --{top.replace('_', '-')}, env {env_prefix}{top.upper()}, or `{top}` in the config file]" if top else ""
+        lines.append(f"{field}: {err['msg']}{shown}{where}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> EdgeSettings:
+    """Build the effective settings; raise :class:`ConfigError` with a readable message."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config file {config_file} does not exist")
+        try:
+            tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
+    token = _config_file.set(config_file)
+    try:
+        return EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from exc
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,56 @@
+"""Plain data passed between the HTTP layer, the scheduler and the model runtimes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """How to pick tokens. ``temperature == 0`` means greedy decoding."""
+
+    max_tokens: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.95
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    """One candidate token and its log-probability."""
+
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPiece:
+    """Text produced by one sampled token (may be empty while UTF-8 bytes are pending)."""
+
+    text: str
+    token_id: int
+    logprob: float | None = None
+    top_logprobs: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationEnd:
+    """The last event of every generation."""
+
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPrompt:
+    """A tokenized prompt plus the stop strings its chat template adds."""
+
+    tokens: list[int]
+    stop: tuple[str, ...] = field(default_factory=tuple)
