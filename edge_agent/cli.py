@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+import uvicorn
 
 from edge_agent import __version__
 from edge_agent.settings import EdgeSettings, load_settings
 from shared.errors import AglError
 
 CONFIG_OPTION = click.option(
-    "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
     help="TOML config file (keys as in `edge-agent config show`).",
 )
 
@@ -26,15 +31,35 @@ def _settings_options(fn: Any) -> Any:
         CONFIG_OPTION,
         click.option("--host", help="Listen address. [default: 127.0.0.1]"),
         click.option("--port", type=int, help="Listen port, 0 for any free one. [default: 8080]"),
-        click.option("--model-path", type=click.Path(path_type=Path),
-                     help="GGUF file to serve. [default: the bundled SmolLM2-135M-Instruct Q4_1]"),
-        click.option("--model-id", help="Name clients use in `model`. [default: smollm2-135m-instruct]"),
+        click.option(
+            "--model-path",
+            type=click.Path(path_type=Path),
+            help="GGUF file to serve. [default: the bundled SmolLM2-135M-Instruct Q4_1]",
+        ),
+        click.option(
+            "--model-id", help="Name clients use in `model`. [default: smollm2-135m-instruct]"
+        ),
         click.option("--n-ctx", type=int, help="Context window in tokens. [default: 2048]"),
-        click.option("--n-threads", type=int, help="CPU threads for generation. [default: all cores]"),
-        click.option("--n-gpu-layers", type=int, help="Layers offloaded to the GPU, -1 for all. [default: 0]"),
-        click.option("--max-queue", type=int, help="Requests that may wait; more get 503. [default: 16]"),
-        click.option("--request-timeout", "request_timeout_s", type=float, help="Per-request deadline, s. [default: 120]"),
-        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[default: info]"),
+        click.option(
+            "--n-threads", type=int, help="CPU threads for generation. [default: all cores]"
+        ),
+        click.option(
+            "--n-gpu-layers", type=int, help="Layers offloaded to the GPU, -1 for all. [default: 0]"
+        ),
+        click.option(
+            "--max-queue", type=int, help="Requests that may wait; more get 503. [default: 16]"
+        ),
+        click.option(
+            "--request-timeout",
+            "request_timeout_s",
+            type=float,
+            help="Per-request deadline, s. [default: 120]",
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            help="[default: info]",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -73,14 +98,14 @@ def run(config_file: Path | None, **overrides: Any) -> None:
     Endpoints: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models,
                /v1/classify (ONNX), /healthz, /readyz, /metrics
     """
-    import uvicorn
-
     from edge_agent.api.app import create_app
     from edge_agent.models import ModelRegistry, plan_models
 
     settings = _load(config_file, overrides)
     logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     try:
         specs = plan_models(settings)
@@ -100,8 +125,22 @@ def run(config_file: Path | None, **overrides: Any) -> None:
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
         access_log=settings.log_level == "debug",
     )
-    click.echo(f"edge-agent {__version__}: serving {specs[0].id} on http://{settings.host}:{port}/v1", err=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    click.echo(
+        f"edge-agent {__version__}: serving {specs[0].id} on http://{settings.host}:{port}/v1",
+        err=True,
+    )
+    DrainingServer(config).run(sockets=[sock])
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; after a
+    clean drain we exit 0 instead, so supervisors see an orderly stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 @main.group()

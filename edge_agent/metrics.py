@@ -18,16 +18,39 @@ class AgentMetrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.requests = Counter(
-            "agl_http_requests", "HTTP requests answered", ["route", "status", "tier", "reason"], registry=r
+            "agl_http_requests",
+            "HTTP requests answered",
+            ["route", "status", "tier", "reason"],
+            registry=r,
         )
         self.request_duration = Histogram(
-            "agl_http_request_duration_seconds", "HTTP request latency", ["route"], buckets=_LATENCY_BUCKETS, registry=r
+            "agl_http_request_duration_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.tokens = Counter("agl_tokens", "Tokens processed", ["model", "kind"], registry=r)
         self.ttft = Histogram(
-            "agl_time_to_first_token_seconds", "Time to first streamed token", ["model"], buckets=_LATENCY_BUCKETS, registry=r
+            "agl_time_to_first_token_seconds",
+            "Time to first streamed token",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
-        self.queue_depth = Gauge("agl_queue_depth", "Generations waiting or running", ["model"], registry=r)
-        self.rejected = Counter("agl_queue_rejected", "Requests refused because the queue was full", ["model"], registry=r)
-        self.cancelled = Counter("agl_generations_cancelled", "Generations stopped early (disconnect, timeout)", ["model", "why"], registry=r)
+        self.queue_depth = Gauge(
+            "agl_queue_depth", "Generations waiting or running", ["model"], registry=r
+        )
+        self.rejected = Counter(
+            "agl_queue_rejected",
+            "Requests refused because the queue was full",
+            ["model"],
+            registry=r,
+        )
+        self.cancelled = Counter(
+            "agl_generations_cancelled",
+            "Generations stopped early (disconnect, timeout)",
+            ["model", "why"],
+            registry=r,
+        )
         self.model_ready = Gauge("agl_model_ready", "1 when every model is loaded", registry=r)

@@ -19,7 +19,7 @@ from shared.model_files import (
     verify_sha256,
 )
 from shared.runtimes.gguf import GgufRuntime
-from shared.runtimes.onnx import OnnxRuntime
+from shared.runtimes.onnx import OnnxRuntime, OnnxTask
 
 log = logging.getLogger("edge_agent.models")
 
@@ -41,7 +41,11 @@ def plan_models(settings: EdgeSettings) -> list[ModelSpec]:
     """Resolve every configured model file up front, so a bad path fails before serving."""
     if settings.model_path is None:
         main = ModelSpec(
-            id=settings.model_id, path=bundled_model_path(), task="chat", sha256=BUNDLED_SHA256, n_ctx=settings.n_ctx
+            id=settings.model_id,
+            path=bundled_model_path(),
+            task="chat",
+            sha256=BUNDLED_SHA256,
+            n_ctx=settings.n_ctx,
         )
     else:
         main = ModelSpec(
@@ -61,7 +65,9 @@ def plan_models(settings: EdgeSettings) -> list[ModelSpec]:
         seen.add(spec.id)
         suffix = spec.path.suffix.lower()
         if suffix == ".onnx" and spec.task not in ("classify", "embed"):
-            raise ConfigError(f"model {spec.id!r}: an ONNX model's task must be classify or embed, not {spec.task}")
+            raise ConfigError(
+                f"model {spec.id!r}: an ONNX model's task must be classify or embed, not {spec.task}"
+            )
     return specs
 
 
@@ -70,10 +76,13 @@ def load_runtime(spec: ModelSpec, settings: EdgeSettings) -> Runtime:
     if spec.sha256:
         verify_sha256(spec.path, spec.sha256)
     if spec.path.suffix.lower() == ".onnx":
-        task = "classify" if spec.task == "classify" else "embed"
+        task: OnnxTask = "classify" if spec.task == "classify" else "embed"
         return OnnxRuntime.load(spec.path, task=task, labels=spec.labels, providers=spec.providers)
     return GgufRuntime.load(
-        spec.path, n_ctx=spec.n_ctx, n_threads=settings.n_threads, n_gpu_layers=settings.n_gpu_layers
+        spec.path,
+        n_ctx=spec.n_ctx,
+        n_threads=settings.n_threads,
+        n_gpu_layers=settings.n_gpu_layers,
     )
 
 
@@ -86,7 +95,9 @@ class ModelRegistry:
     ``loader`` is the seam tests use to slow loading down (to observe ``/readyz``).
     """
 
-    def __init__(self, specs: list[ModelSpec], settings: EdgeSettings, *, loader: Loader = load_runtime) -> None:
+    def __init__(
+        self, specs: list[ModelSpec], settings: EdgeSettings, *, loader: Loader = load_runtime
+    ) -> None:
         self._settings = settings
         self._loader = loader
         self.models = {s.id: ServedModel(id=s.id, spec=s) for s in specs}
@@ -140,4 +151,3 @@ class ModelRegistry:
             if isinstance(model.runtime, GgufRuntime):
                 model.runtime.close()
             model.runtime = None
-

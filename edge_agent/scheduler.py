@@ -14,6 +14,7 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Protocol
 
@@ -27,15 +28,31 @@ _DONE = object()
 
 
 class GenerationHandle:
-    """One submitted generation: iterate ``events()``; ``cancel()`` stops it between tokens."""
+    """One submitted generation: read it with ``batches()``; ``cancel()`` stops it between tokens.
 
-    def __init__(self, prompt: PreparedPrompt, params: SamplingParams, loop: asyncio.AbstractEventLoop) -> None:
+    The worker thread appends events to a buffer and wakes the event loop only when the
+    reader is waiting (or, with ``wake_each=False``, only when generation ends), so a
+    reader that drains in batches costs one wake-up per batch instead of one per token.
+    """
+
+    def __init__(
+        self,
+        prompt: PreparedPrompt,
+        params: SamplingParams,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        wake_each: bool = True,
+    ) -> None:
         self.prompt = prompt
         self.params = params
         self.cancelled = threading.Event()
         self.submitted_at = time.monotonic()
         self._loop = loop
-        self._events: asyncio.Queue[object] = asyncio.Queue()
+        self._wake_each = wake_each
+        self._buf: deque[object] = deque()
+        self._lock = threading.Lock()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
 
     def cancel(self) -> None:
         """Ask the worker to stop; safe to call from any thread, any number of times."""
@@ -43,27 +60,57 @@ class GenerationHandle:
 
     def _post(self, item: object) -> None:
         # Called from the worker thread.
-        try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.cancelled.set()
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Token pieces as they are generated, then one :class:`GenerationEnd`."""
-        while True:
-            item = await self._events.get()
-            if item is _DONE:
+        with self._lock:
+            self._buf.append(item)
+            final = item is _DONE
+            if not (self._wake_each or final):
                 return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            try:
+                self._loop.call_soon_threadsafe(_resolve, waiter)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                self.cancelled.set()
+
+    async def batches(self) -> AsyncIterator[list[Event]]:
+        """Lists of events already generated (waiting for at least one), ending with the end."""
+        while not self._closed:
+            with self._lock:
+                waiter = None
+                if not self._buf or (not self._wake_each and self._buf[-1] is not _DONE):
+                    waiter = self._waiter = self._loop.create_future()
+            if waiter is not None:
+                await waiter
+            with self._lock:
+                items = list(self._buf)
+                self._buf.clear()
+            batch: list[Event] = []
+            for item in items:
+                if item is _DONE:
+                    self._closed = True
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                batch.append(item)  # type: ignore[arg-type]
+            if batch:
+                yield batch
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Scheduler(Protocol):
     """What the HTTP layer needs from local generation."""
 
-    def submit(self, prompt: PreparedPrompt, params: SamplingParams) -> GenerationHandle:
-        """Queue a generation or raise :class:`QueueFullError`; must be called on the event loop."""
+    def submit(
+        self, prompt: PreparedPrompt, params: SamplingParams, *, wake_each: bool = True
+    ) -> GenerationHandle:
+        """Queue a generation or raise :class:`QueueFullError`; must be called on the event loop.
+
+        ``wake_each=False`` wakes the reader only when generation ends (non-streamed answers).
+        """
         ...
 
     @property
@@ -104,13 +151,15 @@ class SerialScheduler:
     def expected_wait_s(self) -> float:
         return self._depth * self._avg_job_s
 
-    def submit(self, prompt: PreparedPrompt, params: SamplingParams) -> GenerationHandle:
+    def submit(
+        self, prompt: PreparedPrompt, params: SamplingParams, *, wake_each: bool = True
+    ) -> GenerationHandle:
         with self._depth_lock:
             if self._depth > self._max_queue:  # one running + max_queue waiting
                 retry = max(1, math.ceil(self.expected_wait_s()))
                 raise QueueFullError(depth=self._depth, retry_after_s=retry)
             self._depth += 1
-        handle = GenerationHandle(prompt, params, asyncio.get_running_loop())
+        handle = GenerationHandle(prompt, params, asyncio.get_running_loop(), wake_each=wake_each)
         self._jobs.put(handle)
         return handle
 

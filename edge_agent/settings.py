@@ -35,10 +35,13 @@ class ModelSpec(BaseModel):
     id: str = Field(min_length=1, description="Name clients pass as `model`.")
     path: Path = Field(description="Path of a .gguf or .onnx file.")
     task: Literal["chat", "completion", "classify", "embed"] = Field(
-        "chat", description="What the model serves: chat/completion (GGUF), classify or embed (ONNX or GGUF)."
+        "chat",
+        description="What the model serves: chat/completion (GGUF), classify or embed (ONNX or GGUF).",
     )
     sha256: str | None = Field(None, description="Pinned digest; loading fails on a mismatch.")
-    labels: list[str] | None = Field(None, description="Class names of an ONNX classifier, by index.")
+    labels: list[str] | None = Field(
+        None, description="Class names of an ONNX classifier, by index."
+    )
     providers: list[str] = Field(
         default_factory=lambda: ["CPUExecutionProvider"],
         description="onnxruntime execution providers, in order of preference.",
@@ -48,7 +51,9 @@ class ModelSpec(BaseModel):
     @field_validator("sha256")
     @classmethod
     def _hex_digest(cls, value: str | None) -> str | None:
-        if value is not None and (len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value)):
+        if value is not None and (
+            len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value)
+        ):
             raise ValueError("must be 64 hexadecimal characters (a sha256 digest)")
         return value.lower() if value else value
 
@@ -62,24 +67,51 @@ class EdgeSettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
-    model_id: str = Field(BUNDLED_MODEL_ID, min_length=1, description="Name of the main chat model.")
+    model_id: str = Field(
+        BUNDLED_MODEL_ID, min_length=1, description="Name of the main chat model."
+    )
     model_path: Path | None = Field(
-        None, description="GGUF file of the main model; empty means the bundled SmolLM2-135M-Instruct."
+        None,
+        description="GGUF file of the main model; empty means the bundled SmolLM2-135M-Instruct.",
     )
     model_sha256: str | None = Field(
-        None, description="Pinned sha256 of model_path (the bundled model's digest is always checked)."
+        None,
+        description="Pinned sha256 of model_path (the bundled model's digest is always checked).",
     )
     n_ctx: int = Field(2048, ge=128, le=131072, description="Context window in tokens.")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads for generation (default: all cores).")
+    n_threads: int | None = Field(
+        None, ge=1, description="CPU threads for generation (default: all cores)."
+    )
     n_gpu_layers: int = Field(0, ge=-1, description="Layers to offload to the GPU (-1 = all).")
     extra_models: list[ModelSpec] = Field(
-        default_factory=list, description="More models: ONNX classifiers/embedders or other GGUF files."
+        default_factory=list,
+        description="More models: ONNX classifiers/embedders or other GGUF files.",
     )
-    max_queue: int = Field(16, ge=0, le=10000, description="Requests that may wait for the model; more get 503.")
-    request_timeout_s: float = Field(120.0, gt=0, description="Deadline for one request, queueing included.")
-    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 above).")
-    drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log verbosity.")
+    max_queue: int = Field(
+        16, ge=0, le=10000, description="Requests that may wait for the model; more get 503."
+    )
+    request_timeout_s: float = Field(
+        120.0, gt=0, description="Deadline for one request, queueing included."
+    )
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest request body accepted (413 above)."
+    )
+    stream_interval_ms: float = Field(
+        20.0,
+        ge=0,
+        le=1000,
+        description=(
+            "Streamed tokens go out at most this often (the first one at once), several per SSE chunk "
+            "when they arrive faster; 0 sends one chunk per token. Fewer chunks leave more CPU to the model "
+            "when the app runs on the same device."
+        ),
+    )
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log verbosity."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -105,7 +137,11 @@ def format_validation_error(exc: ValidationError, *, env_prefix: str = "AGL_") -
         got = err.get("input")
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
         top = str(err["loc"][0]) if err["loc"] else ""
-        where = f"  [flag --{top.replace('_', '-')}, env {env_prefix}{top.upper()}, or `{top}` in the config file]" if top else ""
+        where = (
+            f"  [flag --{top.replace('_', '-')}, env {env_prefix}{top.upper()}, or `{top}` in the config file]"
+            if top
+            else ""
+        )
         lines.append(f"{field}: {err['msg']}{shown}{where}")
     return "invalid settings:\n  " + "\n  ".join(lines)
 

@@ -25,7 +25,9 @@ def bundled_model_path() -> Path:
     """
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(f"the bundled model package {BUNDLED_PACKAGE!r} is missing; {INSTALL_HINT}")
+        raise ModelNotFoundError(
+            f"the bundled model package {BUNDLED_PACKAGE!r} is missing; {INSTALL_HINT}"
+        )
     for location in spec.submodule_search_locations:
         candidate = Path(location) / BUNDLED_FILE
         if candidate.is_file():
@@ -56,7 +58,9 @@ def resolve_model_file(path: str | Path) -> Path:
     """Check that a configured model path exists and is a GGUF or ONNX file."""
     resolved = Path(path).expanduser()
     if not resolved.is_file():
-        raise ModelNotFoundError(f"model file {resolved} does not exist; check the `path` in your config")
+        raise ModelNotFoundError(
+            f"model file {resolved} does not exist; check the `path` in your config"
+        )
     if resolved.suffix.lower() not in {".gguf", ".onnx"}:
         raise ModelNotFoundError(
             f"model file {resolved} is neither .gguf nor .onnx; only GGUF (llama.cpp) and ONNX files are served"

@@ -45,7 +45,9 @@ def serial_scheduler(runtime: GgufRuntime, settings: EdgeSettings) -> Scheduler:
 class AgentState:
     """Everything the request handlers share (no module-level globals)."""
 
-    def __init__(self, settings: EdgeSettings, registry: ModelRegistry, scheduler_factory: SchedulerFactory) -> None:
+    def __init__(
+        self, settings: EdgeSettings, registry: ModelRegistry, scheduler_factory: SchedulerFactory
+    ) -> None:
         self.settings = settings
         self.registry = registry
         self.metrics = AgentMetrics()
@@ -128,7 +130,9 @@ def _model_card(state: AgentState, model_id: str) -> dict[str, Any]:
 async def list_models(request: Request) -> Response:
     """``GET /v1/models``."""
     state: AgentState = request.app.state.agent
-    return json_response({"object": "list", "data": [_model_card(state, m) for m in state.registry.models]})
+    return json_response(
+        {"object": "list", "data": [_model_card(state, m) for m in state.registry.models]}
+    )
 
 
 async def get_model(request: Request) -> Response:
@@ -164,8 +168,11 @@ async def _on_agl_error(request: Request, exc: Exception) -> Response:
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    hint = {404: f"no route {request.url.path}; see /v1/models, /v1/chat/completions, /v1/completions, "
-                 "/v1/embeddings, /v1/classify", 405: f"{request.method} is not allowed on {request.url.path}"}
+    hint = {
+        404: f"no route {request.url.path}; see /v1/models, /v1/chat/completions, /v1/completions, "
+        "/v1/embeddings, /v1/classify",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }
     message = hint.get(exc.status_code, str(exc.detail))
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
     return error_response(ApiError(exc.status_code, message, code=code))
@@ -173,16 +180,28 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path)
-    return error_response(ApiError(500, "internal error; see the agent's log", type="server_error", code="internal_error"))
+    return error_response(
+        ApiError(
+            500, "internal error; see the agent's log", type="server_error", code="internal_error"
+        )
+    )
 
 
 class EdgeHeadersMiddleware:
     """Adds ``x-agl-tier``/``x-agl-reason`` to answers that lack them and counts requests."""
 
-    _ROUTES = frozenset({
-        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/classify", "/v1/models",
-        "/healthz", "/readyz", "/metrics",
-    })
+    _ROUTES = frozenset(
+        {
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/embeddings",
+            "/v1/classify",
+            "/v1/models",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+        }
+    )
 
     def __init__(self, app: ASGIApp, *, metrics: AgentMetrics) -> None:
         self.app = app
@@ -193,7 +212,11 @@ class EdgeHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        route = path if path in self._ROUTES else ("/v1/models/{model}" if path.startswith("/v1/models/") else "other")
+        route = (
+            path
+            if path in self._ROUTES
+            else ("/v1/models/{model}" if path.startswith("/v1/models/") else "other")
+        )
         started = time.perf_counter()
 
         async def send_with_headers(message: Message) -> None:
@@ -207,7 +230,10 @@ class EdgeHeadersMiddleware:
                 message["headers"] = headers
                 found = dict(headers)
                 self.metrics.requests.labels(
-                    route, str(message["status"]), found[b"x-agl-tier"].decode(), found[b"x-agl-reason"].decode()
+                    route,
+                    str(message["status"]),
+                    found[b"x-agl-tier"].decode(),
+                    found[b"x-agl-reason"].decode(),
                 ).inc()
             await send(message)
 

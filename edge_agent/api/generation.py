@@ -40,8 +40,15 @@ def _gguf(state: AgentState, model_id: str) -> GgufRuntime:
     return model.runtime
 
 
-def _params(req: ChatCompletionRequest | CompletionRequest, *, runtime: GgufRuntime, prompt: PreparedPrompt,
-            max_tokens: int | None, logprobs: bool, top_logprobs: int) -> SamplingParams:
+def _params(
+    req: ChatCompletionRequest | CompletionRequest,
+    *,
+    runtime: GgufRuntime,
+    prompt: PreparedPrompt,
+    max_tokens: int | None,
+    logprobs: bool,
+    top_logprobs: int,
+) -> SamplingParams:
     runtime.check_fits(prompt, max_tokens)
     wanted = max_tokens if max_tokens is not None else runtime.n_ctx - len(prompt.tokens)
     return SamplingParams(
@@ -58,16 +65,24 @@ def _params(req: ChatCompletionRequest | CompletionRequest, *, runtime: GgufRunt
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, streamed or not."""
     state: AgentState = request.app.state.agent
-    req = parse_body(ChatCompletionRequest, await read_json(request, max_bytes=state.settings.max_body_bytes))
+    req = parse_body(
+        ChatCompletionRequest, await read_json(request, max_bytes=state.settings.max_body_bytes)
+    )
     runtime = _gguf(state, req.model)
     messages = [{"role": m.role, "content": m.text()} for m in req.messages]
     prompt = runtime.prepare_chat(messages)
     params = _params(
-        req, runtime=runtime, prompt=prompt, max_tokens=req.max_completion_tokens or req.max_tokens,
-        logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0,
+        req,
+        runtime=runtime,
+        prompt=prompt,
+        max_tokens=req.max_completion_tokens or req.max_tokens,
+        logprobs=req.logprobs,
+        top_logprobs=req.top_logprobs or 0,
     )
     fmt = CompletionFormat(
-        model=req.model, chat=True, include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        model=req.model,
+        chat=True,
+        include_usage=bool(req.stream_options and req.stream_options.include_usage),
         logprobs=req.logprobs,
     )
     return await _respond(state, request, req.model, prompt, params, fmt, stream=req.stream)
@@ -76,26 +91,45 @@ async def chat_completions(request: Request) -> Response:
 async def completions(request: Request) -> Response:
     """OpenAI (legacy) text completions, streamed or not."""
     state: AgentState = request.app.state.agent
-    req = parse_body(CompletionRequest, await read_json(request, max_bytes=state.settings.max_body_bytes))
+    req = parse_body(
+        CompletionRequest, await read_json(request, max_bytes=state.settings.max_body_bytes)
+    )
     runtime = _gguf(state, req.model)
     prompt = runtime.prepare_text(req.prompt_text())
     params = _params(
-        req, runtime=runtime, prompt=prompt, max_tokens=req.max_tokens if req.max_tokens is not None else 16,
-        logprobs=req.logprobs is not None, top_logprobs=req.logprobs or 0,
+        req,
+        runtime=runtime,
+        prompt=prompt,
+        max_tokens=req.max_tokens if req.max_tokens is not None else 16,
+        logprobs=req.logprobs is not None,
+        top_logprobs=req.logprobs or 0,
     )
     fmt = CompletionFormat(
-        model=req.model, chat=False, include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        model=req.model,
+        chat=False,
+        include_usage=bool(req.stream_options and req.stream_options.include_usage),
         logprobs=req.logprobs is not None,
     )
     echo = req.prompt_text() if req.echo else ""
-    return await _respond(state, request, req.model, prompt, params, fmt, stream=req.stream, echo=echo)
+    return await _respond(
+        state, request, req.model, prompt, params, fmt, stream=req.stream, echo=echo
+    )
 
 
-async def _respond(state: AgentState, request: Request, model_id: str, prompt: PreparedPrompt,
-                   params: SamplingParams, fmt: CompletionFormat, *, stream: bool, echo: str = "") -> Response:
+async def _respond(
+    state: AgentState,
+    request: Request,
+    model_id: str,
+    prompt: PreparedPrompt,
+    params: SamplingParams,
+    fmt: CompletionFormat,
+    *,
+    stream: bool,
+    echo: str = "",
+) -> Response:
     scheduler = state.scheduler_for(model_id)
     deadline = time.monotonic() + state.settings.request_timeout_s
-    handle = scheduler.submit(prompt, params)
+    handle = scheduler.submit(prompt, params, wake_each=stream)
     headers = state.route_headers("edge", "default")
     if stream:
         return StreamingResponse(
@@ -120,17 +154,22 @@ async def _respond(state: AgentState, request: Request, model_id: str, prompt: P
         handle.cancel()
         raise
     except AglError as exc:
-        raise ApiError(500, f"generation failed: {exc}", type="server_error", code="generation_failed") from exc
+        raise ApiError(
+            500, f"generation failed: {exc}", type="server_error", code="generation_failed"
+        ) from exc
     state.count_tokens(model_id, end)
     return json_response(fmt.full(pieces, end, prefix=echo), headers=headers)
 
 
-async def _collect(handle: GenerationHandle, pieces: list[TokenPiece], deadline: float) -> GenerationEnd:
+async def _collect(
+    handle: GenerationHandle, pieces: list[TokenPiece], deadline: float
+) -> GenerationEnd:
     async with asyncio.timeout_at(_loop_deadline(deadline)):
-        async for event in handle.events():
-            if isinstance(event, GenerationEnd):
-                return event
-            pieces.append(event)
+        async for batch in handle.batches():
+            for event in batch:
+                if isinstance(event, GenerationEnd):
+                    return event
+                pieces.append(event)
     raise AglError("generation ended without a final event")
 
 
@@ -139,8 +178,16 @@ def _loop_deadline(deadline: float) -> float:
     return loop.time() + (deadline - time.monotonic())
 
 
-async def _stream(state: AgentState, handle: GenerationHandle, fmt: CompletionFormat, model_id: str,
-                  deadline: float, echo: str) -> AsyncIterator[bytes]:
+async def _stream(
+    state: AgentState,
+    handle: GenerationHandle,
+    fmt: CompletionFormat,
+    model_id: str,
+    deadline: float,
+    echo: str,
+) -> AsyncIterator[bytes]:
+    interval = state.settings.stream_interval_ms / 1000
+    loop = asyncio.get_running_loop()
     first = True
     why = "disconnect"
     try:
@@ -148,19 +195,28 @@ async def _stream(state: AgentState, handle: GenerationHandle, fmt: CompletionFo
         if opening:
             yield opening
         if echo:
-            yield fmt.piece(TokenPiece(text=echo, token_id=-1))
+            yield fmt.pieces([TokenPiece(text=echo, token_id=-1)])
         async with asyncio.timeout_at(_loop_deadline(deadline)):
-            async for event in handle.events():
-                if isinstance(event, GenerationEnd):
-                    state.count_tokens(model_id, event)
-                    why = ""
-                    yield fmt.closing(event)
-                    return
-                if first:
-                    state.metrics.ttft.labels(model_id).observe(time.monotonic() - handle.submitted_at)
+            async for batch in handle.batches():
+                sent_at = loop.time()
+                end = batch[-1] if isinstance(batch[-1], GenerationEnd) else None
+                pieces: list[TokenPiece] = [e for e in batch if isinstance(e, TokenPiece)]
+                if first and pieces:
+                    state.metrics.ttft.labels(model_id).observe(
+                        time.monotonic() - handle.submitted_at
+                    )
                     first = False
-                if event.text or fmt.logprobs:
-                    yield fmt.piece(event)
+                if pieces and (chunk := fmt.pieces(pieces)):
+                    yield chunk
+                if end is not None:
+                    state.count_tokens(model_id, end)
+                    why = ""
+                    yield fmt.closing(end)
+                    return
+                # Let tokens pile up for the rest of the interval: one wake-up and one
+                # chunk for all of them instead of one per token.
+                if interval and (pause := interval - (loop.time() - sent_at)) > 0:
+                    await asyncio.sleep(pause)
     except TimeoutError:
         why = "timeout"
         yield error_event(

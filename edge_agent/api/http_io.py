@@ -37,15 +37,20 @@ async def read_json(request: Request, *, max_bytes: int) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApiError(400, f"the request body is not valid UTF-8 (bad byte at offset {exc.start})") from None
+        raise ApiError(
+            400, f"the request body is not valid UTF-8 (bad byte at offset {exc.start})"
+        ) from None
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ApiError(
-            400, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            400,
+            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
         ) from None
     if not isinstance(body, dict):
-        raise ApiError(400, f"the request body must be a JSON object, not a JSON {type(body).__name__}")
+        raise ApiError(
+            400, f"the request body must be a JSON object, not a JSON {type(body).__name__}"
+        )
     return body
 
 
@@ -70,7 +75,9 @@ def parse_body(model: type[M], body: dict[str, Any]) -> M:
         raise ApiError(400, f"invalid request: {problems}", param=param) from None
 
 
-def json_response(payload: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    payload: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """A compact JSON response."""
     return Response(
         json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
@@ -82,7 +89,9 @@ def json_response(payload: Any, *, status: int = 200, headers: dict[str, str] | 
 
 def error_payload(exc: ApiError) -> dict[str, Any]:
     """OpenAI's error object."""
-    return {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
+    return {
+        "error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
+    }
 
 
 def error_response(exc: ApiError) -> Response:

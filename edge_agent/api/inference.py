@@ -7,7 +7,6 @@ import base64
 from typing import TYPE_CHECKING
 
 import numpy as np
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,7 +23,9 @@ if TYPE_CHECKING:
 async def embeddings(request: Request) -> Response:
     """OpenAI embeddings: text for GGUF models, token ids for ONNX embedders."""
     state: AgentState = request.app.state.agent
-    req = parse_body(EmbeddingRequest, await read_json(request, max_bytes=state.settings.max_body_bytes))
+    req = parse_body(
+        EmbeddingRequest, await read_json(request, max_bytes=state.settings.max_body_bytes)
+    )
     runtime = state.registry.get(req.model).runtime
     raw = req.input
     if isinstance(runtime, GgufRuntime):
@@ -33,28 +34,45 @@ async def embeddings(request: Request) -> Response:
         elif all(isinstance(x, str) for x in raw):
             texts = [str(x) for x in raw]
         else:
-            raise ApiError(400, f"model {req.model!r} embeds text; send `input` as a string or a list of strings",
-                           param="input")
+            raise ApiError(
+                400,
+                f"model {req.model!r} embeds text; send `input` as a string or a list of strings",
+                param="input",
+            )
         vectors, used = await asyncio.to_thread(runtime.embed, texts)
     elif isinstance(runtime, OnnxRuntime) and runtime.task == "embed":
         if isinstance(raw, str) or any(isinstance(x, str) for x in raw):
-            raise ApiError(400, f"the ONNX embedder {req.model!r} takes token ids; send `input` as a list of "
-                           "integers or a list of such lists", param="input")
-        rows = [list(map(int, r)) for r in raw] if isinstance(raw[0], list) else [[int(x) for x in raw]]  # type: ignore[arg-type]
+            raise ApiError(
+                400,
+                f"the ONNX embedder {req.model!r} takes token ids; send `input` as a list of "
+                "integers or a list of such lists",
+                param="input",
+            )
+        rows = (
+            [list(map(int, r)) for r in raw]
+            if isinstance(raw[0], list)
+            else [[int(x) for x in raw]]
+        )
         vectors = await asyncio.to_thread(runtime.embed, rows)
         used = sum(len(r) for r in rows)
     else:
-        raise ApiError(400, f"model {req.model!r} does not make embeddings; use /v1/classify", param="model",
-                       code="wrong_model_type")
-    return json_response({
-        "object": "list",
-        "data": [
-            {"object": "embedding", "index": i, "embedding": _encode(v, req.encoding_format)}
-            for i, v in enumerate(vectors)
-        ],
-        "model": req.model,
-        "usage": {"prompt_tokens": used, "total_tokens": used},
-    })
+        raise ApiError(
+            400,
+            f"model {req.model!r} does not make embeddings; use /v1/classify",
+            param="model",
+            code="wrong_model_type",
+        )
+    return json_response(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": _encode(v, req.encoding_format)}
+                for i, v in enumerate(vectors)
+            ],
+            "model": req.model,
+            "usage": {"prompt_tokens": used, "total_tokens": used},
+        }
+    )
 
 
 def _encode(vector: list[float], encoding: str) -> list[float] | str:
@@ -67,21 +85,36 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
 async def classify(request: Request) -> Response:
     """Run an ONNX classifier on one feature vector or a batch."""
     state: AgentState = request.app.state.agent
-    req = parse_body(ClassifyRequest, await read_json(request, max_bytes=state.settings.max_body_bytes))
+    req = parse_body(
+        ClassifyRequest, await read_json(request, max_bytes=state.settings.max_body_bytes)
+    )
     runtime = state.registry.get(req.model).runtime
     if not (isinstance(runtime, OnnxRuntime) and runtime.task == "classify"):
-        raise ApiError(400, f"model {req.model!r} is not an ONNX classifier; /v1/classify needs one",
-                       param="model", code="wrong_model_type")
+        raise ApiError(
+            400,
+            f"model {req.model!r} is not an ONNX classifier; /v1/classify needs one",
+            param="model",
+            code="wrong_model_type",
+        )
     rows = req.input if isinstance(req.input[0], list) else [req.input]
-    if len({len(r) for r in rows}) != 1:  # type: ignore[arg-type]
-        raise ApiError(400, "every feature vector in `input` must have the same length", param="input")
-    results = await asyncio.to_thread(runtime.classify, rows)  # type: ignore[arg-type]
-    return json_response({
-        "object": "list",
-        "model": req.model,
-        "data": [
-            {"index": i, "label": r.label, "probabilities": r.probabilities, "confidence": r.confidence}
-            for i, r in enumerate(results)
-        ],
-        "usage": {"input_rows": len(rows)},
-    })
+    if len({len(r) for r in rows}) != 1:
+        raise ApiError(
+            400, "every feature vector in `input` must have the same length", param="input"
+        )
+    results = await asyncio.to_thread(runtime.classify, rows)
+    return json_response(
+        {
+            "object": "list",
+            "model": req.model,
+            "data": [
+                {
+                    "index": i,
+                    "label": r.label,
+                    "probabilities": r.probabilities,
+                    "confidence": r.confidence,
+                }
+                for i, r in enumerate(results)
+            ],
+            "usage": {"input_rows": len(rows)},
+        }
+    )

@@ -57,8 +57,14 @@ class CompletionFormat:
         if chat:
             self._prefix = f'data: {self._head},"system_fingerprint":null,"choices":[{{"index":0,"delta":{{"content":'
         else:
-            self._prefix = f'data: {self._head},"system_fingerprint":null,"choices":[{{"index":0,"text":'
-        self._suffix = '},"logprobs":null,"finish_reason":null}]' + tail + "}\n\n" if chat else ',"logprobs":null,"finish_reason":null}]' + tail + "}\n\n"
+            self._prefix = (
+                f'data: {self._head},"system_fingerprint":null,"choices":[{{"index":0,"text":'
+            )
+        self._suffix = (
+            '},"logprobs":null,"finish_reason":null}]' + tail + "}\n\n"
+            if chat
+            else ',"logprobs":null,"finish_reason":null}]' + tail + "}\n\n"
+        )
         self._text_offset = 0
 
     def _chunk(self, choice: dict[str, Any], *, with_usage: dict[str, int] | None = None) -> bytes:
@@ -78,22 +84,46 @@ class CompletionFormat:
         """The first chat chunk announces the assistant role, as OpenAI's does."""
         if not self.chat:
             return b""
-        return self._chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None})
+        return self._chunk(
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "content": ""},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        )
 
-    def piece(self, piece: TokenPiece) -> bytes:
-        """The chunk for one generated token."""
+    def pieces(self, pieces: Sequence[TokenPiece]) -> bytes:
+        """One chunk carrying one or more generated tokens (empty when there is nothing to send)."""
+        text = pieces[0].text if len(pieces) == 1 else "".join(p.text for p in pieces)
         if not self.logprobs:
-            return (self._prefix + _dumps(piece.text) + self._suffix).encode()
+            return (self._prefix + _dumps(text) + self._suffix).encode() if text else b""
+        scored = [p for p in pieces if p.token_id >= 0]
         if self.chat:
-            choice = {"index": 0, "delta": {"content": piece.text}, "logprobs": {"content": self.chat_logprobs([piece])}, "finish_reason": None}
+            choice = {
+                "index": 0,
+                "delta": {"content": text},
+                "logprobs": {"content": self.chat_logprobs(scored)},
+                "finish_reason": None,
+            }
         else:
-            choice = {"index": 0, "text": piece.text, "logprobs": self.text_logprobs([piece]), "finish_reason": None}
+            choice = {
+                "index": 0,
+                "text": text,
+                "logprobs": self.text_logprobs(scored),
+                "finish_reason": None,
+            }
         return self._chunk(choice)
 
     def closing(self, end: GenerationEnd) -> bytes:
         """The finish chunk, then the usage chunk when asked for, then ``[DONE]``."""
         if self.chat:
-            choice: dict[str, Any] = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason(end)}
+            choice: dict[str, Any] = {
+                "index": 0,
+                "delta": {},
+                "logprobs": None,
+                "finish_reason": finish_reason(end),
+            }
         else:
             choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": finish_reason(end)}
         out = self._chunk(choice)
@@ -101,14 +131,21 @@ class CompletionFormat:
             out += self._chunk({}, with_usage=usage(end))
         return out + DONE
 
-    def full(self, pieces: Sequence[TokenPiece], end: GenerationEnd, *, prefix: str = "") -> dict[str, Any]:
+    def full(
+        self, pieces: Sequence[TokenPiece], end: GenerationEnd, *, prefix: str = ""
+    ) -> dict[str, Any]:
         """The non-streamed response."""
         text = prefix + "".join(p.text for p in pieces)
         choice: dict[str, Any]
         scored = [p for p in pieces if p.token_id >= 0]
         if self.chat:
             lp = {"content": self.chat_logprobs(scored)} if self.logprobs else None
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": lp, "finish_reason": finish_reason(end)}
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": lp,
+                "finish_reason": finish_reason(end),
+            }
             obj = "chat.completion"
         else:
             self._text_offset = len(prefix)
@@ -134,7 +171,8 @@ class CompletionFormat:
                 "logprob": p.logprob,
                 "bytes": list(p.text.encode()),
                 "top_logprobs": [
-                    {"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode())} for t in p.top_logprobs
+                    {"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode())}
+                    for t in p.top_logprobs
                 ],
             }
             for p in pieces

@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 
-
 class _Body(BaseModel):
     # Unknown OpenAI parameters (user, presence_penalty …) are accepted and ignored,
     # as llama.cpp's server and Ollama do; known ones are type-checked strictly.
@@ -95,7 +94,9 @@ class CompletionRequest(_Sampling):
     @classmethod
     def _single_prompt(cls, value: str | list[str]) -> str | list[str]:
         if isinstance(value, list) and len(value) != 1:
-            raise ValueError("send exactly one prompt per request (a list of one string is accepted)")
+            raise ValueError(
+                "send exactly one prompt per request (a list of one string is accepted)"
+            )
         return value
 
     def prompt_text(self) -> str:
@@ -113,7 +114,11 @@ class EmbeddingRequest(_Body):
     @field_validator("input")
     @classmethod
     def _not_empty(cls, value: object) -> object:
-        if value == "" or value == [] or (isinstance(value, list) and any(v in ("", []) for v in value)):
+        if (
+            value == ""
+            or value == []
+            or (isinstance(value, list) and any(v in ("", []) for v in value))
+        ):
             raise ValueError("input must not be empty")
         return value
 

@@ -31,9 +31,9 @@ ChatMessage = dict[str, Any]
 class GgufRuntime:
     """A loaded GGUF model: chat templating, tokenizing, generation with logprobs, embeddings.
 
-        rt = GgufRuntime.load(path, n_ctx=2048, n_threads=2)
-        prompt = rt.prepare_chat([{"role": "user", "content": "Hi"}])
-        for event in rt.generate(prompt, SamplingParams(temperature=0)): ...
+    rt = GgufRuntime.load(path, n_ctx=2048, n_threads=2)
+    prompt = rt.prepare_chat([{"role": "user", "content": "Hi"}])
+    for event in rt.generate(prompt, SamplingParams(temperature=0)): ...
     """
 
     def __init__(self, llm: Any, *, path: Path, n_threads: int, n_gpu_layers: int) -> None:
@@ -80,7 +80,9 @@ class GgufRuntime:
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelLoadError(f"llama.cpp could not load {path}: {exc}; is it a valid GGUF file?") from exc
+            raise ModelLoadError(
+                f"llama.cpp could not load {path}: {exc}; is it a valid GGUF file?"
+            ) from exc
         return cls(llm, path=path, n_threads=llm.n_threads, n_gpu_layers=n_gpu_layers)
 
     @staticmethod
@@ -123,7 +125,9 @@ class GgufRuntime:
         tokens = self._llm.tokenize(
             result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
         )
-        stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
+        stop = (
+            result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
+        )
         return PreparedPrompt(tokens=tokens, stop=tuple(s for s in stop if isinstance(s, str)))
 
     def prepare_text(self, prompt: str) -> PreparedPrompt:
@@ -208,7 +212,8 @@ class GgufRuntime:
         best = np.argpartition(logits, -k)[-k:]
         best = best[np.argsort(-logits[best])]
         top = tuple(
-            TopLogprob(token=self.token_text(int(t)), logprob=float(logits[t]) - log_z) for t in best
+            TopLogprob(token=self.token_text(int(t)), logprob=float(logits[t]) - log_z)
+            for t in best
         )
         return logprob, top
 

@@ -35,11 +35,13 @@ class Classification:
 class OnnxRuntime:
     """A loaded ONNX model.
 
-        rt = OnnxRuntime.load(Path("digits.onnx"), task="classify")
-        rt.classify([[0.0] * 64])[0].label
+    rt = OnnxRuntime.load(Path("digits.onnx"), task="classify")
+    rt.classify([[0.0] * 64])[0].label
     """
 
-    def __init__(self, session: Any, *, path: Path, task: OnnxTask, labels: Sequence[str] | None) -> None:
+    def __init__(
+        self, session: Any, *, path: Path, task: OnnxTask, labels: Sequence[str] | None
+    ) -> None:
         self._session = session
         self.path = path
         self.task = task
@@ -95,7 +97,9 @@ class OnnxRuntime:
         probs = self._probabilities(outputs)
         labels = self._labels or [str(i) for i in range(probs.shape[1])]
         if len(labels) != probs.shape[1]:
-            raise InvalidInput(f"the model has {probs.shape[1]} classes but {len(labels)} labels are configured")
+            raise InvalidInput(
+                f"the model has {probs.shape[1]} classes but {len(labels)} labels are configured"
+            )
         result = []
         for row in probs:
             best = int(row.argmax())
@@ -123,7 +127,10 @@ class OnnxRuntime:
                 if np.all(arr >= 0) and np.allclose(sums, 1.0, atol=1e-3):
                     return arr.astype(np.float64)
                 shifted = np.exp(arr - arr.max(axis=1, keepdims=True))
-                return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float64)
+                probs: np.ndarray = (shifted / shifted.sum(axis=1, keepdims=True)).astype(
+                    np.float64
+                )
+                return probs
         raise UnsupportedOperation(f"{self.path.name} has no 2-D probability or score output")
 
     def embed(self, token_ids: Sequence[Sequence[int]]) -> list[list[float]]:
@@ -140,7 +147,11 @@ class OnnxRuntime:
                 out = np.asarray(self._session.run(None, feed)[0], dtype=np.float32)
             except Exception as exc:  # out-of-range ids and the like
                 raise InvalidInput(f"the embedder rejected these token ids: {exc}") from exc
-            vec = out.reshape(out.shape[0], -1, out.shape[-1]).mean(axis=1)[0] if out.ndim == 3 else out[0]
+            vec = (
+                out.reshape(out.shape[0], -1, out.shape[-1]).mean(axis=1)[0]
+                if out.ndim == 3
+                else out[0]
+            )
             norm = float(np.linalg.norm(vec)) or 1.0
             vectors.append((vec / norm).tolist())
         return vectors

@@ -1,0 +1,140 @@
+"""Streamed tokens/s of the edge agent ÷ raw llama-cpp-python on the same GGUF.
+
+Both sides: the bundled SmolLM2-135M-Instruct Q4_1, greedy, 128 new tokens, the same chat
+prompt, the same n_threads. The raw side calls ``Llama.create_chat_completion(stream=True)``
+in this process; the agent side runs ``edge-agent run`` as its own process and is read with
+the official ``openai`` client from this process (so the client's cost is counted too).
+Runs alternate (raw, agent, raw, agent …) so drift hits both; medians are compared.
+
+    python bench/agent_vs_raw.py [--runs 5] [--threads 2]
+
+The last line is ``ratio <agent/raw>``; the target is ≥ 0.95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import httpx
+import llama_cpp
+import openai
+
+from shared.model_files import bundled_model_path
+
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+NEW_TOKENS = 128
+
+
+def raw_tok_s(llm: llama_cpp.Llama) -> float:
+    started = time.perf_counter()
+    finish = None
+    for chunk in llm.create_chat_completion(
+        MESSAGES, max_tokens=NEW_TOKENS, temperature=0, stream=True
+    ):
+        finish = chunk["choices"][0]["finish_reason"] or finish
+    elapsed = time.perf_counter() - started
+    assert finish == "length", (
+        f"raw run stopped early ({finish}); pick a prompt that runs {NEW_TOKENS} tokens"
+    )
+    return NEW_TOKENS / elapsed
+
+
+def agent_tok_s(client: openai.OpenAI, model: str) -> float:
+    started = time.perf_counter()
+    tokens = 0
+    stream = client.chat.completions.create(
+        model=model,
+        messages=MESSAGES,
+        max_tokens=NEW_TOKENS,
+        temperature=0,
+        stream=True,  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
+    )
+    for chunk in stream:
+        if chunk.usage is not None:
+            tokens = chunk.usage.completion_tokens
+    elapsed = time.perf_counter() - started
+    assert tokens == NEW_TOKENS, f"agent produced {tokens} tokens, expected {NEW_TOKENS}"
+    return tokens / elapsed
+
+
+def start_agent(threads: int) -> tuple[subprocess.Popen[str], str]:
+    env = {
+        **os.environ,
+        "AGL_N_THREADS": str(threads),
+        "AGL_N_CTX": "2048",
+        "AGL_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "run", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stderr is not None
+    url = ""
+    while not url:
+        line = proc.stderr.readline()
+        if not line:
+            raise SystemExit("edge-agent exited before serving")
+        if match := re.search(r"(http://[\d.]+:\d+)/v1", line):
+            url = match.group(1)
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{url}/readyz").status_code != 200:
+        if time.monotonic() > deadline:
+            raise SystemExit("edge-agent did not become ready")
+        time.sleep(0.1)
+    return proc, url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per side (median taken)")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="n_threads on both sides"
+    )
+    args = parser.parse_args()
+
+    llm = llama_cpp.Llama(
+        model_path=str(bundled_model_path()),
+        n_ctx=2048,
+        n_threads=args.threads,
+        n_threads_batch=args.threads,
+        verbose=False,
+    )
+    proc, url = start_agent(args.threads)
+    try:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        model = client.models.list().data[0].id
+        raw_tok_s(llm)
+        agent_tok_s(client, model)  # warm-up both
+        raw, agent = [], []
+        for i in range(args.runs):
+            raw.append(raw_tok_s(llm))
+            agent.append(agent_tok_s(client, model))
+            print(
+                f"run {i + 1}: raw {raw[-1]:7.1f} tok/s   agent {agent[-1]:7.1f} tok/s", flush=True
+            )
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    raw_med, agent_med = statistics.median(raw), statistics.median(agent)
+    print(f"threads {args.threads}, {NEW_TOKENS} tokens, greedy, median of {args.runs}")
+    print(
+        f"raw llama-cpp-python {raw_med:.1f} tok/s; edge-agent (openai client, SSE) {agent_med:.1f} tok/s"
+    )
+    print(f"ratio {agent_med / raw_med:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Completions, models, embeddings, health and metrics."""
+
+from __future__ import annotations
+
+import math
+
+import httpx
+import openai
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import MODEL
+
+
+def test_completions_with_legacy_logprobs(client: openai.OpenAI) -> None:
+    out = client.completions.create(
+        model=MODEL, prompt="Once upon a time", max_tokens=6, temperature=0, logprobs=2
+    )
+    choice = out.choices[0]
+    assert choice.text
+    assert choice.logprobs is not None
+    assert len(choice.logprobs.tokens or []) == 6
+    assert "".join(choice.logprobs.tokens or []) == choice.text
+    assert all(len(t) == 2 for t in choice.logprobs.top_logprobs or [])
+    assert out.usage is not None and out.usage.completion_tokens == 6
+
+
+def test_completions_stream_and_echo(client: openai.OpenAI) -> None:
+    whole = client.completions.create(model=MODEL, prompt="The sky is", max_tokens=8, temperature=0)
+    streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(
+            model=MODEL, prompt="The sky is", max_tokens=8, temperature=0, stream=True
+        )
+        if c.choices
+    )
+    assert streamed == whole.choices[0].text
+    echoed = client.completions.create(
+        model=MODEL, prompt="The sky is", max_tokens=8, temperature=0, echo=True
+    )
+    assert echoed.choices[0].text == "The sky is" + whole.choices[0].text
+
+
+def test_models_lists_the_bundled_model(client: openai.OpenAI) -> None:
+    ids = [m.id for m in client.models.list()]
+    assert ids == [MODEL]
+    assert client.models.retrieve(MODEL).id == MODEL
+
+
+def test_embeddings_are_normalised_and_distinguish_texts(client: openai.OpenAI) -> None:
+    out = client.embeddings.create(
+        model=MODEL, input=["a cat sat on the mat", "a cat sat on a mat", "quantum field theory"]
+    )
+    vecs = [d.embedding for d in out.data]
+    assert len(vecs) == 3 and len(vecs[0]) > 100
+    assert all(abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-3 for v in vecs)
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cos(vecs[0], vecs[1]) > cos(vecs[0], vecs[2])
+    assert out.usage.prompt_tokens > 0
+
+
+def test_embeddings_float_format(agent) -> None:  # type: ignore[no-untyped-def]
+    r = httpx.post(
+        f"{agent.v1}/embeddings", json={"model": MODEL, "input": "hi", "encoding_format": "float"}
+    )
+    assert r.status_code == 200
+    assert isinstance(r.json()["data"][0]["embedding"][0], float)
+
+
+def test_health_ready_and_metrics_parse(agent, client: openai.OpenAI) -> None:  # type: ignore[no-untyped-def]
+    client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    assert httpx.get(f"{agent.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{agent.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    text = httpx.get(f"{agent.url}/metrics").text
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert {"agl_http_requests", "agl_tokens", "agl_queue_depth", "agl_model_ready"} <= names
+    tokens = {
+        s.labels["kind"]: s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "agl_tokens"
+        for s in f.samples
+        if s.name == "agl_tokens_total"
+    }
+    assert tokens["completion"] >= 2
