@@ -53,4 +53,22 @@ class AgentMetrics:
             ["model", "why"],
             registry=r,
         )
+        self.decisions = Counter(
+            "agl_route_decisions",
+            "Routing decisions by tier and reason",
+            ["tier", "reason"],
+            registry=r,
+        )
+        self.cloud_failures = Counter(
+            "agl_cloud_failures",
+            "Escalations the hub could not answer (served locally)",
+            ["kind"],
+            registry=r,
+        )
+        self.cascade_score = Histogram(
+            "agl_cascade_score",
+            "Mean token logprob judged by the cascade",
+            buckets=(-5, -3, -2, -1.5, -1, -0.75, -0.5, -0.25, -0.1, 0),
+            registry=r,
+        )
         self.model_ready = Gauge("agl_model_ready", "1 when every model is loaded", registry=r)

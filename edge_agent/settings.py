@@ -8,6 +8,8 @@ the TOML file given with ``--config``, then the defaults below.
 
 from __future__ import annotations
 
+import re
+import socket
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -21,8 +23,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from edge_agent.router.policy import RouterConfig
 from shared.errors import ConfigError
 from shared.model_files import BUNDLED_MODEL_ID
+
+
+def _default_device_id() -> str:
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:64].strip("-")
+    return name or "edge"
+
 
 _config_file: ContextVar[Path | None] = ContextVar("agl_edge_config_file", default=None)
 
@@ -58,6 +67,34 @@ class ModelSpec(BaseModel):
         return value.lower() if value else value
 
 
+class HubLink(BaseModel):
+    """How the agent reaches the hub over NATS; without ``nats_url`` it never escalates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nats_url: str | None = Field(
+        None, description="NATS server(s) of the hub, e.g. nats://hub:4222; comma-separate several."
+    )
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="Whole-answer deadline of a non-streamed escalation."
+    )
+    first_chunk_timeout_s: float = Field(
+        15.0, gt=0, description="Wait for the first streamed chunk."
+    )
+    chunk_timeout_s: float = Field(
+        10.0, gt=0, description="Longest gap between two streamed chunks."
+    )
+    breaker_failures: int = Field(
+        3, ge=1, description="Consecutive failures that open the circuit."
+    )
+    breaker_cooldown_s: float = Field(10.0, ge=0, description="Open-circuit time before one probe.")
+    daily_token_budget: int | None = Field(
+        None,
+        ge=0,
+        description="Cloud tokens this device may spend per UTC day (empty = unlimited).",
+    )
+
+
 class EdgeSettings(BaseSettings):
     """Settings of ``edge-agent run``; see ``edge-agent config show`` for the effective values."""
 
@@ -65,6 +102,13 @@ class EdgeSettings(BaseSettings):
         env_prefix="AGL_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
+    device_id: str = Field(
+        default_factory=lambda: _default_device_id(),
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="This device's name on the fleet (letters, digits, - and _). Default: the hostname.",
+    )
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
     model_id: str = Field(
@@ -108,6 +152,11 @@ class EdgeSettings(BaseSettings):
     )
     drain_timeout_s: float = Field(
         30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
+    )
+    hub: HubLink = Field(default_factory=HubLink, description="The NATS link to the hub.")
+    router: RouterConfig = Field(
+        default_factory=RouterConfig,
+        description="Where requests are answered: rules, cascade, load SLO.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log verbosity."

@@ -17,14 +17,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge_agent.api.generation import chat_completions, completions
+from edge_agent.api.dispatch import chat_completions, completions
 from edge_agent.api.http_io import error_response, json_response
 from edge_agent.api.inference import classify, embeddings
 from edge_agent.errors import ApiError, NotReadyError
 from edge_agent.metrics import AgentMetrics
 from edge_agent.models import ModelRegistry
+from edge_agent.router.cascade import Verdict
+from edge_agent.router.decide import RouteDecision
 from edge_agent.scheduler import Scheduler, SerialScheduler
 from edge_agent.settings import EdgeSettings
+from edge_agent.uplink.breaker import CircuitBreaker
+from edge_agent.uplink.budget import TokenBudget
+from edge_agent.uplink.client import Uplink
+from edge_agent.uplink.errors import UplinkError
 from shared.errors import AglError, ContextOverflowError, InvalidInput, UnsupportedOperation
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.types import GenerationEnd
@@ -42,6 +48,20 @@ def serial_scheduler(runtime: GgufRuntime, settings: EdgeSettings) -> Scheduler:
     )
 
 
+def default_uplink(settings: EdgeSettings) -> Uplink:
+    """The NATS uplink built from ``settings.hub``."""
+    hub = settings.hub
+    assert hub.nats_url
+    return Uplink(
+        [u.strip() for u in hub.nats_url.split(",") if u.strip()],
+        device=settings.device_id,
+        breaker=CircuitBreaker(
+            failure_threshold=hub.breaker_failures, cooldown_s=hub.breaker_cooldown_s
+        ),
+        budget=TokenBudget(hub.daily_token_budget),
+    )
+
+
 class AgentState:
     """Everything the request handlers share (no module-level globals)."""
 
@@ -54,6 +74,7 @@ class AgentState:
         self._scheduler_factory = scheduler_factory
         self._schedulers: dict[str, Scheduler] = {}
         self.started = time.time()
+        self.uplink: Uplink | None = None
 
     def start_schedulers(self) -> None:
         """Give every loaded GGUF model its own scheduler."""
@@ -77,7 +98,21 @@ class AgentState:
 
     def route_headers(self, tier: str, reason: str) -> dict[str, str]:
         """Where the answer was made and why."""
-        return {"x-agl-tier": tier, "x-agl-reason": reason}
+        return {"x-agl-tier": str(tier), "x-agl-reason": str(reason)}
+
+    def record_decision(self, decision: RouteDecision) -> None:
+        """Count a routing decision (escalations by reason)."""
+        self.metrics.decisions.labels(str(decision.tier), str(decision.reason)).inc()
+
+    def record_confidence(self, verdict: Verdict) -> None:
+        """Keep the cascade's score distribution."""
+        self.metrics.cascade_score.observe(verdict.score)
+
+    def note_cloud_failure(self, exc: UplinkError) -> None:
+        """Log and count a hub failure that the agent answered locally instead."""
+        kind = getattr(exc, "reason", None) or getattr(exc, "code", "failed")
+        self.metrics.cloud_failures.labels(str(kind)).inc()
+        log.warning("hub could not answer (%s); answering locally", exc)
 
     def count_tokens(self, model_id: str, end: GenerationEnd) -> None:
         """Record usage of a finished generation."""
@@ -248,9 +283,11 @@ def create_app(
     registry: ModelRegistry,
     *,
     scheduler_factory: SchedulerFactory = serial_scheduler,
+    uplink_factory: Callable[[EdgeSettings], Uplink] | None = None,
 ) -> Starlette:
     """Build the ASGI app; models load in the background once it starts."""
     state = AgentState(settings, registry, scheduler_factory)
+    uplink_factory = uplink_factory or default_uplink
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -260,11 +297,16 @@ def create_app(
                 state.start_schedulers()
 
         loader = asyncio.create_task(load())
+        if settings.hub.nats_url:
+            state.uplink = uplink_factory(settings)
+            await state.uplink.connect()
         try:
             yield
         finally:
             if not loader.done():
                 await asyncio.wait({loader})
+            if state.uplink is not None:
+                await state.uplink.close()
             await asyncio.to_thread(state.close)
 
     app = Starlette(

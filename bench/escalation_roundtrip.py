@@ -1,0 +1,138 @@
+"""Escalation round trip: ``Uplink.complete`` through the hub vs bare nats-py request/reply.
+
+The hub runs the ECHO back-end, a benchmark stand-in that repeats the prompt (no model), so
+the figure is the cost of our protocol, validation and service code on top of NATS. The bare
+side is a nats-py responder that answers with pre-built bytes of the same size. Both run in
+this process against one real nats-server; runs are interleaved, and the medians of 3 runs
+of N requests each are compared. The last line is ``ratio_p50 <ours p50 / bare p50>``.
+
+    python bench/escalation_roundtrip.py [--n 2000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from cloud_hub.service import running_hub
+from cloud_hub.settings import HubModelSpec, HubSettings
+from edge_agent.uplink import Uplink
+from shared.protocol import ChatTurn, InferRequest, ResultMessage, Usage, encode
+from tests.nats_server import nats_server
+
+MODEL = "echo-bench"
+BARE_SUBJECT = "bench.bare"
+TEXT = "please summarise the maintenance log of pump seven for the night shift"
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds."""
+    ordered = sorted(samples)
+    return (
+        ordered[len(ordered) // 2] * 1e3,
+        ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e3,
+    )
+
+
+def make_request(i: int) -> InferRequest:
+    """One escalation with a fresh id."""
+    return InferRequest(
+        id=f"b{i}",
+        device="bench-dev",
+        model=MODEL,
+        kind="chat",
+        messages=[ChatTurn(role="user", content=TEXT)],
+    )
+
+
+async def run_ours(uplink: Uplink, n: int, offset: int) -> list[float]:
+    """Latencies of ``n`` sequential ``Uplink.complete`` calls (request built outside the clock)."""
+    requests = [make_request(offset + i) for i in range(n)]
+    out = []
+    for req in requests:
+        t0 = time.perf_counter()
+        await uplink.complete(req, timeout=5)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def run_bare(nc: Client, n: int, payload: bytes) -> list[float]:
+    """Latencies of ``n`` sequential bare ``nc.request`` calls."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await nc.request(BARE_SUBJECT, payload, timeout=5)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def main(n: int, runs: int, warmup: int) -> None:
+    """Start everything, warm up, measure, print."""
+    print("hub back-end: ECHO (a benchmark stand-in that repeats the prompt; no model runs)")
+    with nats_server() as server:
+        settings = HubSettings(
+            nats_url=server.url, models=[HubModelSpec(name=MODEL, backend="echo")]
+        )
+        payload = encode(make_request(0))
+        reply = encode(
+            ResultMessage(
+                id="b0",
+                model=MODEL,
+                text=TEXT,
+                finish_reason="stop",
+                usage=Usage(prompt_tokens=12, completion_tokens=12),
+            )
+        )
+        responder = await nats.connect(server.url)
+        client = await nats.connect(server.url)
+
+        async def bare_echo(msg: Msg) -> None:
+            await responder.publish(msg.reply, reply)
+
+        await responder.subscribe(BARE_SUBJECT, queue="bare", cb=bare_echo)
+        uplink = Uplink(server.url, device="bench-dev")
+        await uplink.connect()
+        assert await uplink.wait_connected(5), "uplink did not connect"
+        async with running_hub(settings):
+            print(f"payload {len(payload)} B request, {len(reply)} B reply; N={n}, runs={runs}")
+            await run_ours(uplink, warmup, 10**8)
+            await run_bare(client, warmup, payload)
+            ours, bare = [], []
+            for r in range(runs):
+                ours.append(percentiles(await run_ours(uplink, n, r * n)))
+                bare.append(percentiles(await run_bare(client, n, payload)))
+                print(
+                    f"run {r + 1}: ours p50 {ours[-1][0]:.3f} ms p99 {ours[-1][1]:.3f} ms | "
+                    f"bare p50 {bare[-1][0]:.3f} ms p99 {bare[-1][1]:.3f} ms"
+                )
+        await uplink.close()
+        await responder.close()
+        await client.close()
+    o50 = statistics.median(p[0] for p in ours)
+    o99 = statistics.median(p[1] for p in ours)
+    b50 = statistics.median(p[0] for p in bare)
+    b99 = statistics.median(p[1] for p in bare)
+    print(
+        f"median of {runs}: ours p50 {o50:.3f} ms p99 {o99:.3f} ms | "
+        f"bare p50 {b50:.3f} ms p99 {b99:.3f} ms | ratio_p99 {o99 / b99:.2f}"
+    )
+    print(f"ratio_p50 {o50 / b50:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="requests per run (default 2000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
+    parser.add_argument("--warmup", type=int, default=200, help="warm-up requests per side")
+    args = parser.parse_args()
+    asyncio.run(main(args.n, args.runs, args.warmup))

@@ -1,0 +1,42 @@
+"""Model back-ends of the hub, and :func:`build_backend` to make one from a config entry."""
+
+from __future__ import annotations
+
+from cloud_hub.backends.base import Backend, Finish, RequestContext
+from cloud_hub.settings import HubModelSpec
+
+
+def build_backend(spec: HubModelSpec, *, request_timeout_s: float = 300.0) -> Backend:
+    """Create (not yet start) the back-end a model spec names; imports only what it needs."""
+    if spec.backend == "echo":
+        from cloud_hub.backends.echo import EchoBackend
+
+        return EchoBackend(spec.name, delay_s=spec.echo_delay_s)
+    if spec.backend == "gguf":
+        from cloud_hub.backends.gguf import GgufBackend
+
+        return GgufBackend(
+            spec.name,
+            path=spec.path,
+            n_ctx=spec.n_ctx,
+            n_gpu_layers=spec.n_gpu_layers,
+            n_threads=spec.n_threads,
+        )
+    if spec.backend == "onnx":
+        from cloud_hub.backends.onnx import OnnxBackend
+
+        assert spec.path is not None  # checked by HubModelSpec
+        return OnnxBackend(spec.name, path=spec.path, providers=spec.providers, labels=spec.labels)
+    from cloud_hub.backends.openai_upstream import OpenAIUpstreamBackend
+
+    assert spec.base_url is not None  # checked by HubModelSpec
+    return OpenAIUpstreamBackend(
+        spec.name,
+        base_url=spec.base_url,
+        api_key_env=spec.api_key_env,
+        upstream_model=spec.upstream_model,
+        timeout_s=request_timeout_s,
+    )
+
+
+__all__ = ["Backend", "Finish", "RequestContext", "build_backend"]

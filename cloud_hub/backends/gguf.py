@@ -1,0 +1,130 @@
+"""GGUF models through llama.cpp (``shared.runtimes.gguf``), GPU offload by default.
+
+A llama.cpp context runs one generation at a time, so requests for one model queue on a
+lock; generation runs in a worker thread and hands tokens to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncGenerator
+from pathlib import Path
+
+from cloud_hub.backends.base import Finish, RequestContext
+from cloud_hub.errors import BackendError
+from shared.errors import AglError
+from shared.model_files import bundled_model_path
+from shared.protocol import InferRequest
+from shared.runtimes.gguf import GgufRuntime
+from shared.runtimes.types import GenerationEnd, SamplingParams, TokenPiece
+
+_DONE = object()
+
+
+class GgufBackend:
+    """Serves chat and completion requests from one GGUF file."""
+
+    kinds = frozenset({"chat", "completion"})
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: Path | None,
+        n_ctx: int,
+        n_gpu_layers: int = -1,
+        n_threads: int | None = None,
+    ) -> None:
+        self.name = name
+        self._path = path
+        self._n_ctx = n_ctx
+        self._n_gpu_layers = n_gpu_layers
+        self._n_threads = n_threads
+        self._runtime: GgufRuntime | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Load the model file in a thread."""
+        path = self._path or bundled_model_path()
+        self._runtime = await asyncio.to_thread(
+            GgufRuntime.load,
+            path,
+            n_ctx=self._n_ctx,
+            n_threads=self._n_threads,
+            n_gpu_layers=self._n_gpu_layers,
+        )
+
+    async def close(self) -> None:
+        """Free the llama.cpp context (waits for a running generation)."""
+        async with self._lock:
+            if self._runtime is not None:
+                self._runtime.close()
+                self._runtime = None
+
+    async def run(
+        self, req: InferRequest, ctx: RequestContext
+    ) -> AsyncGenerator[str | Finish, None]:
+        """Generate in a thread; yield token texts, then a :class:`Finish`."""
+        rt = self._runtime
+        if rt is None:
+            raise BackendError(f"model {self.name} is not loaded; start() the back-end first")
+        async with self._lock:
+            if ctx.cancelled.is_set():
+                yield Finish("cancelled")
+                return
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue[object] = asyncio.Queue()
+            thread = threading.Thread(
+                target=self._generate, args=(rt, req, ctx, loop, queue), daemon=True
+            )
+            thread.start()
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is _DONE:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    if isinstance(item, GenerationEnd):
+                        yield Finish(item.finish_reason, item.prompt_tokens, item.completion_tokens)
+                    elif isinstance(item, TokenPiece) and item.text:
+                        yield item.text
+            finally:
+                # Stop the thread if our consumer went away, and keep the lock until it ends.
+                ctx.cancelled.set()
+                await asyncio.to_thread(thread.join)
+
+    @staticmethod
+    def _generate(
+        rt: GgufRuntime,
+        req: InferRequest,
+        ctx: RequestContext,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[object],
+    ) -> None:
+        put = queue.put_nowait
+        try:
+            if req.kind == "chat":
+                prompt = rt.prepare_chat([m.model_dump() for m in req.messages or []])
+            else:
+                prompt = rt.prepare_text(req.prompt or "")
+            p = req.params
+            rt.check_fits(prompt, p.max_tokens)
+            params = SamplingParams(
+                max_tokens=p.max_tokens,
+                temperature=p.temperature,
+                top_p=p.top_p,
+                stop=tuple(p.stop),
+                seed=p.seed,
+            )
+            for event in rt.generate(prompt, params, cancelled=ctx.cancelled):
+                loop.call_soon_threadsafe(put, event)
+        except AglError as exc:
+            loop.call_soon_threadsafe(put, exc)
+        except Exception as exc:  # llama.cpp failures must reach the caller, not kill the thread
+            loop.call_soon_threadsafe(put, BackendError(f"llama.cpp failed: {exc}"))
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed while we generated
+                loop.call_soon_threadsafe(put, _DONE)

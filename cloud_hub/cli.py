@@ -1,0 +1,107 @@
+"""``hubctl``: run the cloud hub (and, later, manage the fleet)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cloud_hub import __version__
+from cloud_hub.errors import HubError
+from cloud_hub.settings import HubSettings, load_hub_settings
+from shared.errors import AglError
+
+
+def _load(config_file: Path | None, overrides: dict[str, Any]) -> HubSettings:
+    try:
+        return load_hub_settings(config_file, **overrides)
+    except AglError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="hubctl")
+def main() -> None:
+    """Open-AutoGLM cloud hub: serves big models to edge devices over NATS.
+
+    \b
+    Quick start (a nats-server on localhost, one model from hub.toml):
+      hubctl serve --nats-url nats://127.0.0.1:4222 --config hub.toml
+
+    Settings come from flags, then AGL_HUB_* environment variables
+    (AGL_HUB_NATS_URL=nats://10.0.0.5:4222), then the --config TOML file, then defaults.
+    """
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML config file with [[models]] tables (see below).",
+)
+@click.option(
+    "--nats-url", help="NATS server(s), comma-separated. [default: nats://127.0.0.1:4222]"
+)
+@click.option(
+    "--concurrency",
+    type=int,
+    help="Requests one worker runs at once; more get `busy`. [default: 4]",
+)
+@click.option(
+    "--drain-timeout",
+    "drain_timeout_s",
+    type=float,
+    help="On SIGTERM, seconds in-flight requests may take to finish. [default: 30]",
+)
+@click.option(
+    "--request-timeout",
+    "request_timeout_s",
+    type=float,
+    help="Hub-side deadline per request, s. [default: 300]",
+)
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[default: info]"
+)
+def serve(config_file: Path | None, **overrides: Any) -> None:
+    """Serve the configured models on agl.v1.infer.<model> until SIGTERM/Ctrl-C.
+
+    \b
+    Start as many `hubctl serve` processes as you like: they share the load through the
+    NATS queue group `hub`. Find them with `nats micro ls` ($SRV.PING agl-hub).
+
+    \b
+    Example hub.toml:
+      [[models]]
+      name = "qwen2.5-7b"          # edges send model="qwen2.5-7b"
+      backend = "gguf"             # gguf | onnx | openai | echo (echo = test stand-in)
+      path = "/models/qwen2.5-7b-instruct-q4_k_m.gguf"
+      n_gpu_layers = -1            # all layers on the GPU
+      [[models]]
+      name = "glm-4-plus"
+      backend = "openai"
+      base_url = "https://open.bigmodel.cn/api/paas/v4"
+      api_key_env = "ZHIPU_API_KEY" # the key itself stays in the environment
+    """
+    from cloud_hub.service import serve as run_service
+
+    settings = _load(config_file, overrides)
+    if not settings.models:
+        raise click.ClickException(
+            "no models configured; add a [[models]] table to the --config file "
+            "(see `hubctl serve --help`)"
+        )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(run_service(settings))
+    except (HubError, AglError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    main()

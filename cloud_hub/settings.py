@@ -1,0 +1,182 @@
+"""The hub's one settings schema.
+
+Values come from, highest priority first: CLI flags, ``AGL_HUB_*`` environment variables,
+the TOML file given with ``--config``, then the defaults below.
+
+    # hub.toml
+    nats_url = "nats://127.0.0.1:4222"
+    [[models]]
+    name = "glm-4-plus"
+    backend = "openai"
+    base_url = "https://open.bigmodel.cn/api/paas/v4"
+    api_key_env = "ZHIPU_API_KEY"
+    upstream_model = "glm-4-plus"
+
+    settings = load_hub_settings(Path("hub.toml"), nats_url="nats://10.0.0.5:4222")
+"""
+
+from __future__ import annotations
+
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from shared.errors import ConfigError
+from shared.protocol import InvalidSubjectToken, infer_subject
+
+ENV_PREFIX = "AGL_HUB_"
+_config_file: ContextVar[Path | None] = ContextVar("agl_hub_config_file", default=None)
+
+
+class HubModelSpec(BaseModel):
+    """One model the hub serves on ``agl.v1.infer.<name>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Model name edges send (the subject token).")
+    backend: Literal["gguf", "onnx", "openai", "echo"] = Field(
+        description="gguf (llama.cpp), onnx (classifier), openai (upstream API), "
+        "echo (benchmark/test stand-in that repeats the prompt; never use in production)."
+    )
+    path: Path | None = Field(
+        None, description="Model file for gguf/onnx; empty for gguf means the bundled SmolLM2."
+    )
+    n_ctx: int = Field(4096, ge=64, description="Context window of a GGUF model.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads for GGUF (default: all).")
+    n_gpu_layers: int = Field(
+        -1, ge=-1, description="GGUF layers on the GPU; -1 = all (fine on CPU)."
+    )
+    providers: list[str] = Field(
+        default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        description="onnxruntime providers in order of preference; missing ones fall back to CPU.",
+    )
+    labels: list[str] | None = Field(None, description="Class names of an ONNX classifier.")
+    base_url: str | None = Field(None, description="OpenAI-compatible upstream base URL (…/v1).")
+    api_key_env: str | None = Field(
+        None, description="Name of the env var holding the upstream API key (never the key itself)."
+    )
+    upstream_model: str | None = Field(
+        None, description="Model name the upstream knows; default: the same as `name`."
+    )
+    echo_delay_s: float = Field(0.0, ge=0, description="echo only: pause between words (tests).")
+
+    @field_validator("name")
+    @classmethod
+    def _subject_token(cls, value: str) -> str:
+        try:
+            infer_subject(value)
+        except InvalidSubjectToken as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> HubModelSpec:
+        if self.backend == "onnx" and self.path is None:
+            raise ValueError(f"model {self.name!r}: backend onnx needs `path` (a .onnx file)")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError(f"model {self.name!r}: backend openai needs `base_url`")
+        return self
+
+
+class HubSettings(BaseSettings):
+    """Settings of ``hubctl serve``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server(s), comma-separated.")
+    models: list[HubModelSpec] = Field(
+        default_factory=list, description="Models to serve ([[models]] tables in the TOML file)."
+    )
+    concurrency: int = Field(
+        4, ge=1, le=10_000, description="Requests one worker runs at once; more get a `busy` reply."
+    )
+    max_request_bytes: int | None = Field(
+        None, ge=256, description="Largest request accepted; empty = the server's max_payload."
+    )
+    answer_unknown_models: bool = Field(
+        True,
+        description="Also listen on agl.v1.infer.* to answer unknown models with an error. "
+        "Turn off when hubs in one NATS account serve different model sets.",
+    )
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, time in-flight requests get."
+    )
+    request_timeout_s: float = Field(300.0, gt=0, description="Hub-side deadline for one request.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log verbosity."
+    )
+
+    @property
+    def servers(self) -> list[str]:
+        """``nats_url`` split into a list."""
+        return [s.strip() for s in self.nats_url.split(",") if s.strip()]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> HubSettings:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def format_validation_error(exc: ValidationError, *, env_prefix: str = ENV_PREFIX) -> str:
+    """Turn pydantic's error list into lines that name each field and where to set it."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(p) for p in err["loc"]) or "(config)"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        top = str(err["loc"][0]) if err["loc"] else ""
+        where = (
+            f"  [flag --{top.replace('_', '-')}, env {env_prefix}{top.upper()}, "
+            f"or `{top}` in the config file]"
+            if top
+            else ""
+        )
+        lines.append(f"{field}: {err['msg']}{shown}{where}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_hub_settings(config_file: Path | None = None, **overrides: Any) -> HubSettings:
+    """Build the effective settings; raise :class:`ConfigError` with a readable message."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config file {config_file} does not exist")
+        try:
+            tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
+    token = _config_file.set(config_file)
+    try:
+        return HubSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from exc
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,312 @@
+"""``/v1/chat/completions`` and ``/v1/completions``: validate, route, answer locally or from the hub.
+
+request → parse → local prompt (for token counts) → router decision
+    cloud  → hub answer; if the hub cannot answer before any token left: local, ``fallback``
+    edge   → local answer; with the cascade on, judge the first tokens' log-probabilities
+             and escalate (``confidence``) when they are too unsure
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from edge_agent.api.cloud import CloudJob, cloud_answer, cloud_sse, open_cloud_stream
+from edge_agent.api.generation import collect, first_tokens, local_sse
+from edge_agent.api.http_io import json_response, parse_body, read_json
+from edge_agent.api.openai_format import CompletionFormat
+from edge_agent.api.schemas import ChatCompletionRequest, CompletionRequest
+from edge_agent.errors import ApiError
+from edge_agent.router.cascade import Confidence, judge
+from edge_agent.router.decide import RouteDecision, RouteInput, decide
+from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
+from shared.reasons import RouteReason, Tier
+from shared.runtimes.gguf import GgufRuntime
+from shared.runtimes.types import GenerationEnd, PreparedPrompt, SamplingParams, TokenPiece
+
+if TYPE_CHECKING:
+    from edge_agent.api.app import AgentState
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass
+class Job:
+    """One completion request, the same shape for chat and plain prompts."""
+
+    model: str
+    kind: Literal["chat", "completion"]
+    messages: list[dict[str, Any]] | None
+    prompt_text: str | None
+    max_tokens: int | None
+    params: SamplingParams
+    stream: bool
+    fmt: CompletionFormat
+    echo: str = ""
+
+
+def _tier_header(request: Request) -> str | None:
+    value = request.headers.get("x-agl-tier")
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value not in ("edge", "cloud"):
+        raise ApiError(
+            400, f"header x-agl-tier must be edge or cloud, not {value!r}", param="x-agl-tier"
+        )
+    return value
+
+
+def _local_runtime(state: AgentState, model: str) -> tuple[str, GgufRuntime]:
+    """The local model that serves (or stands in for) ``model``."""
+    if model not in state.registry.models and model in state.settings.router.cloud_aliases:
+        model = state.registry.main_id  # a cloud alias: the main model counts tokens and falls back
+    served = state.registry.get(model)
+    if not isinstance(served.runtime, GgufRuntime):
+        raise ApiError(
+            400,
+            f"model {model!r} is an ONNX {served.spec.task} model; use /v1/classify or /v1/embeddings",
+            param="model",
+            code="wrong_model_type",
+        )
+    return served.id, served.runtime
+
+
+def _sampling(
+    req: ChatCompletionRequest | CompletionRequest,
+    max_tokens: int | None,
+    logprobs: bool,
+    top_logprobs: int,
+) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=max_tokens or 0,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        stop=req.stop_list(),
+        seed=req.seed,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+    )
+
+
+async def chat_completions(request: Request) -> Response:
+    """OpenAI chat completions, streamed or not."""
+    state: AgentState = request.app.state.agent
+    req = parse_body(
+        ChatCompletionRequest, await read_json(request, max_bytes=state.settings.max_body_bytes)
+    )
+    max_tokens = req.max_completion_tokens or req.max_tokens
+    job = Job(
+        model=req.model,
+        kind="chat",
+        messages=[{"role": m.role, "content": m.text()} for m in req.messages],
+        prompt_text=None,
+        max_tokens=max_tokens,
+        params=_sampling(req, max_tokens, req.logprobs, req.top_logprobs or 0),
+        stream=req.stream,
+        fmt=CompletionFormat(
+            model=req.model,
+            chat=True,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            logprobs=req.logprobs,
+        ),
+    )
+    return await _dispatch(state, request, job)
+
+
+async def completions(request: Request) -> Response:
+    """OpenAI (legacy) text completions, streamed or not."""
+    state: AgentState = request.app.state.agent
+    req = parse_body(
+        CompletionRequest, await read_json(request, max_bytes=state.settings.max_body_bytes)
+    )
+    max_tokens = req.max_tokens if req.max_tokens is not None else 16
+    job = Job(
+        model=req.model,
+        kind="completion",
+        messages=None,
+        prompt_text=req.prompt_text(),
+        max_tokens=max_tokens,
+        params=_sampling(req, max_tokens, req.logprobs is not None, req.logprobs or 0),
+        stream=req.stream,
+        fmt=CompletionFormat(
+            model=req.model,
+            chat=False,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            logprobs=req.logprobs is not None,
+        ),
+        echo=req.prompt_text() if req.echo else "",
+    )
+    return await _dispatch(state, request, job)
+
+
+async def _dispatch(state: AgentState, request: Request, job: Job) -> Response:
+    tier_header = _tier_header(request)
+    local_id, runtime = _local_runtime(state, job.model)
+    prompt = (
+        runtime.prepare_chat(job.messages)
+        if job.messages is not None
+        else runtime.prepare_text(job.prompt_text or "")
+    )
+    uplink = state.uplink
+    decision = decide(
+        RouteInput(
+            prompt_tokens=len(prompt.tokens),
+            model=job.model,
+            tier_header=tier_header,
+            plugin_route=None,
+            expected_wait_s=state.scheduler_for(local_id).expected_wait_s(),
+            cloud_available=uplink is not None and uplink.available(),
+        ),
+        state.settings.router,
+    )
+    fits = len(prompt.tokens) + (job.max_tokens or 1) <= runtime.n_ctx
+    if (
+        decision.tier == Tier.EDGE
+        and not fits
+        and decision.reason != RouteReason.LOCAL_ONLY
+        and uplink is not None
+        and uplink.available()
+    ):
+        decision = RouteDecision(
+            tier=Tier.CLOUD,
+            reason=RouteReason.LOCAL_ERROR,
+            cascade=False,
+            cloud_model=_cloud_model(state, job.model),
+            rule=None,
+            detail=f"the prompt ({len(prompt.tokens)} tokens) does not fit the local context ({runtime.n_ctx})",
+        )
+    state.record_decision(decision)
+    if decision.tier == Tier.CLOUD:
+        answer = await _try_cloud(
+            state,
+            request,
+            job,
+            decision.cloud_model or _cloud_model(state, job.model),
+            decision.reason,
+        )
+        if answer is not None:
+            return answer
+        decision = replace(decision, tier=Tier.EDGE, reason=RouteReason.FALLBACK, cascade=False)
+        state.record_decision(decision)
+    runtime.check_fits(prompt, job.max_tokens)
+    if decision.cascade and uplink is not None:
+        return await _cascade(state, request, job, local_id, prompt)
+    return await _local(state, job, local_id, prompt, decision.reason)
+
+
+def _cloud_model(state: AgentState, model: str) -> str:
+    router = state.settings.router
+    if model in router.cloud_aliases:
+        return router.cloud_aliases[model]
+    return router.default_cloud_model or model
+
+
+def _params_for(job: Job, runtime_room: int, *, force_logprobs: bool = False) -> SamplingParams:
+    wanted = job.max_tokens if job.max_tokens is not None else runtime_room
+    params = replace(job.params, max_tokens=wanted)
+    if force_logprobs and not params.logprobs:
+        params = replace(params, logprobs=True, top_logprobs=0)
+    return params
+
+
+async def _local(
+    state: AgentState, job: Job, model_id: str, prompt: PreparedPrompt, reason: RouteReason
+) -> Response:
+    runtime = state.registry.models[model_id].runtime
+    assert isinstance(runtime, GgufRuntime)
+    params = _params_for(job, runtime.n_ctx - len(prompt.tokens))
+    deadline = time.monotonic() + state.settings.request_timeout_s
+    handle = state.scheduler_for(model_id).submit(prompt, params, wake_each=job.stream)
+    headers = state.route_headers(Tier.EDGE, reason)
+    if job.stream:
+        return StreamingResponse(
+            local_sse(state, handle, job.fmt, model_id, deadline, echo=job.echo),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **headers},
+        )
+    pieces, end = await collect(state, handle, model_id, deadline)
+    return json_response(job.fmt.full(pieces, end, prefix=job.echo), headers=headers)
+
+
+def _cloud_job(job: Job, cloud_model: str) -> CloudJob:
+    return CloudJob(
+        model=cloud_model,
+        kind=job.kind,
+        messages=job.messages,
+        prompt=job.prompt_text,
+        params=replace(job.params, max_tokens=job.max_tokens or 256),
+    )
+
+
+async def _try_cloud(
+    state: AgentState, request: Request, job: Job, cloud_model: str, reason: RouteReason
+) -> Response | None:
+    """The hub's answer, or None when it could not answer before anything reached the client."""
+    uplink = state.uplink
+    if uplink is None:
+        return None
+    headers = state.route_headers(Tier.CLOUD, reason)
+    traceparent = request.headers.get("traceparent")
+    try:
+        if job.stream:
+            primed = await open_cloud_stream(
+                state, uplink, _cloud_job(job, cloud_model), traceparent=traceparent
+            )
+            return StreamingResponse(
+                cloud_sse(state, primed, job.fmt, cloud_model),
+                media_type="text/event-stream",
+                headers={**SSE_HEADERS, **headers},
+            )
+        body = await cloud_answer(
+            state, uplink, _cloud_job(job, cloud_model), job.fmt, traceparent=traceparent
+        )
+        return json_response(body, headers=headers)
+    except (CloudUnavailable, CloudFailed) as exc:
+        state.note_cloud_failure(exc)
+        return None
+
+
+async def _cascade(
+    state: AgentState, request: Request, job: Job, model_id: str, prompt: PreparedPrompt
+) -> Response:
+    """Generate locally with log-probabilities, then keep the answer or escalate it."""
+    cfg = state.settings.router.cascade
+    runtime = state.registry.models[model_id].runtime
+    assert isinstance(runtime, GgufRuntime)
+    params = _params_for(job, runtime.n_ctx - len(prompt.tokens), force_logprobs=True)
+    deadline = time.monotonic() + state.settings.request_timeout_s
+    handle = state.scheduler_for(model_id).submit(prompt, params, wake_each=job.stream)
+    if job.stream:
+        held = await first_tokens(handle, cfg.first_k, deadline)
+        logprobs = [e.logprob for e in held if isinstance(e, TokenPiece) and e.logprob is not None]
+    else:
+        pieces, end = await collect(state, handle, model_id, deadline)
+        logprobs = [p.logprob for p in pieces if p.logprob is not None]
+    verdict = judge(Confidence.from_logprobs(logprobs), cfg)
+    state.record_confidence(verdict)
+    if verdict.escalate:
+        answer = await _try_cloud(
+            state, request, job, _cloud_model(state, job.model), RouteReason.CONFIDENCE
+        )
+        if answer is not None:
+            handle.cancel()
+            return answer
+        reason = RouteReason.FALLBACK
+    else:
+        reason = RouteReason.DEFAULT
+    headers = state.route_headers(Tier.EDGE, reason)
+    if job.stream:
+        return StreamingResponse(
+            local_sse(state, handle, job.fmt, model_id, deadline, echo=job.echo, held=held),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **headers},
+        )
+    return json_response(job.fmt.full(pieces, end, prefix=job.echo), headers=headers)
+
+
+__all__ = ["GenerationEnd", "chat_completions", "completions"]

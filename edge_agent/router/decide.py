@@ -1,0 +1,204 @@
+"""The routing decision: pure, no I/O, one function.
+
+``decide(inp, cfg)`` walks these steps and stops at the first that applies:
+
+1. a plugin asked for ``local_only``, or any matching rule's tier is ``local_only``
+   → edge, ``local_only`` (wins over everything, a cloud tier header included);
+2. an ``x-agl-tier`` header (``edge`` or ``cloud``) → that tier, ``policy``;
+3. a plugin asked for ``edge`` or ``cloud`` → that tier, ``policy``;
+4. the requested model is one of ``cloud_aliases`` → cloud, ``policy``;
+5. the first matching rule → its tier, ``policy``;
+6. ``load_slo_s`` is set and the expected local queue wait exceeds it → cloud, ``load``;
+7. the cascade is enabled → edge with ``cascade=True``, ``default`` (the caller judges the local
+   answer and, if it escalates, reports ``confidence``);
+8. otherwise → edge, ``default``.
+
+Then, when the cloud is unavailable (no hub link, open circuit, spent budget), a cloud decision
+becomes edge with ``fallback``, and a cascade is switched off since it could not escalate.
+``local_only`` never turns into cloud.
+
+    decision = decide(RouteInput(prompt_tokens=42, model="smollm2"), RouterConfig())
+    assert (decision.tier, decision.reason) == (Tier.EDGE, RouteReason.DEFAULT)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from edge_agent.router.policy import PolicyRule, RouterConfig, RouteTarget
+from shared.reasons import RouteReason, Tier
+
+__all__ = ["RouteDecision", "RouteInput", "decide", "parse_tier_header"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouteInput:
+    """What the router knows about one request when it decides."""
+
+    prompt_tokens: int
+    """Tokens in the prompt (after the chat template)."""
+    model: str
+    """The ``model`` the client asked for (a local name or a cloud alias)."""
+    tier_header: str | None = None
+    """The raw ``x-agl-tier`` header, if any; matched case-insensitively."""
+    plugin_route: RouteTarget | None = None
+    """What an ``on_request`` plugin returned with ``route(...)``, if any."""
+    expected_wait_s: float = 0.0
+    """Expected time in the local queue before this request starts."""
+    cloud_available: bool = True
+    """False when there is no hub link, the circuit is open or the cloud budget is spent."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouteDecision:
+    """Where a request goes and why; the tier and reason become the ``x-agl-*`` headers."""
+
+    tier: Tier
+    reason: RouteReason
+    cascade: bool = False
+    """Generate locally, then judge the answer's confidence and maybe escalate."""
+    cloud_model: str | None = None
+    """Hub model to use if the request goes (or is later escalated) to the cloud; None if it must not."""
+    rule: str | None = None
+    """Name of the policy rule that decided, if one did."""
+    detail: str = ""
+    """One human-readable line for logs and traces."""
+
+    def headers(self) -> dict[str, str]:
+        """The response headers that report this decision."""
+        return {"x-agl-tier": self.tier.value, "x-agl-reason": self.reason.value}
+
+
+def parse_tier_header(raw: str | None) -> Tier | None:
+    """Read an ``x-agl-tier`` header value; raise ``ValueError`` for anything but edge or cloud."""
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    try:
+        return Tier(value)
+    except ValueError:
+        raise ValueError(
+            f"x-agl-tier must be 'edge' or 'cloud', not {raw!r}; drop the header to let the router decide"
+        ) from None
+
+
+def _header_or_none(raw: str | None) -> Tier | None:
+    try:
+        return parse_tier_header(raw)
+    except ValueError:
+        return None
+
+
+def decide(inp: RouteInput, cfg: RouterConfig) -> RouteDecision:
+    """Pick the tier and reason for one request; the steps are in the module docstring."""
+    header = _header_or_none(inp.tier_header)
+    matching = [
+        rule
+        for rule in cfg.rules
+        if rule.matches(
+            prompt_tokens=inp.prompt_tokens,
+            model=inp.model,
+            tier_header=header.value if header else None,
+            plugin_route=inp.plugin_route,
+        )
+    ]
+
+    # Step 1 runs before the header so that a PII plugin cannot be overridden by a client.
+    if inp.plugin_route == "local_only":
+        return RouteDecision(
+            tier=Tier.EDGE,
+            reason=RouteReason.LOCAL_ONLY,
+            detail="a plugin marked the request local_only",
+        )
+    for rule in matching:
+        if rule.tier == "local_only":
+            return RouteDecision(
+                tier=Tier.EDGE,
+                reason=RouteReason.LOCAL_ONLY,
+                rule=rule.name,
+                detail=f"rule {rule.name!r} keeps the request on the device",
+            )
+
+    cloud_model = cfg.cloud_aliases.get(inp.model, cfg.default_cloud_model)
+    decision = _first_choice(inp, cfg, header, matching, cloud_model)
+    return _apply_availability(decision, cloud_available=inp.cloud_available)
+
+
+def _first_choice(
+    inp: RouteInput,
+    cfg: RouterConfig,
+    header: Tier | None,
+    matching: list[PolicyRule],
+    cloud_model: str,
+) -> RouteDecision:
+    if header is not None:
+        return RouteDecision(
+            tier=header,
+            reason=RouteReason.POLICY,
+            cloud_model=cloud_model,
+            detail=f"x-agl-tier header asked for {header.value}",
+        )
+    if inp.plugin_route in ("edge", "cloud"):
+        return RouteDecision(
+            tier=Tier(inp.plugin_route),
+            reason=RouteReason.POLICY,
+            cloud_model=cloud_model,
+            detail=f"a plugin routed the request to {inp.plugin_route}",
+        )
+    if inp.model in cfg.cloud_aliases:
+        return RouteDecision(
+            tier=Tier.CLOUD,
+            reason=RouteReason.POLICY,
+            cloud_model=cloud_model,
+            detail=f"model {inp.model!r} is a cloud alias of {cloud_model!r}",
+        )
+    if matching:  # no local_only rule is left here: step 1 returned for those
+        rule = matching[0]
+        return RouteDecision(
+            tier=Tier(rule.tier),
+            reason=RouteReason.POLICY,
+            cloud_model=cloud_model,
+            rule=rule.name,
+            detail=f"rule {rule.name!r} matched",
+        )
+    if cfg.load_slo_s is not None and inp.expected_wait_s > cfg.load_slo_s:
+        return RouteDecision(
+            tier=Tier.CLOUD,
+            reason=RouteReason.LOAD,
+            cloud_model=cloud_model,
+            detail=(
+                f"expected local wait {inp.expected_wait_s:.3g}s exceeds the "
+                f"{cfg.load_slo_s:.3g}s SLO"
+            ),
+        )
+    if cfg.cascade.enabled:
+        return RouteDecision(
+            tier=Tier.EDGE,
+            reason=RouteReason.DEFAULT,
+            cascade=True,
+            cloud_model=cloud_model,
+            detail="cascade: answer locally, escalate if unsure",
+        )
+    return RouteDecision(
+        tier=Tier.EDGE,
+        reason=RouteReason.DEFAULT,
+        cloud_model=cloud_model,
+        detail="no rule matched",
+    )
+
+
+def _apply_availability(decision: RouteDecision, *, cloud_available: bool) -> RouteDecision:
+    if cloud_available:
+        return decision
+    if decision.tier is Tier.CLOUD:
+        return replace(
+            decision,
+            tier=Tier.EDGE,
+            reason=RouteReason.FALLBACK,
+            detail=f"cloud unavailable, served locally instead ({decision.reason.value}: {decision.detail})",
+        )
+    if decision.cascade:
+        return replace(
+            decision, cascade=False, detail="cloud unavailable, so no cascade: answer locally"
+        )
+    return decision

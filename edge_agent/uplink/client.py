@@ -1,0 +1,306 @@
+"""The edge side of the NATS link to the hub.
+
+uplink = Uplink("nats://hub:4222", device="dev-1")
+await uplink.connect()            # returns at once; connects in the background
+if uplink.available():
+    result = await uplink.complete(request, timeout=30)
+    async for piece in uplink.stream(request, timeout=10, first_chunk_timeout=30):
+        ...                       # str chunks, then one EndMessage
+await uplink.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncGenerator
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from edge_agent.uplink.breaker import CircuitBreaker
+from edge_agent.uplink.budget import TokenBudget
+from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
+from shared.protocol import (
+    TRACEPARENT_HEADER,
+    ChunkMessage,
+    ChunkSequencer,
+    EndMessage,
+    ErrorMessage,
+    InferRequest,
+    ProtocolError,
+    ResultMessage,
+    StreamGapError,
+    cancel_subject,
+    check_payload_size,
+    decode_reply,
+    encode,
+    infer_subject,
+)
+
+log = logging.getLogger(__name__)
+
+# Error codes that say "the hub is fine, it just cannot take this one": no breaker failure.
+_UNAVAILABLE_CODES = {"busy": "busy", "unknown_model": "unknown_model", "too_large": "too_large"}
+_HEALTHY_CODES = {"bad_request", "too_large", "unknown_model", "cancelled"}
+
+
+class Uplink:
+    """Sends inference requests to the hub and maps every failure to a typed error."""
+
+    def __init__(
+        self,
+        servers: str | list[str],
+        *,
+        device: str,
+        breaker: CircuitBreaker | None = None,
+        budget: TokenBudget | None = None,
+        name: str = "edge-agent",
+        connect_timeout_s: float = 2.0,
+        reconnect_wait_s: float = 1.0,
+        max_reconnect_wait_s: float = 30.0,
+    ) -> None:
+        self.servers = servers
+        self.device = device
+        self.breaker = breaker or CircuitBreaker()
+        self.budget = budget or TokenBudget()
+        self._name = name
+        self._connect_timeout_s = connect_timeout_s
+        self._reconnect_wait_s = reconnect_wait_s
+        self._max_reconnect_wait_s = max_reconnect_wait_s
+        self._nc: Client | None = None
+        self._connector: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    async def connect(self) -> None:
+        """Start connecting in the background; never blocks or fails when NATS is down."""
+        if self._connector is None:
+            self._connector = asyncio.create_task(self._connect_loop(), name="uplink-connect")
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the first connection; return whether it is up."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        return self.connected
+
+    async def _connect_loop(self) -> None:
+        delay = self._reconnect_wait_s
+        while True:
+            try:
+                # Jitter spreads a fleet's reconnects after a hub-side NATS restart.
+                wait = self._reconnect_wait_s * (1.0 + random.random() * 0.5)
+                self._nc = await nats.connect(
+                    self.servers,
+                    name=self._name,
+                    connect_timeout=self._connect_timeout_s,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=wait,
+                    error_cb=self._on_error,
+                )
+                self._connected.set()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # nats raises OSError, TimeoutError, NoServersError …
+                log.info("NATS %s unreachable (%s); retrying in %.1f s", self.servers, exc, delay)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self._max_reconnect_wait_s)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("NATS client error: %s", exc)
+
+    async def close(self) -> None:
+        """Stop connecting and close the connection."""
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+            self._connector = None
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.close()
+        self._nc = None
+        self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the NATS connection is up right now."""
+        return self._nc is not None and self._nc.is_connected
+
+    def available(self) -> bool:
+        """Whether a request may go to the cloud now (connected, circuit allows, budget left)."""
+        return self.connected and self.breaker.would_allow() and self.budget.has_room()
+
+    def _admit(self, req: InferRequest) -> tuple[Client, bytes]:
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            raise CloudUnavailable(
+                f"not connected to NATS at {self.servers}; answering locally",
+                reason="not_connected",
+            )
+        if not self.budget.has_room():
+            raise CloudUnavailable(
+                f"today's cloud token budget ({self.budget.daily_tokens}) is spent; "
+                "raise it in the config or wait for tomorrow (UTC)",
+                reason="budget_spent",
+            )
+        data = encode(req)
+        try:
+            check_payload_size(data, nc.max_payload)
+        except ProtocolError as exc:
+            raise CloudUnavailable(str(exc), reason="too_large") from exc
+        if not self.breaker.allow():
+            raise CloudUnavailable(
+                f"circuit to the hub is open after {self.breaker.failure_threshold} failures; "
+                f"retrying after {self.breaker.cooldown_s:g} s",
+                reason="circuit_open",
+            )
+        return nc, data
+
+    @staticmethod
+    def _headers(traceparent: str | None) -> dict[str, str] | None:
+        return {TRACEPARENT_HEADER: traceparent} if traceparent else None
+
+    def _error_reply(self, msg: ErrorMessage, *, tokens_sent: bool) -> Exception:
+        if msg.code in _HEALTHY_CODES:
+            self.breaker.release_probe()
+        else:
+            self.breaker.record_failure()
+        reason = _UNAVAILABLE_CODES.get(msg.code)
+        text = f"hub answered {msg.code}: {msg.message}"
+        if reason is not None and not tokens_sent:
+            return CloudUnavailable(text, reason=reason)
+        return CloudFailed(text, tokens_sent=tokens_sent, code=msg.code)
+
+    def _fail(self, message: str, *, tokens_sent: bool, code: str) -> CloudFailed:
+        self.breaker.record_failure()
+        return CloudFailed(message, tokens_sent=tokens_sent, code=code)
+
+    async def complete(
+        self, req: InferRequest, *, timeout: float, traceparent: str | None = None
+    ) -> ResultMessage:
+        """Send a non-streaming request and wait up to ``timeout`` s for the whole answer."""
+        nc, data = self._admit(req)
+        subject = infer_subject(req.model)
+        try:
+            msg = await nc.request(
+                subject, data, timeout=timeout, headers=self._headers(traceparent)
+            )
+        except nats.errors.NoRespondersError:
+            self.breaker.record_failure()
+            raise CloudUnavailable(
+                f"no hub serves model {req.model!r} (no responders on {subject})",
+                reason="no_responders",
+            ) from None
+        except nats.errors.TimeoutError:
+            with contextlib.suppress(Exception):
+                await nc.publish(cancel_subject(req.id))
+            raise self._fail(
+                f"hub did not answer within {timeout:g} s", tokens_sent=False, code="timeout"
+            ) from None
+        except (nats.errors.Error, OSError) as exc:
+            raise self._fail(f"NATS request failed: {exc}", tokens_sent=False, code="nats") from exc
+        try:
+            reply = decode_reply(msg.data)
+        except ProtocolError as exc:
+            raise self._fail(
+                f"hub sent a bad reply: {exc}", tokens_sent=False, code="protocol"
+            ) from exc
+        if isinstance(reply, ResultMessage):
+            self.breaker.record_success()
+            self.budget.charge(reply.usage.total_tokens)
+            return reply
+        if isinstance(reply, ErrorMessage):
+            raise self._error_reply(reply, tokens_sent=False)
+        raise self._fail(
+            f"hub sent a {reply.type} message to a non-streaming request",
+            tokens_sent=False,
+            code="protocol",
+        )
+
+    async def stream(
+        self,
+        req: InferRequest,
+        *,
+        timeout: float,
+        first_chunk_timeout: float,
+        traceparent: str | None = None,
+    ) -> AsyncGenerator[str | EndMessage, None]:
+        """Stream an answer: yields chunk texts, then the :class:`EndMessage`.
+
+        ``first_chunk_timeout`` bounds the wait for the first message, ``timeout`` each later
+        one. Leaving the loop early (``aclose()``, ``break``, cancellation) cancels the request
+        on the hub.
+        """
+        nc, data = self._admit(req)
+        if not req.stream:
+            req = req.model_copy(update={"stream": True})
+            data = encode(req)
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        sequencer = ChunkSequencer()
+        done = False
+        try:
+            await nc.publish(
+                infer_subject(req.model), data, reply=inbox, headers=self._headers(traceparent)
+            )
+            while True:
+                got_any = sequencer.chunks > 0
+                wait = timeout if got_any else first_chunk_timeout
+                try:
+                    msg = await sub.next_msg(timeout=wait)
+                except nats.errors.TimeoutError:
+                    raise self._fail(
+                        f"hub sent nothing for {wait:g} s"
+                        + (" mid-stream; it may have died" if got_any else ""),
+                        tokens_sent=got_any,
+                        code="timeout",
+                    ) from None
+                piece = self._stream_piece(msg, req, sequencer)
+                if isinstance(piece, EndMessage):
+                    done = True
+                    self.breaker.record_success()
+                    self.budget.charge(piece.usage.total_tokens)
+                    yield piece
+                    return
+                if piece:
+                    yield piece
+        finally:
+            if not done:
+                self.breaker.release_probe()
+                with contextlib.suppress(Exception):
+                    await nc.publish(cancel_subject(req.id))
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    def _stream_piece(
+        self, msg: Msg, req: InferRequest, sequencer: ChunkSequencer
+    ) -> str | EndMessage:
+        got_any = sequencer.chunks > 0
+        if not msg.data and msg.headers and msg.headers.get("Status") == "503":
+            self.breaker.record_failure()
+            raise CloudUnavailable(
+                f"no hub serves model {req.model!r} (no responders)", reason="no_responders"
+            )
+        try:
+            reply = decode_reply(msg.data)
+        except ProtocolError as exc:
+            raise self._fail(
+                f"hub sent a bad message: {exc}", tokens_sent=got_any, code="protocol"
+            ) from exc
+        if isinstance(reply, ErrorMessage):
+            raise self._error_reply(reply, tokens_sent=got_any)
+        if not isinstance(reply, ChunkMessage | EndMessage):
+            raise self._fail(
+                "hub sent a result message to a streaming request",
+                tokens_sent=got_any,
+                code="protocol",
+            )
+        try:
+            return sequencer.feed(reply)
+        except StreamGapError as exc:
+            raise self._fail(str(exc), tokens_sent=got_any, code="gap") from exc

@@ -1,0 +1,331 @@
+"""The edge ↔ hub wire protocol, version 1 (pure: no sockets, no NATS).
+
+A request travels on ``agl.v1.infer.<model>`` as JSON. The hub answers on the request's
+reply subject with one :class:`ResultMessage` (``stream: false``) or with
+:class:`ChunkMessage` s numbered from 0 and one terminal :class:`EndMessage` whose ``seq``
+follows the last chunk's (``stream: true``). Any failure is one :class:`ErrorMessage`.
+Cancelling is a publish (any body) to ``agl.v1.cancel.<request id>``.
+
+    data = encode(InferRequest(id="r1", device="d1", model="glm-4-plus", kind="chat",
+                               messages=[ChatTurn(role="user", content="Hi")]))
+    request = decode_request(data)
+
+Errors (all :class:`shared.errors.AglError`)::
+
+    ProtocolError            a message is not valid JSON / UTF-8 / schema / version
+    ├── PayloadTooLargeError a message is bigger than the allowed size (size, max_payload)
+    ├── InvalidSubjectToken  a model name or request id cannot be a NATS subject token
+    └── StreamGapError       chunks arrived out of order, or after the end (expected, got)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from shared.errors import AglError
+
+PROTOCOL_VERSION = 1
+SUBJECT_PREFIX = "agl.v1"
+INFER_PREFIX = f"{SUBJECT_PREFIX}.infer."
+CANCEL_PREFIX = f"{SUBJECT_PREFIX}.cancel."
+#: Every hub worker subscribes to inference subjects in this queue group.
+QUEUE_GROUP = "hub"
+#: Hubs subscribe here (no queue group) to hear every cancel.
+CANCEL_WILDCARD = f"{CANCEL_PREFIX}*"
+#: Header names that travel with requests.
+TRACEPARENT_HEADER = "traceparent"
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-:@+=]+$")
+
+ErrorCode = Literal[
+    "bad_request",  # the request failed validation; fix the sender
+    "too_large",  # request or reply exceeds the size limit
+    "unknown_model",  # no back-end on this hub serves that model
+    "busy",  # the worker is at its concurrency limit; retry or fall back
+    "timeout",  # the hub's own deadline passed
+    "cancelled",  # the client asked to stop
+    "shutting_down",  # the hub is draining
+    "backend_error",  # the model back-end failed
+    "internal",  # a bug in the hub
+]
+
+
+class ProtocolError(AglError):
+    """A message that does not follow protocol v1."""
+
+
+class PayloadTooLargeError(ProtocolError):
+    """A message is bigger than the limit (the server's ``max_payload`` or the hub's own)."""
+
+    def __init__(self, *, size: int, max_payload: int) -> None:
+        super().__init__(
+            f"message is {size} bytes but at most {max_payload} are allowed; "
+            "shorten the prompt or raise max_payload in the NATS server config"
+        )
+        self.size = size
+        self.max_payload = max_payload
+
+
+class InvalidSubjectToken(ProtocolError):
+    """A model name or request id that cannot be used as one NATS subject token."""
+
+
+class StreamGapError(ProtocolError):
+    """A chunk stream skipped or repeated a sequence number, or continued after its end."""
+
+    def __init__(self, *, expected: int | None, got: int) -> None:
+        if expected is None:
+            detail = f"message seq {got} arrived after the stream's end message"
+        else:
+            detail = f"expected chunk seq {expected} but got {got}; the stream lost messages"
+        super().__init__(detail)
+        self.expected = expected
+        self.got = got
+
+
+def _check_token(value: str, what: str) -> str:
+    if not _TOKEN.fullmatch(value):
+        raise InvalidSubjectToken(
+            f"{what} {value!r} cannot be a NATS subject token; use letters, digits and - _ : @ + = "
+            "only (no spaces, dots, '*' or '>')"
+        )
+    return value
+
+
+def infer_subject(model: str) -> str:
+    """Subject a request for ``model`` is sent to: ``agl.v1.infer.<model>``."""
+    return INFER_PREFIX + _check_token(model, "model name")
+
+
+def cancel_subject(request_id: str) -> str:
+    """Subject that cancels request ``request_id``: ``agl.v1.cancel.<request_id>``."""
+    return CANCEL_PREFIX + _check_token(request_id, "request id")
+
+
+def model_from_subject(subject: str) -> str | None:
+    """The model token of an inference subject, or ``None`` if it is not one."""
+    return subject[len(INFER_PREFIX) :] if subject.startswith(INFER_PREFIX) else None
+
+
+def check_payload_size(data: bytes, max_payload: int) -> None:
+    """Raise :class:`PayloadTooLargeError` if ``data`` is longer than ``max_payload``."""
+    if len(data) > max_payload:
+        raise PayloadTooLargeError(size=len(data), max_payload=max_payload)
+
+
+_Id = Annotated[str, Field(min_length=1, max_length=128, pattern=_TOKEN.pattern)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+
+
+class ChatTurn(BaseModel):
+    """One chat message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+
+
+class InferParams(BaseModel):
+    """Sampling parameters, with the same meaning as OpenAI's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: int = Field(default=256, ge=1, le=1_000_000)
+    temperature: float = Field(default=0.8, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=list, max_length=16)
+    seed: int | None = None
+    logprobs: bool = False
+    top_logprobs: int = Field(default=0, ge=0, le=20)
+
+
+class InferRequest(_Message):
+    """An inference request from an edge device.
+
+    ``kind="chat"`` needs ``messages``, ``kind="completion"`` needs ``prompt`` and
+    ``kind="classify"`` (ONNX back-ends) needs ``features`` (one row of floats per item).
+    """
+
+    id: _Id
+    device: _Id
+    model: _Id
+    kind: Literal["chat", "completion", "classify"]
+    messages: list[ChatTurn] | None = None
+    prompt: str | None = None
+    features: list[list[float]] | None = None
+    params: InferParams = InferParams()
+    stream: bool = False
+
+    @model_validator(mode="after")
+    def _inputs_match_kind(self) -> InferRequest:
+        needed = {"chat": "messages", "completion": "prompt", "classify": "features"}[self.kind]
+        if not getattr(self, needed):
+            raise ValueError(f"kind {self.kind!r} needs a non-empty `{needed}` field")
+        return self
+
+
+class Usage(BaseModel):
+    """Tokens read and written by one request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+class ClassifyResult(BaseModel):
+    """One classified row (ONNX back-ends)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+class ResultMessage(_Message):
+    """The whole answer to a non-streaming request."""
+
+    type: Literal["result"] = "result"
+    id: str
+    model: str
+    text: str = ""
+    finish_reason: str
+    usage: Usage = Usage()
+    classifications: list[ClassifyResult] | None = None
+
+
+class ChunkMessage(_Message):
+    """One piece of a streamed answer; ``seq`` counts from 0."""
+
+    type: Literal["chunk"] = "chunk"
+    id: str
+    seq: int = Field(ge=0)
+    text: str
+
+
+class EndMessage(_Message):
+    """The terminal message of a stream; its ``seq`` follows the last chunk's."""
+
+    type: Literal["end"] = "end"
+    id: str
+    seq: int = Field(ge=0)
+    finish_reason: str
+    usage: Usage = Usage()
+
+
+class ErrorMessage(_Message):
+    """A failure; ``code`` is one of :data:`ErrorCode`, ``message`` says what to do."""
+
+    type: Literal["error"] = "error"
+    id: str | None = None
+    code: ErrorCode
+    message: str
+
+
+Reply = Annotated[
+    ResultMessage | ChunkMessage | EndMessage | ErrorMessage, Field(discriminator="type")
+]
+AnyMessage = InferRequest | ResultMessage | ChunkMessage | EndMessage | ErrorMessage
+_REPLY = TypeAdapter[ResultMessage | ChunkMessage | EndMessage | ErrorMessage](Reply)
+
+
+def encode(msg: AnyMessage) -> bytes:
+    """Serialise any protocol message to compact JSON bytes."""
+    return msg.__pydantic_serializer__.to_json(msg)
+
+
+def _explain(data: bytes, exc: ValidationError, what: str) -> ProtocolError:
+    """Build a readable error; only runs on the failure path, so it may parse twice."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return ProtocolError(
+            f"{what} is not valid UTF-8 (bad byte at offset {err.start}); send UTF-8 JSON"
+        )
+    try:
+        obj: Any = json.loads(text)
+    except json.JSONDecodeError as err:
+        return ProtocolError(
+            f"{what} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        )
+    if not isinstance(obj, dict):
+        return ProtocolError(f"{what} must be a JSON object, got {type(obj).__name__}")
+    if "v" in obj and obj["v"] != PROTOCOL_VERSION:
+        return ProtocolError(
+            f"{what} speaks protocol version {obj['v']!r}, this side v{PROTOCOL_VERSION}; "
+            "upgrade the older of edge agent and hub"
+        )
+    problems = []
+    for item in exc.errors(include_url=False):
+        field = ".".join(str(p) for p in item["loc"]) or "(message)"
+        problems.append(f"{field}: {item['msg']}")
+    return ProtocolError(
+        f"{what} does not match protocol v{PROTOCOL_VERSION}: " + "; ".join(problems)
+    )
+
+
+def decode_request(data: bytes) -> InferRequest:
+    """Parse and validate a request; raise :class:`ProtocolError` saying what is wrong."""
+    try:
+        return InferRequest.model_validate_json(data)
+    except ValidationError as exc:
+        raise _explain(data, exc, "request") from None
+
+
+def decode_reply(data: bytes) -> ResultMessage | ChunkMessage | EndMessage | ErrorMessage:
+    """Parse and validate a hub reply; raise :class:`ProtocolError` saying what is wrong."""
+    try:
+        return _REPLY.validate_json(data)
+    except ValidationError as exc:
+        raise _explain(data, exc, "reply") from None
+
+
+class ChunkSequencer:
+    """Checks the order of one stream's messages.
+
+    seq = ChunkSequencer()
+    seq.feed(ChunkMessage(id="r", seq=0, text="Hi"))   # -> "Hi"
+    seq.feed(EndMessage(id="r", seq=1, finish_reason="stop"))  # -> the EndMessage
+    """
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._ended = False
+
+    @property
+    def ended(self) -> bool:
+        """Whether the terminal message was seen."""
+        return self._ended
+
+    @property
+    def chunks(self) -> int:
+        """How many chunks were accepted so far."""
+        return self._next if not self._ended else self._next - 1
+
+    def feed(self, msg: ChunkMessage | EndMessage) -> str | EndMessage:
+        """Return the chunk's text (or the end message); raise :class:`StreamGapError` on a gap."""
+        if self._ended:
+            raise StreamGapError(expected=None, got=msg.seq)
+        if msg.seq != self._next:
+            raise StreamGapError(expected=self._next, got=msg.seq)
+        self._next += 1
+        if isinstance(msg, EndMessage):
+            self._ended = True
+            return msg
+        return msg.text

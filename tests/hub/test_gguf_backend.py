@@ -1,0 +1,53 @@
+"""The hub serving the real bundled SmolLM2 GGUF through llama.cpp."""
+
+from __future__ import annotations
+
+import asyncio
+
+from cloud_hub.service import HubService
+from edge_agent.uplink import Uplink
+from shared.protocol import InferParams, InferRequest
+from tests.hub.conftest import GGUF, chat
+
+
+async def test_gguf_completes_a_chat(gguf_hub: HubService, uplink: Uplink) -> None:
+    req = chat("Say hello.", model=GGUF, max_tokens=8, temperature=0)
+    result = await uplink.complete(req, timeout=30)
+    assert result.text.strip()
+    assert 0 < result.usage.completion_tokens <= 8
+    assert result.usage.prompt_tokens > 0
+
+
+async def test_cancel_stops_generation_on_the_hub(gguf_hub: HubService, uplink: Uplink) -> None:
+    req = InferRequest(
+        id="cancel-me",
+        device="dev-test",
+        model=GGUF,
+        kind="completion",
+        prompt="1, 2, 3, 4, 5, 6, 7, 8,",
+        params=InferParams(max_tokens=400, temperature=0),
+        stream=True,
+    )
+    stream = uplink.stream(req, timeout=10, first_chunk_timeout=30)
+    for _ in range(3):
+        await anext(stream)
+    await stream.aclose()  # publishes agl.v1.cancel.cancel-me
+    async with asyncio.timeout(10):
+        while not gguf_hub.finished:
+            await asyncio.sleep(0.02)
+    done = gguf_hub.finished[-1]
+    assert done.id == "cancel-me"
+    assert done.finish_reason == "cancelled"
+    assert done.completion_tokens < 400
+
+
+async def test_context_overflow_is_a_bad_request(gguf_hub: HubService, uplink: Uplink) -> None:
+    from edge_agent.uplink import CloudFailed
+
+    req = chat("word " * 600, model=GGUF, max_tokens=8)
+    try:
+        await uplink.complete(req, timeout=30)
+    except CloudFailed as exc:
+        assert exc.code == "bad_request" and "context" in str(exc)
+    else:
+        raise AssertionError("a prompt longer than n_ctx must be refused")
