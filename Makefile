@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 setup:
 	./scripts/setup.sh
 
+# The README's main command: embedded NATS + hub + edge agent with the bundled model.
 run: setup
-	$(BIN)/edge-agent run
+	$(BIN)/open-autoglm up
 
 # The README's test command: lint, type-check, then the whole suite (what CI runs).
 test: lint

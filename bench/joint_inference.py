@@ -1,15 +1,17 @@
 """Joint inference on ONNX classifiers: edge answers unless the hard-example judge escalates.
 
-KubeEdge Sedna / Ianvs style. scikit-learn's bundled digits (no download), one fixed split into
-train / validation / test. The EDGE model is a logistic regression on the raw 8x8 pixels
-(about 650 weights); the HUB model is an RBF support-vector machine (hundreds of support vectors).
-Both are exported with skl2onnx and every number below comes from onnxruntime (CPU) running the
-exported bytes, not from scikit-learn.
+KubeEdge Sedna / Ianvs style. scikit-learn's bundled digits (no download), one fixed 70/30
+train/test split. The EDGE model is a logistic regression on the raw 8x8 pixels (650 weights);
+the HUB model is an RBF support-vector machine (hundreds of support vectors). Both are exported
+with skl2onnx and every number below comes from onnxruntime (CPU) running the exported bytes,
+not from scikit-learn.
 
 For each judge (``max_prob``, ``cross_entropy``) and target escalation share, the threshold is
-calibrated on the validation split with ``edge_agent.router.calibrate``; accuracy and the share
-escalated are measured on the test split. The reported setting is chosen on validation only:
-the smallest validation gap to the hub with at most 20 % escalated (ties: fewer escalations).
+calibrated with ``edge_agent.router.calibrate`` on out-of-fold predictions of the training split
+(5 folds, ONNX models that did not see the sample); accuracy and the share escalated are then
+measured on the test split. The reported setting is chosen on the calibration folds only: the
+smallest gap to the hub there with at most 20 % escalated (ties: fewer escalations), so the test
+split never picks its own winner.
 
     python bench/joint_inference.py
 

@@ -139,6 +139,9 @@ class HubService:
                     name=SERVICE_NAME,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=2,
+                    error_cb=_log_nats_error,
+                    disconnected_cb=_log_disconnect,
+                    reconnected_cb=_log_reconnect,
                 )
             except Exception as exc:  # nats raises OSError, NoServersError, TimeoutError …
                 raise HubError(
@@ -361,6 +364,18 @@ class HubService:
         for backend in self.backends.values():
             await backend.close()
         self._closed = True
+
+
+async def _log_nats_error(exc: Exception) -> None:
+    log.warning("NATS: %s", exc or type(exc).__name__)
+
+
+async def _log_disconnect() -> None:
+    log.info("NATS connection closed or lost (reconnecting unless draining)")
+
+
+async def _log_reconnect() -> None:
+    log.info("NATS connection restored")
 
 
 @contextlib.asynccontextmanager

@@ -93,7 +93,11 @@ def embedded_nats(
                 config = Path(store) / "nats.conf"
                 config.write_text(f"max_payload: {max_payload}\n")
                 args += ["-c", str(config)]
-            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # Its own session: a Ctrl-C in the terminal must not kill NATS before the hub and
+            # the agent have drained over it; we stop it ourselves, last.
+            proc = subprocess.Popen(
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
             try:
                 _wait_accepting(chosen, proc, 10.0)
             except EmbeddedNatsError:

@@ -180,7 +180,8 @@ async def _dispatch(state: AgentState, request: Request, job: Job) -> Response:
             rule=None,
             detail=f"the prompt ({len(prompt.tokens)} tokens) does not fit the local context ({runtime.n_ctx})",
         )
-    state.record_decision(decision)
+    if not decision.cascade:
+        state.record_decision(decision)  # a cascade is recorded once it has judged
     if decision.tier == Tier.CLOUD:
         answer = await _try_cloud(
             state,
@@ -299,6 +300,7 @@ async def _cascade(
         reason = RouteReason.FALLBACK
     else:
         reason = RouteReason.DEFAULT
+        state.record_decision(RouteDecision(tier=Tier.EDGE, reason=reason, detail=verdict.detail))
     headers = state.route_headers(Tier.EDGE, reason)
     if job.stream:
         return StreamingResponse(

@@ -1,0 +1,4 @@
+"""The all-in-one launcher: embedded NATS, a hub and an edge agent in one process.
+
+This is the only product package that imports both ``edge_agent`` and ``cloud_hub``.
+"""

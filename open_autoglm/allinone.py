@@ -1,0 +1,137 @@
+"""Run an embedded nats-server, a hub and an edge agent together (the README's main job).
+
+The hub serves the bundled SmolLM2 under the name ``glm-4-plus``: a stand-in for a big
+cloud model, so the whole escalation path works on a laptop with no GPU and no network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import uvicorn
+
+from cloud_hub.service import running_hub
+from cloud_hub.settings import HubModelSpec, HubSettings
+from edge_agent.api.app import create_app
+from edge_agent.cli import DrainingServer
+from edge_agent.models import ModelRegistry, plan_models
+from edge_agent.settings import EdgeSettings, load_settings
+from shared.embedded_nats import embedded_nats
+from shared.model_files import bundled_model_path
+
+log = logging.getLogger("open_autoglm")
+
+CLOUD_MODEL = "glm-4-plus"
+
+#: Routing used by the demo: long prompts and the cloud alias go to the hub; other
+#: requests are answered locally first and escalated when the local answer is unsure.
+DEMO_ROUTER: dict[str, Any] = {
+    "cloud_aliases": {CLOUD_MODEL: CLOUD_MODEL},
+    "default_cloud_model": CLOUD_MODEL,
+    "rules": [{"name": "long-prompts", "min_prompt_tokens": 400, "tier": "cloud"}],
+    "load_slo_s": 20.0,
+    "cascade": {"enabled": True, "min_mean_logprob": -0.9, "first_k": 8},
+}
+
+
+@dataclass(frozen=True)
+class AllInOneOptions:
+    """What ``open-autoglm up`` was asked for."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    nats_port: int | None = None
+    config_file: Path | None = None
+    hub_threads: int = 1
+    log_level: str = "warning"
+
+
+def _banner(url: str, nats_url: str, model: str) -> str:
+    chat = f"{url}/v1/chat/completions"
+    return f"""
+open-autoglm is up
+  edge agent (OpenAI API)  {url}/v1      local model: {model}
+  hub                      {CLOUD_MODEL} (stand-in: the bundled SmolLM2, served over NATS)
+  embedded NATS            {nats_url}  (loopback only, JetStream, temporary store)
+
+Try it (look at the x-agl-tier / x-agl-reason headers):
+  curl -si {chat} -H 'content-type: application/json' \\
+    -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "What is 2+2?"}}]}}'
+  curl -si {chat} -H 'content-type: application/json' \\
+    -d '{{"model": "{CLOUD_MODEL}", "messages": [{{"role": "user", "content": "Explain NATS in one line."}}]}}'
+  curl -si {chat} -H 'content-type: application/json' -H 'x-agl-tier: cloud' \\
+    -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Hi"}}], "stream": true}}'
+
+Ctrl-C stops everything (in-flight requests finish first).
+"""
+
+
+def edge_settings(opts: AllInOneOptions, nats_url: str) -> EdgeSettings:
+    """The agent's settings: the user's config and env, plus the hub link and demo routing."""
+    base = load_settings(opts.config_file, host=opts.host, port=opts.port, log_level=opts.log_level)
+    router = base.router if base.router.rules or base.router.cascade.enabled else DEMO_ROUTER
+    return load_settings(
+        opts.config_file,
+        host=opts.host,
+        port=opts.port,
+        log_level=opts.log_level,
+        hub={**base.hub.model_dump(), "nats_url": nats_url},
+        router=router,
+    )
+
+
+async def run(opts: AllInOneOptions) -> None:
+    """Start everything, serve until SIGINT/SIGTERM, then stop in reverse order."""
+    with embedded_nats(port=opts.nats_port) as nats:
+        hub_settings = HubSettings(
+            nats_url=nats.url,
+            models=[
+                HubModelSpec(
+                    name=CLOUD_MODEL,
+                    backend="gguf",
+                    path=bundled_model_path(),
+                    n_ctx=2048,
+                    n_threads=opts.hub_threads,
+                    n_gpu_layers=0,
+                )
+            ],
+            log_level=opts.log_level,
+        )
+        async with running_hub(hub_settings):
+            settings = edge_settings(opts, nats.url)
+            registry = ModelRegistry(plan_models(settings), settings)
+            app = create_app(settings, registry)
+            try:
+                sock = socket.create_server((settings.host, settings.port))
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick another --port"
+                ) from exc
+            url = f"http://{settings.host}:{sock.getsockname()[1]}"
+            config = uvicorn.Config(
+                app,
+                log_level=settings.log_level,
+                timeout_graceful_shutdown=int(settings.drain_timeout_s),
+                access_log=False,
+            )
+            server = DrainingServer(config)
+
+            async def announce() -> None:
+                await asyncio.to_thread(registry.wait, 120)
+                uplink = app.state.agent.uplink
+                if uplink is not None:
+                    await uplink.wait_connected(10)
+                click.echo(_banner(url, nats.url, settings.model_id), err=True)
+
+            announcer = asyncio.create_task(announce())
+            try:
+                await server.serve(sockets=[sock])
+            finally:
+                announcer.cancel()
+                sock.close()
