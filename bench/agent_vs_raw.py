@@ -64,13 +64,17 @@ def agent_tok_s(client: openai.OpenAI, model: str) -> float:
     return tokens / elapsed
 
 
-def start_agent(threads: int) -> tuple[subprocess.Popen[str], str]:
+def start_agent(
+    threads: int, stream_interval_ms: float | None
+) -> tuple[subprocess.Popen[str], str]:
     env = {
         **os.environ,
         "AGL_N_THREADS": str(threads),
         "AGL_N_CTX": "2048",
         "AGL_LOG_LEVEL": "warning",
     }
+    if stream_interval_ms is not None:
+        env["AGL_STREAM_INTERVAL_MS"] = str(stream_interval_ms)
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_agent", "run", "--port", "0"],
         stderr=subprocess.PIPE,
@@ -101,6 +105,12 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="n_threads on both sides"
     )
+    parser.add_argument(
+        "--stream-interval-ms",
+        type=float,
+        default=None,
+        help="override the agent's stream_interval_ms (default: the agent's default; 0 = one chunk per token)",
+    )
     args = parser.parse_args()
 
     llm = llama_cpp.Llama(
@@ -110,7 +120,7 @@ def main() -> None:
         n_threads_batch=args.threads,
         verbose=False,
     )
-    proc, url = start_agent(args.threads)
+    proc, url = start_agent(args.threads, args.stream_interval_ms)
     try:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         model = client.models.list().data[0].id
