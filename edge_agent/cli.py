@@ -15,6 +15,7 @@ import click
 import uvicorn
 
 from edge_agent import __version__
+from edge_agent.calibrate_cli import calibrate_command
 from edge_agent.settings import EdgeSettings, load_settings
 from shared.errors import AglError
 
@@ -160,3 +161,6 @@ def show(config_file: Path | None, as_json: bool, **overrides: Any) -> None:
         return
     for key, value in data.items():
         click.echo(f"{key} = {json.dumps(value)}")
+
+
+main.add_command(calibrate_command)
