@@ -36,6 +36,23 @@ def _default_device_id() -> str:
 _config_file: ContextVar[Path | None] = ContextVar("agl_edge_config_file", default=None)
 
 
+class HardExampleConfig(BaseModel):
+    """Sedna-style joint inference for an ONNX classifier: hard rows go to the hub's model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["max_prob", "cross_entropy"] = Field(
+        "cross_entropy",
+        description="max_prob: top probability; cross_entropy: 1 + Σ p·log p / log n.",
+    )
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="Rows whose confidence is below this escalate."
+    )
+    cloud_model: str = Field(
+        min_length=1, description="The hub's ONNX model that answers hard rows."
+    )
+
+
 class ModelSpec(BaseModel):
     """One extra model the agent serves besides the main chat model."""
 
@@ -56,6 +73,10 @@ class ModelSpec(BaseModel):
         description="onnxruntime execution providers, in order of preference.",
     )
     n_ctx: int = Field(2048, ge=64, description="Context window for a GGUF model.")
+    hard_example: HardExampleConfig | None = Field(
+        None,
+        description="ONNX classifiers: escalate low-confidence rows to the hub (joint inference).",
+    )
 
     @field_validator("sha256")
     @classmethod

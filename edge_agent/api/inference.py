@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import uuid
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,8 +14,12 @@ from starlette.responses import Response
 from edge_agent.api.http_io import json_response, parse_body, read_json
 from edge_agent.api.schemas import ClassifyRequest, EmbeddingRequest
 from edge_agent.errors import ApiError
+from edge_agent.router.hard_example import batch_confidence
+from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
+from shared.protocol import ClassifyResult, InferRequest
+from shared.reasons import RouteReason, Tier
 from shared.runtimes.gguf import GgufRuntime
-from shared.runtimes.onnx import OnnxRuntime
+from shared.runtimes.onnx import Classification, OnnxRuntime
 
 if TYPE_CHECKING:
     from edge_agent.api.app import AgentState
@@ -83,12 +88,13 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
 
 
 async def classify(request: Request) -> Response:
-    """Run an ONNX classifier on one feature vector or a batch."""
+    """Run an ONNX classifier on one feature vector or a batch; hard rows may go to the hub."""
     state: AgentState = request.app.state.agent
     req = parse_body(
         ClassifyRequest, await read_json(request, max_bytes=state.settings.max_body_bytes)
     )
-    runtime = state.registry.get(req.model).runtime
+    served = state.registry.get(req.model)
+    runtime = served.runtime
     if not (isinstance(runtime, OnnxRuntime) and runtime.task == "classify"):
         raise ApiError(
             400,
@@ -96,12 +102,32 @@ async def classify(request: Request) -> Response:
             param="model",
             code="wrong_model_type",
         )
-    rows = req.input if isinstance(req.input[0], list) else [req.input]
+    rows: list[list[float]] = req.input if isinstance(req.input[0], list) else [req.input]
     if len({len(r) for r in rows}) != 1:
         raise ApiError(
             400, "every feature vector in `input` must have the same length", param="input"
         )
     results = await asyncio.to_thread(runtime.classify, rows)
+    tiers = ["edge"] * len(rows)
+    tier, reason = Tier.EDGE, RouteReason.DEFAULT
+    joint = served.spec.hard_example
+    if joint is not None and state.uplink is not None:
+        probs = np.asarray([list(r.probabilities.values()) for r in results])
+        hard = [
+            i for i, c in enumerate(batch_confidence(probs, joint.method)) if c < joint.threshold
+        ]
+        if hard:
+            answered = await _classify_in_cloud(state, joint.cloud_model, [rows[i] for i in hard])
+            if answered is None:
+                reason = RouteReason.FALLBACK
+            else:
+                for i, found in zip(hard, answered, strict=True):
+                    results[i] = Classification(
+                        found.label, dict(found.probabilities), found.confidence
+                    )
+                    tiers[i] = "cloud"
+                reason = RouteReason.CONFIDENCE
+                tier = Tier.CLOUD if len(hard) == len(rows) else Tier.EDGE
     return json_response(
         {
             "object": "list",
@@ -112,9 +138,35 @@ async def classify(request: Request) -> Response:
                     "label": r.label,
                     "probabilities": r.probabilities,
                     "confidence": r.confidence,
+                    "tier": tiers[i],
                 }
                 for i, r in enumerate(results)
             ],
-            "usage": {"input_rows": len(rows)},
-        }
+            "usage": {"input_rows": len(rows), "escalated_rows": tiers.count("cloud")},
+        },
+        headers=state.route_headers(tier, reason),
     )
+
+
+async def _classify_in_cloud(
+    state: AgentState, model: str, rows: list[list[float]]
+) -> list[ClassifyResult] | None:
+    """The hub's answers for ``rows``, or None when it cannot answer (the edge's answers stand)."""
+    uplink = state.uplink
+    if uplink is None or not uplink.available():
+        return None
+    req = InferRequest(
+        id=uuid.uuid4().hex,
+        device=state.settings.device_id,
+        model=model,
+        kind="classify",
+        features=rows,
+    )
+    try:
+        result = await uplink.complete(req, timeout=state.settings.hub.request_timeout_s)
+    except (CloudUnavailable, CloudFailed) as exc:
+        state.note_cloud_failure(exc)
+        return None
+    if not result.classifications or len(result.classifications) != len(rows):
+        return None
+    return list(result.classifications)
