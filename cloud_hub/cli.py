@@ -66,6 +66,11 @@ def main() -> None:
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[default: info]"
 )
+@click.option(
+    "--metrics-port",
+    type=int,
+    help="Serve Prometheus /metrics on this port (0 = off). [default: 0]",
+)
 def serve(config_file: Path | None, **overrides: Any) -> None:
     """Serve the configured models on agl.v1.infer.<model> until SIGTERM/Ctrl-C.
 
@@ -85,6 +90,10 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
       backend = "openai"
       base_url = "https://open.bigmodel.cn/api/paas/v4"
       api_key_env = "ZHIPU_API_KEY" # the key itself stays in the environment
+      [telemetry]                   # traces, metrics, logs (see deploy/otel-collector.yaml)
+      endpoint = "http://otel-collector:4318"
+      traces_sample_ratio = 0.1
+      loki_url = "http://loki:3100/loki/api/v1/push"
     """
     from cloud_hub.service import serve as run_service
 

@@ -19,7 +19,8 @@ import contextlib
 import logging
 import re
 import signal
-from collections import deque
+import socket
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,8 @@ from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
+from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry, start_http_server
 
 from cloud_hub import __version__
 from cloud_hub.backends import Backend, Finish, RequestContext, build_backend
@@ -54,6 +57,14 @@ from shared.protocol import (
     encode,
     infer_subject,
     model_from_subject,
+)
+from shared.telemetry import (
+    GenAiCall,
+    Instruments,
+    Telemetry,
+    extract_context,
+    operation_for,
+    setup_telemetry,
 )
 
 log = logging.getLogger(__name__)
@@ -88,8 +99,20 @@ class HubService:
         *,
         backends: Mapping[str, Backend] | None = None,
         nc: Client | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
+        self.telemetry = telemetry or Telemetry.disabled(component="hub")
+        #: Prometheus registry (served by ``serve()`` on ``metrics_port``) + OTel instruments.
+        self.metrics = Instruments(self.telemetry, CollectorRegistry())
+        self._running: Counter[str] = Counter()
+        self.metrics.watch_gauge(
+            otel_name="agl.queue.depth",
+            prom_name="agl_hub_queue_depth",
+            description="Requests this hub worker is serving, per model",
+            label="model",
+            read=lambda: {m: float(n) for m, n in self._running.items()},
+        )
         self.backends: dict[str, Backend] = dict(backends or {})
         self.finished: deque[FinishedRequest] = deque(maxlen=1000)
         self._nc = nc
@@ -246,19 +269,67 @@ class HubService:
     async def _refuse(request: Request, rid: str | None, code: ErrorCode, message: str) -> None:
         await _send(request, ErrorMessage(id=rid, code=code, message=message))
 
+    def _start_call(self, request: Request, req: InferRequest, ctx: RequestContext) -> GenAiCall:
+        # The edge's span (W3C traceparent in the NATS headers) is the parent.
+        call = GenAiCall.start(
+            self.metrics,
+            operation_for(req.kind),
+            request_model=req.model,
+            tier="cloud",
+            kind=SpanKind.SERVER,
+            parent=extract_context(ctx.headers),
+            max_tokens=req.params.max_tokens,
+            temperature=req.params.temperature,
+        )
+        if call.span.is_recording():
+            call.span.set_attributes(
+                {
+                    "messaging.system": "nats",
+                    "messaging.destination.name": request.subject,
+                    "agl.device.id": req.device,
+                    "agl.request.id": req.id,
+                    "agl.stream": req.stream,
+                }
+            )
+        return call
+
     async def _serve(
         self, request: Request, req: InferRequest, backend: Backend, ctx: RequestContext
+    ) -> None:
+        call = self._start_call(request, req, ctx)
+        self._running[req.model] += 1
+        try:
+            with call.current(), self.metrics.activate():
+                await self._serve_traced(request, req, backend, ctx, call)
+        finally:
+            self._running[req.model] -= 1
+            call.fail("internal")  # no-op unless _serve_traced ended without a verdict
+
+    async def _serve_traced(
+        self,
+        request: Request,
+        req: InferRequest,
+        backend: Backend,
+        ctx: RequestContext,
+        call: GenAiCall,
     ) -> None:
         try:
             async with asyncio.timeout(self.settings.request_timeout_s):
                 if req.stream:
-                    finish = await self._stream(request, req, backend, ctx)
+                    finish = await self._stream(request, req, backend, ctx, call)
                 else:
                     finish = await self._complete(request, req, backend, ctx)
             self.finished.append(
                 FinishedRequest(req.id, req.model, finish.finish_reason, finish.completion_tokens)
             )
+            call.finish(
+                response_model=req.model,
+                input_tokens=finish.prompt_tokens,
+                output_tokens=finish.completion_tokens,
+                finish_reason=finish.finish_reason,
+            )
         except TimeoutError:
+            call.fail("timeout")
             ctx.cancelled.set()
             await self._refuse(
                 request,
@@ -268,15 +339,19 @@ class HubService:
                 "lower max_tokens or raise request_timeout_s",
             )
         except (InvalidInput, UnsupportedOperation) as exc:
+            call.fail("bad_request", str(exc))
             await self._refuse(request, req.id, "bad_request", str(exc))
         except (AglError, HubError) as exc:
+            call.fail("backend_error", str(exc))
             await self._refuse(request, req.id, "backend_error", str(exc))
         except asyncio.CancelledError:
+            call.fail("shutting_down")
             ctx.cancelled.set()
             with contextlib.suppress(Exception):
                 await self._refuse(request, req.id, "shutting_down", "the hub stopped mid-request")
             raise
         except Exception as exc:
+            call.fail("internal", repr(exc))
             log.exception("request %s failed", req.id)
             await self._refuse(request, req.id, "internal", f"hub bug: {exc!r}; see the hub log")
         finally:
@@ -318,7 +393,12 @@ class HubService:
         return finish
 
     async def _stream(
-        self, request: Request, req: InferRequest, backend: Backend, ctx: RequestContext
+        self,
+        request: Request,
+        req: InferRequest,
+        backend: Backend,
+        ctx: RequestContext,
+        call: GenAiCall | None = None,
     ) -> Finish:
         seq = 0
         finish = Finish("stop")
@@ -327,6 +407,8 @@ class HubService:
                 if isinstance(event, Finish):
                     finish = event
                     continue
+                if seq == 0 and call is not None:
+                    call.first_token()
                 await _send(request, ChunkMessage(id=req.id, seq=seq, text=event))
                 seq += 1
         usage = Usage(
@@ -384,9 +466,10 @@ async def running_hub(
     *,
     backends: Mapping[str, Backend] | None = None,
     nc: Client | None = None,
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[HubService]:
     """Start a hub in this event loop; drain it on exit. ``nc`` shares an existing connection."""
-    hub = HubService(settings, backends=backends, nc=nc)
+    hub = HubService(settings, backends=backends, nc=nc, telemetry=telemetry)
     try:
         await hub.start()
         yield hub
@@ -395,18 +478,60 @@ async def running_hub(
 
 
 async def serve(settings: HubSettings, *, stop: asyncio.Event | None = None) -> None:
-    """Run a hub until SIGTERM/SIGINT (or ``stop`` is set), then drain gracefully."""
-    stop = stop or asyncio.Event()
+    """Run a hub until SIGTERM/SIGINT (or ``stop`` is set), then drain gracefully.
+
+    This owns the process's telemetry: OTLP export and JSON/OTLP/Loki logs per
+    ``settings.telemetry``, and Prometheus ``/metrics`` on ``settings.metrics_port`` (if set).
+    """
+    telemetry = setup_telemetry(
+        settings.telemetry,
+        service_name="agl-hub",
+        service_version=__version__,
+        # The hostname (a pod name under k3s): a bounded Loki label, unlike a pid.
+        device_id=socket.gethostname() or "hub",
+        component="hub",
+    )
+    telemetry.install_logging()
+    try:
+        await _serve_until_stopped(settings, stop or asyncio.Event(), telemetry)
+    finally:
+        await asyncio.to_thread(telemetry.shutdown)
+
+
+async def _serve_until_stopped(
+    settings: HubSettings, stop: asyncio.Event, telemetry: Telemetry
+) -> None:
     loop = asyncio.get_running_loop()
     installed: list[Any] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
+    metrics_server: Any = None
     try:
-        async with running_hub(settings):
+        async with running_hub(settings, telemetry=telemetry) as hub:
+            if settings.metrics_port:
+                metrics_server = _serve_metrics(settings, hub.metrics.registry)
             await stop.wait()
             log.info("draining (up to %g s)", settings.drain_timeout_s)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+        if metrics_server is not None:
+            metrics_server.shutdown()
+
+
+def _serve_metrics(settings: HubSettings, registry: CollectorRegistry) -> Any:
+    try:
+        server, _thread = start_http_server(
+            settings.metrics_port, addr=settings.metrics_host, registry=registry
+        )
+    except OSError as exc:
+        raise HubError(
+            f"cannot serve /metrics on {settings.metrics_host}:{settings.metrics_port}: "
+            f"{exc.strerror}; pick another --metrics-port (0 turns it off)"
+        ) from exc
+    log.info(
+        "Prometheus metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port
+    )
+    return server

@@ -32,6 +32,7 @@ from pydantic_settings import (
 
 from shared.errors import ConfigError
 from shared.protocol import InvalidSubjectToken, infer_subject
+from shared.telemetry.config import TelemetryConfig
 
 ENV_PREFIX = "AGL_HUB_"
 _config_file: ContextVar[Path | None] = ContextVar("agl_hub_config_file", default=None)
@@ -115,6 +116,18 @@ class HubSettings(BaseSettings):
     request_timeout_s: float = Field(300.0, gt=0, description="Hub-side deadline for one request.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log verbosity."
+    )
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus /metrics endpoint (`hubctl serve` only); 0 = none.",
+    )
+    metrics_host: str = Field("0.0.0.0", description="Address the /metrics endpoint listens on.")
+    telemetry: TelemetryConfig = Field(
+        default_factory=TelemetryConfig,
+        description="Traces, metrics and logs: OTLP endpoint, sampling, Loki ([telemetry] table, "
+        "AGL_HUB_TELEMETRY__ENDPOINT=…).",
     )
 
     @property

@@ -1,10 +1,16 @@
-"""Prometheus metrics of one agent (a private registry, so tests can run several apps)."""
+"""Prometheus metrics of one agent (a private registry, so tests can run several apps).
+
+``genai`` holds the GenAI and fleet metrics shared with the hub; they are also recorded on
+the agent's OpenTelemetry meter (see ``shared.telemetry.instruments``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shared.telemetry import Instruments, Telemetry
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -14,9 +20,11 @@ class AgentMetrics:
     """Every metric the agent exports on ``/metrics``."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    telemetry: Telemetry = field(default_factory=Telemetry.disabled)
 
     def __post_init__(self) -> None:
         r = self.registry
+        self.genai = Instruments(self.telemetry, r)
         self.requests = Counter(
             "agl_http_requests",
             "HTTP requests answered",

@@ -26,6 +26,7 @@ from pydantic_settings import (
 from edge_agent.router.policy import RouterConfig
 from shared.errors import ConfigError
 from shared.model_files import BUNDLED_MODEL_ID
+from shared.telemetry.config import TelemetryConfig
 
 
 def _default_device_id() -> str:
@@ -181,6 +182,11 @@ class EdgeSettings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log verbosity."
+    )
+    telemetry: TelemetryConfig = Field(
+        default_factory=TelemetryConfig,
+        description="Traces, metrics and logs: OTLP endpoint, sampling, Loki ([telemetry] table, "
+        "AGL_TELEMETRY__ENDPOINT=…).",
     )
 
     @classmethod

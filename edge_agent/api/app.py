@@ -17,9 +17,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from edge_agent import __version__
 from edge_agent.api.dispatch import chat_completions, completions
 from edge_agent.api.http_io import error_response, json_response
 from edge_agent.api.inference import classify, embeddings
+from edge_agent.api.tracing import TracingMiddleware
 from edge_agent.errors import ApiError, NotReadyError
 from edge_agent.metrics import AgentMetrics
 from edge_agent.models import ModelRegistry
@@ -34,6 +36,7 @@ from edge_agent.uplink.errors import UplinkError
 from shared.errors import AglError, ContextOverflowError, InvalidInput, UnsupportedOperation
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.types import GenerationEnd
+from shared.telemetry import CIRCUIT_STATES, setup_telemetry
 
 log = logging.getLogger("edge_agent.api")
 
@@ -70,11 +73,37 @@ class AgentState:
     ) -> None:
         self.settings = settings
         self.registry = registry
-        self.metrics = AgentMetrics()
+        self.telemetry = setup_telemetry(
+            settings.telemetry,
+            service_name="edge-agent",
+            service_version=__version__,
+            device_id=settings.device_id,
+            component="edge",
+        )
+        self.metrics = AgentMetrics(telemetry=self.telemetry)
+        self.metrics.genai.watch_gauge(
+            otel_name="agl.circuit.state",
+            prom_name="agl_circuit_state",
+            description="Circuit to the hub: 0 closed, 1 half-open, 2 open",
+            label="peer",
+            read=self._circuit_state,
+        )
+        self.metrics.genai.watch_gauge(
+            otel_name="agl.queue.depth",
+            prom_name=None,  # agl_queue_depth already exists (refresh_gauges)
+            description="Generations waiting or running, per local model",
+            label="model",
+            read=lambda: {m: float(s.queue_depth) for m, s in self._schedulers.items()},
+        )
         self._scheduler_factory = scheduler_factory
         self._schedulers: dict[str, Scheduler] = {}
         self.started = time.time()
         self.uplink: Uplink | None = None
+
+    def _circuit_state(self) -> dict[str, float]:
+        if self.uplink is None:
+            return {}
+        return {"hub": float(CIRCUIT_STATES[self.uplink.breaker.state])}
 
     def start_schedulers(self) -> None:
         """Give every loaded GGUF model its own scheduler."""
@@ -291,6 +320,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.telemetry.install_logging()
+
         async def load() -> None:
             await asyncio.to_thread(registry.load_all)
             if registry.state == "ready":
@@ -308,6 +339,8 @@ def create_app(
             if state.uplink is not None:
                 await state.uplink.close()
             await asyncio.to_thread(state.close)
+            # Flushing waits for the collector at most export_timeout_s per signal.
+            await asyncio.to_thread(state.telemetry.shutdown)
 
     app = Starlette(
         routes=[
@@ -331,4 +364,5 @@ def create_app(
     )
     app.state.agent = state
     app.add_middleware(EdgeHeadersMiddleware, metrics=state.metrics)
+    app.add_middleware(TracingMiddleware, instruments=state.metrics.genai)
     return app

@@ -13,6 +13,7 @@ from edge_agent.api.openai_format import CompletionFormat, error_event
 from edge_agent.uplink.errors import UplinkError
 from shared.protocol import ChatTurn, EndMessage, InferParams, InferRequest
 from shared.runtimes.types import FinishReason, GenerationEnd, SamplingParams, TokenPiece
+from shared.telemetry import GenAiCall
 
 if TYPE_CHECKING:
     from edge_agent.api.app import AgentState
@@ -63,6 +64,16 @@ def infer_request(job: CloudJob, *, device: str, stream: bool) -> InferRequest:
     )
 
 
+def _finish(call: GenAiCall | None, model: str, end: GenerationEnd) -> None:
+    if call is not None:
+        call.finish(
+            response_model=model,
+            input_tokens=end.prompt_tokens,
+            output_tokens=end.completion_tokens,
+            finish_reason=end.finish_reason,
+        )
+
+
 def _end(msg: EndMessage | Any) -> GenerationEnd:
     reason: FinishReason = "length" if msg.finish_reason == "length" else "stop"
     return GenerationEnd(
@@ -78,15 +89,19 @@ async def cloud_answer(
     job: CloudJob,
     fmt: CompletionFormat,
     *,
-    traceparent: str | None = None,
+    call: GenAiCall | None = None,
 ) -> dict[str, Any]:
-    """The whole answer from the hub as an OpenAI response body (raises CloudUnavailable/CloudFailed)."""
+    """The whole answer from the hub as an OpenAI response body (raises CloudUnavailable/CloudFailed).
+
+    The NATS request carries the trace context of ``call``'s span (else the current one);
+    ``call`` is finished here on success, the caller ends it on failure.
+    """
     req = infer_request(job, device=state.settings.device_id, stream=False)
-    result = await uplink.complete(
-        req, timeout=state.settings.hub.request_timeout_s, traceparent=traceparent
-    )
+    with call.current() if call is not None else contextlib.nullcontext():
+        result = await uplink.complete(req, timeout=state.settings.hub.request_timeout_s)
     end = _end(result)
     state.count_tokens(f"cloud:{job.model}", end)
+    _finish(call, result.model or job.model, end)
     return fmt.full([TokenPiece(text=result.text, token_id=-1)], end)
 
 
@@ -99,7 +114,7 @@ class PrimedCloudStream:
 
 
 async def open_cloud_stream(
-    state: AgentState, uplink: Uplink, job: CloudJob, *, traceparent: str | None = None
+    state: AgentState, uplink: Uplink, job: CloudJob, *, call: GenAiCall | None = None
 ) -> PrimedCloudStream:
     """Start streaming from the hub and wait for its first message.
 
@@ -112,10 +127,13 @@ async def open_cloud_stream(
         req,
         timeout=hub.chunk_timeout_s,
         first_chunk_timeout=hub.first_chunk_timeout_s,
-        traceparent=traceparent,
     )
     try:
-        first = await anext(stream)
+        # The request is published on the first step: inject ``call``'s span as its parent.
+        with call.current() if call is not None else contextlib.nullcontext():
+            first = await anext(stream)
+        if call is not None:
+            call.first_token()
     except BaseException:
         with contextlib.suppress(Exception):
             await stream.aclose()
@@ -124,9 +142,17 @@ async def open_cloud_stream(
 
 
 async def cloud_sse(
-    state: AgentState, primed: PrimedCloudStream, fmt: CompletionFormat, model: str
+    state: AgentState,
+    primed: PrimedCloudStream,
+    fmt: CompletionFormat,
+    model: str,
+    *,
+    call: GenAiCall | None = None,
 ) -> AsyncIterator[bytes]:
-    """SSE bytes for a primed hub stream; a failure mid-stream ends it with an error event."""
+    """SSE bytes for a primed hub stream; a failure mid-stream ends it with an error event.
+
+    ``call`` (the escalation's span and metrics) ends when the stream ends.
+    """
     try:
         opening = fmt.opening()
         if opening:
@@ -136,6 +162,7 @@ async def cloud_sse(
             if isinstance(item, EndMessage):
                 end = _end(item)
                 state.count_tokens(f"cloud:{model}", end)
+                _finish(call, model, end)
                 yield fmt.closing(end)
                 return
             if item and (chunk := fmt.pieces([TokenPiece(text=item, token_id=-1)])):
@@ -144,7 +171,11 @@ async def cloud_sse(
         yield error_event("the hub's stream ended without a final message", code="cloud_failed")
     except UplinkError as exc:
         log.warning("cloud stream failed mid-answer: %s", exc)
+        if call is not None:
+            call.fail("cloud_failed", str(exc))
         yield error_event(f"the hub failed mid-answer: {exc}", code="cloud_failed")
     finally:
+        if call is not None:
+            call.fail("incomplete")  # no-op when the stream finished
         with contextlib.suppress(Exception):
             await primed.rest.aclose()

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from opentelemetry.trace import SpanKind
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -20,6 +21,7 @@ from edge_agent.api.generation import collect, first_tokens, local_sse
 from edge_agent.api.http_io import json_response, parse_body, read_json
 from edge_agent.api.openai_format import CompletionFormat
 from edge_agent.api.schemas import ChatCompletionRequest, CompletionRequest
+from edge_agent.api.tracing import note_decision, note_verdict
 from edge_agent.errors import ApiError
 from edge_agent.router.cascade import Confidence, judge
 from edge_agent.router.decide import RouteDecision, RouteInput, decide
@@ -27,6 +29,7 @@ from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
 from shared.reasons import RouteReason, Tier
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.types import GenerationEnd, PreparedPrompt, SamplingParams, TokenPiece
+from shared.telemetry import GenAiCall, operation_for
 
 if TYPE_CHECKING:
     from edge_agent.api.app import AgentState
@@ -153,6 +156,37 @@ async def _dispatch(state: AgentState, request: Request, job: Job) -> Response:
         else runtime.prepare_text(job.prompt_text or "")
     )
     uplink = state.uplink
+    with state.telemetry.tracer.start_as_current_span("agl.route"):
+        decision = _decide(state, job, tier_header, local_id, runtime, prompt)
+    if not decision.cascade:
+        state.record_decision(decision)  # a cascade is recorded once it has judged
+    if decision.tier == Tier.CLOUD:
+        answer = await _try_cloud(
+            state,
+            request,
+            job,
+            decision.cloud_model or _cloud_model(state, job.model),
+            decision.reason,
+        )
+        if answer is not None:
+            return answer
+        decision = replace(decision, tier=Tier.EDGE, reason=RouteReason.FALLBACK, cascade=False)
+        state.record_decision(decision)
+    runtime.check_fits(prompt, job.max_tokens)
+    if decision.cascade and uplink is not None:
+        return await _cascade(state, request, job, local_id, prompt)
+    return await _local(state, job, local_id, prompt, decision.reason)
+
+
+def _decide(
+    state: AgentState,
+    job: Job,
+    tier_header: str | None,
+    local_id: str,
+    runtime: GgufRuntime,
+    prompt: PreparedPrompt,
+) -> RouteDecision:
+    uplink = state.uplink
     decision = decide(
         RouteInput(
             prompt_tokens=len(prompt.tokens),
@@ -180,24 +214,8 @@ async def _dispatch(state: AgentState, request: Request, job: Job) -> Response:
             rule=None,
             detail=f"the prompt ({len(prompt.tokens)} tokens) does not fit the local context ({runtime.n_ctx})",
         )
-    if not decision.cascade:
-        state.record_decision(decision)  # a cascade is recorded once it has judged
-    if decision.tier == Tier.CLOUD:
-        answer = await _try_cloud(
-            state,
-            request,
-            job,
-            decision.cloud_model or _cloud_model(state, job.model),
-            decision.reason,
-        )
-        if answer is not None:
-            return answer
-        decision = replace(decision, tier=Tier.EDGE, reason=RouteReason.FALLBACK, cascade=False)
-        state.record_decision(decision)
-    runtime.check_fits(prompt, job.max_tokens)
-    if decision.cascade and uplink is not None:
-        return await _cascade(state, request, job, local_id, prompt)
-    return await _local(state, job, local_id, prompt, decision.reason)
+    note_decision(decision)
+    return decision
 
 
 def _cloud_model(state: AgentState, model: str) -> str:
@@ -223,15 +241,28 @@ async def _local(
     params = _params_for(job, runtime.n_ctx - len(prompt.tokens))
     deadline = time.monotonic() + state.settings.request_timeout_s
     handle = state.scheduler_for(model_id).submit(prompt, params, wake_each=job.stream)
+    call = _local_call(state, job, params)
     headers = state.route_headers(Tier.EDGE, reason)
     if job.stream:
         return StreamingResponse(
-            local_sse(state, handle, job.fmt, model_id, deadline, echo=job.echo),
+            local_sse(state, handle, job.fmt, model_id, deadline, echo=job.echo, call=call),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **headers},
         )
-    pieces, end = await collect(state, handle, model_id, deadline)
+    pieces, end = await collect(state, handle, model_id, deadline, call=call)
     return json_response(job.fmt.full(pieces, end, prefix=job.echo), headers=headers)
+
+
+def _local_call(state: AgentState, job: Job, params: SamplingParams) -> GenAiCall:
+    """The span and GenAI metrics of a local generation (ended when the generation ends)."""
+    return GenAiCall.start(
+        state.metrics.genai,
+        operation_for(job.kind),
+        request_model=job.model,
+        tier=Tier.EDGE.value,
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+    )
 
 
 def _cloud_job(job: Job, cloud_model: str) -> CloudJob:
@@ -252,24 +283,39 @@ async def _try_cloud(
     if uplink is None:
         return None
     headers = state.route_headers(Tier.CLOUD, reason)
-    traceparent = request.headers.get("traceparent")
+    state.metrics.genai.escalation(str(reason))
+    cloud_job = _cloud_job(job, cloud_model)
+    # A CLIENT span: the uplink injects its context into the NATS headers (traceparent).
+    call = GenAiCall.start(
+        state.metrics.genai,
+        operation_for(job.kind),
+        request_model=cloud_model,
+        tier=Tier.CLOUD.value,
+        kind=SpanKind.CLIENT,
+        max_tokens=cloud_job.params.max_tokens,
+        temperature=cloud_job.params.temperature,
+    )
+    if call.span.is_recording():
+        call.span.set_attributes(
+            {"agl.route.reason": str(reason), "messaging.system": "nats", "agl.escalation": True}
+        )
     try:
         if job.stream:
-            primed = await open_cloud_stream(
-                state, uplink, _cloud_job(job, cloud_model), traceparent=traceparent
-            )
+            primed = await open_cloud_stream(state, uplink, cloud_job, call=call)
             return StreamingResponse(
-                cloud_sse(state, primed, job.fmt, cloud_model),
+                cloud_sse(state, primed, job.fmt, cloud_model, call=call),
                 media_type="text/event-stream",
                 headers={**SSE_HEADERS, **headers},
             )
-        body = await cloud_answer(
-            state, uplink, _cloud_job(job, cloud_model), job.fmt, traceparent=traceparent
-        )
+        body = await cloud_answer(state, uplink, cloud_job, job.fmt, call=call)
         return json_response(body, headers=headers)
     except (CloudUnavailable, CloudFailed) as exc:
+        call.fail(str(getattr(exc, "reason", None) or getattr(exc, "code", "failed")), str(exc))
         state.note_cloud_failure(exc)
         return None
+    except BaseException:
+        call.fail("error")
+        raise
 
 
 async def _cascade(
@@ -282,20 +328,27 @@ async def _cascade(
     params = _params_for(job, runtime.n_ctx - len(prompt.tokens), force_logprobs=True)
     deadline = time.monotonic() + state.settings.request_timeout_s
     handle = state.scheduler_for(model_id).submit(prompt, params, wake_each=job.stream)
+    call = _local_call(state, job, params)
     if job.stream:
-        held = await first_tokens(handle, cfg.first_k, deadline)
+        try:
+            held = await first_tokens(handle, cfg.first_k, deadline)
+        except BaseException:
+            call.fail("error")
+            raise
         logprobs = [e.logprob for e in held if isinstance(e, TokenPiece) and e.logprob is not None]
     else:
-        pieces, end = await collect(state, handle, model_id, deadline)
+        pieces, end = await collect(state, handle, model_id, deadline, call=call)
         logprobs = [p.logprob for p in pieces if p.logprob is not None]
     verdict = judge(Confidence.from_logprobs(logprobs), cfg)
     state.record_confidence(verdict)
+    note_verdict(state.telemetry.tracer, verdict)
     if verdict.escalate:
         answer = await _try_cloud(
             state, request, job, _cloud_model(state, job.model), RouteReason.CONFIDENCE
         )
         if answer is not None:
             handle.cancel()
+            call.abandon("escalated")
             return answer
         reason = RouteReason.FALLBACK
     else:
@@ -304,7 +357,9 @@ async def _cascade(
     headers = state.route_headers(Tier.EDGE, reason)
     if job.stream:
         return StreamingResponse(
-            local_sse(state, handle, job.fmt, model_id, deadline, echo=job.echo, held=held),
+            local_sse(
+                state, handle, job.fmt, model_id, deadline, echo=job.echo, held=held, call=call
+            ),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **headers},
         )

@@ -13,6 +13,7 @@ from edge_agent.errors import ApiError
 from edge_agent.scheduler import Event, GenerationHandle
 from shared.errors import AglError
 from shared.runtimes.types import GenerationEnd, TokenPiece
+from shared.telemetry import GenAiCall
 
 if TYPE_CHECKING:
     from edge_agent.api.app import AgentState
@@ -37,10 +38,42 @@ def timeout_error(state: AgentState) -> ApiError:
     )
 
 
+def _finish(call: GenAiCall | None, model_id: str, end: GenerationEnd) -> None:
+    if call is not None:
+        call.finish(
+            response_model=model_id,
+            input_tokens=end.prompt_tokens,
+            output_tokens=end.completion_tokens,
+            finish_reason=end.finish_reason,
+        )
+
+
 async def collect(
-    state: AgentState, handle: GenerationHandle, model_id: str, deadline: float
+    state: AgentState,
+    handle: GenerationHandle,
+    model_id: str,
+    deadline: float,
+    *,
+    call: GenAiCall | None = None,
 ) -> tuple[list[TokenPiece], GenerationEnd]:
-    """Wait for a whole local generation (cancelling it on timeout or disconnect)."""
+    """Wait for a whole local generation (cancelling it on timeout or disconnect).
+
+    ``call`` (the generation's span and GenAI metrics) is ended here, however it ends.
+    """
+    try:
+        return await _collect(state, handle, model_id, deadline, call)
+    finally:
+        if call is not None and not call.ended:
+            call.fail("error")
+
+
+async def _collect(
+    state: AgentState,
+    handle: GenerationHandle,
+    model_id: str,
+    deadline: float,
+    call: GenAiCall | None,
+) -> tuple[list[TokenPiece], GenerationEnd]:
     pieces: list[TokenPiece] = []
     try:
         async with asyncio.timeout_at(loop_deadline(deadline)):
@@ -48,9 +81,14 @@ async def collect(
                 for event in batch:
                     if isinstance(event, GenerationEnd):
                         state.count_tokens(model_id, event)
+                        _finish(call, model_id, event)
                         return pieces, event
+                    if call is not None and not pieces:
+                        call.first_token()
                     pieces.append(event)
     except TimeoutError:
+        if call is not None:
+            call.fail("timeout")
         handle.cancel()
         state.metrics.cancelled.labels(model_id, "timeout").inc()
         raise timeout_error(state) from None
@@ -88,8 +126,12 @@ async def local_sse(
     *,
     echo: str = "",
     held: Sequence[Event] = (),
+    call: GenAiCall | None = None,
 ) -> AsyncIterator[bytes]:
-    """SSE bytes of a local generation; ``held`` are events already read (first-K cascade)."""
+    """SSE bytes of a local generation; ``held`` are events already read (first-K cascade).
+
+    ``call`` (the generation's span and GenAI metrics) ends when the stream ends.
+    """
     interval = state.settings.stream_interval_ms / 1000
     loop = asyncio.get_running_loop()
     first = True
@@ -101,6 +143,8 @@ async def local_sse(
         end = batch[-1] if batch and isinstance(batch[-1], GenerationEnd) else None
         if first and pieces:
             state.metrics.ttft.labels(model_id).observe(time.monotonic() - handle.submitted_at)
+            if call is not None:
+                call.first_token()
             first = False
         return (fmt.pieces(pieces) if pieces else b""), end
 
@@ -128,6 +172,7 @@ async def local_sse(
                         await asyncio.sleep(pause)
         if end is not None:
             state.count_tokens(model_id, end)
+            _finish(call, model_id, end)
             why = ""
             yield fmt.closing(end)
     except TimeoutError:
@@ -148,3 +193,5 @@ async def local_sse(
         if why:
             handle.cancel()
             state.metrics.cancelled.labels(model_id, why).inc()
+        if call is not None:
+            call.fail(why or "error")  # no-op when the stream finished

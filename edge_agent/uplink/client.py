@@ -3,7 +3,7 @@
 uplink = Uplink("nats://hub:4222", device="dev-1")
 await uplink.connect()            # returns at once; connects in the background
 if uplink.available():
-    result = await uplink.complete(request, timeout=30)
+    result = await uplink.complete(request, timeout=30)   # traceparent: the current span
     async for piece in uplink.stream(request, timeout=10, first_chunk_timeout=30):
         ...                       # str chunks, then one EndMessage
 await uplink.close()
@@ -41,6 +41,7 @@ from shared.protocol import (
     encode,
     infer_subject,
 )
+from shared.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,11 @@ class Uplink:
 
     @staticmethod
     def _headers(traceparent: str | None) -> dict[str, str] | None:
-        return {TRACEPARENT_HEADER: traceparent} if traceparent else None
+        # An explicit traceparent wins; otherwise the current span's context (W3C
+        # traceparent/tracestate via the OTel propagator) so the hub's span joins the trace.
+        if traceparent:
+            return {TRACEPARENT_HEADER: traceparent}
+        return dict(inject_headers({})) or None
 
     def _error_reply(self, msg: ErrorMessage, *, tokens_sent: bool) -> Exception:
         if msg.code in _HEALTHY_CODES:

@@ -1,0 +1,65 @@
+"""Sandboxed WebAssembly plugins (Extism) that inspect requests and responses.
+
+    from shared.plugins import PluginWatcher
+    watcher = PluginWatcher(Path("wasm_plugins")); watcher.start()
+    result = watcher.chain.on_request(body)      # RequestResult
+    stream = watcher.chain.response_stream()     # ResponseStream for streamed answers
+
+See ``wasm_plugins/ABI.md`` for writing a plugin and ``chain.py`` for the semantics.
+"""
+
+from shared.plugins.chain import (
+    FAIL_CLOSED_STATUS,
+    LoadedPlugin,
+    PluginChain,
+    PluginOutcome,
+    RequestResult,
+    ResponseResult,
+    load_plugin,
+)
+from shared.plugins.errors import (
+    PluginCallError,
+    PluginError,
+    PluginIntegrityError,
+    PluginLoadError,
+    PluginManifestError,
+    PluginOutputError,
+    PluginRejectedError,
+)
+from shared.plugins.manifest import PluginManifest, load_manifest, read_verified_module
+from shared.plugins.stream import ResponseStream
+from shared.plugins.verdicts import (
+    RouteTarget,
+    Verdict,
+    merge_route,
+    order_manifests,
+    parse_verdict,
+)
+from shared.plugins.watcher import PluginWatcher
+
+__all__ = [
+    "FAIL_CLOSED_STATUS",
+    "LoadedPlugin",
+    "PluginCallError",
+    "PluginChain",
+    "PluginError",
+    "PluginIntegrityError",
+    "PluginLoadError",
+    "PluginManifest",
+    "PluginManifestError",
+    "PluginOutcome",
+    "PluginOutputError",
+    "PluginRejectedError",
+    "PluginWatcher",
+    "RequestResult",
+    "ResponseResult",
+    "ResponseStream",
+    "RouteTarget",
+    "Verdict",
+    "load_manifest",
+    "load_plugin",
+    "merge_route",
+    "order_manifests",
+    "parse_verdict",
+    "read_verified_module",
+]

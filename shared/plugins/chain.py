@@ -1,0 +1,311 @@
+"""``PluginChain``: the ordered plugins of one directory, run on requests and responses.
+
+    chain = PluginChain.from_directory(Path("wasm_plugins"))
+    result = chain.on_request({"messages": [...], "model": "smollm2", "metadata": {}})
+    if result.rejected:
+        answer(result.status, result.message)
+    body = result.request            # possibly modified
+    plugin_route = result.route_target  # feed the router; local_only must be enforced
+
+A chain is immutable once built; reloading builds a new one (see ``PluginWatcher``), so a
+request that holds a chain finishes on it even if the directory changes meanwhile.
+
+When a plugin fails (trap, timeout, memory cap, denied host call, invalid verdict) its
+``fail`` setting decides: ``open`` ignores it and goes on; ``closed`` rejects the request
+with 503 and a message naming the plugin. Either way it is logged and shows in ``trace``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shared.plugins._runtime import WasmModule, extism_manifest
+from shared.plugins.errors import PluginCallError, PluginError, PluginManifestError
+from shared.plugins.manifest import (
+    MANIFEST_SUFFIX,
+    Hook,
+    PluginManifest,
+    load_manifest,
+    read_verified_module,
+)
+from shared.plugins.verdicts import (
+    REQUEST_FIELDS,
+    RouteTarget,
+    Verdict,
+    merge_route,
+    order_manifests,
+    parse_verdict,
+)
+
+if TYPE_CHECKING:  # stream.py imports this module
+    from shared.plugins.stream import ResponseStream
+
+__all__ = [
+    "FAIL_CLOSED_STATUS",
+    "LoadedPlugin",
+    "PluginChain",
+    "PluginOutcome",
+    "RequestResult",
+    "ResponseResult",
+    "load_plugin",
+]
+
+log = logging.getLogger("shared.plugins")
+
+FAIL_CLOSED_STATUS = 503
+"""Status of a request rejected because a ``fail = "closed"`` plugin failed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PluginOutcome:
+    """What one plugin did in one call: its action (or ``error``), time and any error."""
+
+    plugin: str
+    action: str
+    elapsed_us: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestResult:
+    """The chain's answer for a request.
+
+    ``request`` is the body to serve (the input's other fields kept, plugin changes applied);
+    ``route_target`` is for the router (``local_only`` must keep the request on the device).
+    """
+
+    request: dict[str, Any]
+    route_target: RouteTarget | None = None
+    rejected: bool = False
+    status: int | None = None
+    message: str | None = None
+    rejected_by: str | None = None
+    modified: bool = False
+    trace: tuple[PluginOutcome, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResponseResult:
+    """The chain's answer for a piece of response text (whole or a stream window)."""
+
+    text: str
+    rejected: bool = False
+    status: int | None = None
+    message: str | None = None
+    rejected_by: str | None = None
+    modified: bool = False
+    trace: tuple[PluginOutcome, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadedPlugin:
+    """A verified, compiled plugin: its manifest and its module."""
+
+    manifest: PluginManifest
+    module: WasmModule
+    cache_key: str = field(default="", compare=False)
+
+    @property
+    def name(self) -> str:
+        """The plugin's name from its manifest."""
+        return self.manifest.name
+
+    def run(self, hook: Hook, payload: bytes) -> Verdict:
+        """Call ``hook`` and parse its verdict; raises ``PluginCallError`` on any failure."""
+        raw = self.module.call(hook, payload)
+        return parse_verdict(raw, hook=hook, plugin=self.name)
+
+
+def _cache_key(manifest: PluginManifest) -> str:
+    described = extism_manifest(manifest, b"")
+    described["wasm"] = manifest.sha256
+    described["hooks"] = manifest.hooks
+    return json.dumps(described, sort_keys=True, default=str)
+
+
+def load_plugin(
+    manifest: PluginManifest, *, reuse: Mapping[str, LoadedPlugin] | None = None
+) -> LoadedPlugin:
+    """Verify and compile the plugin a manifest describes, reusing an identical compiled one."""
+    key = _cache_key(manifest)
+    wasm = read_verified_module(manifest)  # always re-check the digest, even when reusing
+    old = (reuse or {}).get(key)
+    if old is not None:
+        return LoadedPlugin(manifest, old.module, key)
+    return LoadedPlugin(manifest, WasmModule(manifest, wasm), key)
+
+
+def _encode(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class PluginChain:
+    """Plugins in order: phase, then priority (higher first), then name; responses in reverse."""
+
+    def __init__(self, plugins: Iterable[LoadedPlugin], *, source: Path | None = None) -> None:
+        by_name = {p.name: p for p in plugins}
+        ordered = order_manifests(p.manifest for p in by_name.values())
+        self.plugins: tuple[LoadedPlugin, ...] = tuple(by_name[m.name] for m in ordered)
+        self.source = source
+        self._request_plugins = tuple(p for p in self.plugins if "on_request" in p.manifest.hooks)
+        self._response_plugins = tuple(
+            p for p in reversed(self.plugins) if "on_response" in p.manifest.hooks
+        )
+
+    @classmethod
+    def empty(cls) -> PluginChain:
+        """A chain with no plugins: requests and responses pass unchanged."""
+        return cls(())
+
+    @classmethod
+    def from_directory(cls, directory: Path, *, previous: PluginChain | None = None) -> PluginChain:
+        """Load every ``*.plugin.toml`` in ``directory`` (not recursive) with its module.
+
+        Raises a ``PluginError`` subclass for the first bad plugin (bad manifest, digest
+        mismatch, module that does not load); nothing is half-loaded. Modules identical to
+        ones in ``previous`` are reused instead of compiled again.
+        """
+        if not directory.is_dir():
+            raise PluginManifestError(
+                directory, "is not a directory; create it or fix the plugin dir"
+            )
+        reuse = {p.cache_key: p for p in previous.plugins} if previous else {}
+        loaded: list[LoadedPlugin] = []
+        seen: dict[str, Path] = {}
+        for path in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
+            manifest = load_manifest(path)
+            if manifest.name in seen:
+                raise PluginManifestError(
+                    path, f"plugin name {manifest.name!r} is also used by {seen[manifest.name]}"
+                )
+            seen[manifest.name] = path
+            loaded.append(load_plugin(manifest, reuse=reuse))
+        return cls(loaded, source=directory)
+
+    @property
+    def has_response_hooks(self) -> bool:
+        """True when some plugin inspects responses (a stream must then be windowed)."""
+        return bool(self._response_plugins)
+
+    def _call(
+        self, plugin: LoadedPlugin, hook: Hook, payload: bytes, trace: list[PluginOutcome]
+    ) -> Verdict | PluginCallError:
+        start = time.perf_counter()
+        try:
+            verdict = plugin.run(hook, payload)
+        except PluginCallError as exc:
+            elapsed = (time.perf_counter() - start) * 1e6
+            trace.append(
+                PluginOutcome(
+                    plugin=plugin.name, action="error", elapsed_us=elapsed, error=str(exc)
+                )
+            )
+            log.warning(
+                "plugin %s failed in %s (fail = %s): %s",
+                plugin.name,
+                hook,
+                plugin.manifest.fail,
+                exc,
+            )
+            return exc
+        elapsed = (time.perf_counter() - start) * 1e6
+        trace.append(PluginOutcome(plugin=plugin.name, action=verdict.action, elapsed_us=elapsed))
+        return verdict
+
+    @staticmethod
+    def _closed_message(plugin: LoadedPlugin, exc: PluginError) -> str:
+        return f"plugin {plugin.name} failed and is configured fail = closed: {exc}"
+
+    def on_request(self, request: Mapping[str, Any]) -> RequestResult:
+        """Run every on_request plugin; the first reject stops the chain.
+
+        Plugins see ``messages``, ``model`` and ``metadata`` (missing ones as ``[]``, ``""``,
+        ``{}``); a ``modify`` replaces those fields for the next plugin and in the result.
+        """
+        body = dict(request)
+        view: dict[str, Any] = {
+            "messages": body.get("messages", []),
+            "model": body.get("model", ""),
+            "metadata": body.get("metadata") or {},
+        }
+        route: RouteTarget | None = None
+        modified = False
+        trace: list[PluginOutcome] = []
+        for plugin in self._request_plugins:
+            got = self._call(plugin, "on_request", _encode(view), trace)
+            if isinstance(got, PluginCallError):
+                if plugin.manifest.fail == "open":
+                    continue
+                return RequestResult(
+                    request=body,
+                    rejected=True,
+                    status=FAIL_CLOSED_STATUS,
+                    message=self._closed_message(plugin, got),
+                    rejected_by=plugin.name,
+                    trace=tuple(trace),
+                )
+            if got.action == "reject":
+                return RequestResult(
+                    request=body,
+                    rejected=True,
+                    status=got.status,
+                    message=got.message,
+                    rejected_by=plugin.name,
+                    trace=tuple(trace),
+                )
+            if got.action == "modify" and got.request is not None:
+                view = {**view, **got.request}
+                modified = True
+            route = merge_route(route, got.target)
+        if modified:
+            body.update({k: view[k] for k in REQUEST_FIELDS if k in view})
+        return RequestResult(
+            request=body, route_target=route, modified=modified, trace=tuple(trace)
+        )
+
+    def on_response(self, text: str, *, final: bool = True) -> ResponseResult:
+        """Run every on_response plugin over ``text`` (``final`` is False for stream windows)."""
+        modified = False
+        trace: list[PluginOutcome] = []
+        for plugin in self._response_plugins:
+            got = self._call(plugin, "on_response", _encode({"text": text, "final": final}), trace)
+            if isinstance(got, PluginCallError):
+                if plugin.manifest.fail == "open":
+                    continue
+                return ResponseResult(
+                    text=text,
+                    rejected=True,
+                    status=FAIL_CLOSED_STATUS,
+                    message=self._closed_message(plugin, got),
+                    rejected_by=plugin.name,
+                    trace=tuple(trace),
+                )
+            if got.action == "reject":
+                return ResponseResult(
+                    text=text,
+                    rejected=True,
+                    status=got.status,
+                    message=got.message,
+                    rejected_by=plugin.name,
+                    trace=tuple(trace),
+                )
+            if got.action == "modify" and got.text is not None:
+                text = got.text
+                modified = True
+        return ResponseResult(text=text, modified=modified, trace=tuple(trace))
+
+    def response_stream(self, *, window: int = 64) -> ResponseStream:
+        """A ``ResponseStream`` that runs this chain over streamed text (see ``stream.py``)."""
+        from shared.plugins.stream import ResponseStream
+
+        return ResponseStream(self, window=window)
+
+    def names(self) -> Sequence[str]:
+        """Plugin names in on_request order."""
+        return [p.name for p in self.plugins]

@@ -1,0 +1,129 @@
+"""Running response plugins over streamed text without missing what spans two chunks.
+
+Strategy (a sliding hold-back window):
+
+* Each ``feed(chunk)`` appends the chunk to the *pending* text and runs the chain's
+  on_response hooks over all of pending (``final = false``).
+* If the plugins changed nothing in the last ``window`` characters, the (modified) text
+  before them is released, cut back to the last whitespace so a word is never split; the
+  tail stays pending and is shown to the plugins again with the next chunk.
+* If a change reaches into that tail, it may be a premature match on a partial token
+  (``a@b.co`` of ``a@b.com``, 12 digits of a card read as a phone number), so only the text
+  before the first change is released and the rest is kept *unmodified* for the next call.
+* ``close()`` runs the hooks once more with ``final = true`` and releases the rest.
+
+So anything a plugin must see whole (an e-mail address, a card number) is caught as long as
+it is shorter than ``window`` characters: while incomplete it sits inside the held tail.
+Released text is never shown again. Plugins should be idempotent (running one on its own
+output changes nothing; ``[EMAIL]`` is not an e-mail address) since modified text may be held
+and fed again. Past ``4 × window`` characters without a place to cut, text is released anyway. The cost is latency of up to ``window`` characters, and one
+chain call per chunk. Without on_response plugins chunks pass straight through.
+
+A reject raises ``PluginRejectedError``: stop the stream and report its status and message
+(the held text has not been sent).
+"""
+
+from __future__ import annotations
+
+from shared.plugins.chain import PluginChain
+from shared.plugins.errors import PluginRejectedError
+
+__all__ = ["ResponseStream"]
+
+_MAX_HOLD_FACTOR = 4  # with no whitespace at all, release anyway past 4 windows
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _common_suffix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[-1 - i] == b[-1 - i]:
+        i += 1
+    return i
+
+
+def _cut_at_space(text: str, limit: int) -> int:
+    """Just past the last whitespace before ``limit``, or 0 when there is none."""
+    if limit <= 0:
+        return 0
+    space = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit), text.rfind("\t", 0, limit))
+    return space + 1
+
+
+class ResponseStream:
+    """Feed streamed text through a chain's on_response hooks.
+
+    stream = chain.response_stream(window=64)
+    for chunk in tokens:
+        send(stream.feed(chunk))   # may be "" while text is held back
+    send(stream.close())
+    """
+
+    def __init__(self, chain: PluginChain, *, window: int = 64) -> None:
+        if window < 1:
+            raise ValueError("window must be at least 1 character")
+        self.chain = chain
+        self.window = window
+        self._pending = ""
+        self._closed = False
+        self.modified = False
+        """True once any plugin changed the text."""
+
+    def _run(self, final: bool) -> str:
+        result = self.chain.on_response(self._pending, final=final)
+        if result.rejected:
+            self._closed = True
+            self._pending = ""
+            raise PluginRejectedError(
+                plugin=result.rejected_by or "?",
+                status=result.status or 500,
+                message=result.message or "",
+            )
+        self.modified = self.modified or result.modified
+        return result.text
+
+    def feed(self, chunk: str) -> str:
+        """Add a chunk; return the text that is now safe to send (possibly empty)."""
+        if self._closed:
+            raise RuntimeError("feed() after close() or a rejection")
+        if not self.chain.has_response_hooks:
+            return chunk
+        self._pending += chunk
+        original = self._pending
+        if len(original) <= self.window:
+            return ""  # nothing could be released yet; skip the call
+        text = self._run(final=False)
+        if _common_suffix(original, text) < self.window:
+            # A change reaches into the held tail: it may be a partial match ("a@b.co" of
+            # "a@b.com"), so release only the untouched prefix and show the rest again.
+            limit = min(_common_prefix(original, text), len(original) - self.window)
+            cut = _cut_at_space(original, limit)
+            if cut > 0 or len(original) < _MAX_HOLD_FACTOR * self.window:
+                self._pending = original[cut:]
+                return original[:cut]
+        # Every change lies before the held tail: release up to the tail, cut at a space.
+        cut = _cut_at_space(text, len(text) - self.window)
+        if cut == 0:
+            if len(text) < _MAX_HOLD_FACTOR * self.window:
+                return ""  # one long word so far: keep holding it (as the original text)
+            cut = len(text) - self.window  # no place to cut: stop holding
+        self._pending = text[cut:]
+        return text[:cut]
+
+    def close(self) -> str:
+        """End of the stream: run the hooks over what is held (``final = true``) and return it."""
+        if self._closed:
+            return ""
+        self._closed = True
+        if not self.chain.has_response_hooks or not self._pending:
+            return self._pending
+        text = self._run(final=True)
+        self._pending = ""
+        return text

@@ -1,0 +1,140 @@
+"""Verdicts and the pure rules that combine them (no Wasm here, so all of it unit-tests cheaply).
+
+A hook's output is one JSON object:
+
+    on_request:  {"action": "continue"}
+                 {"action": "modify", "request": {"messages": [...], ...}, "target": "local_only"?}
+                 {"action": "reject", "status": 400, "message": "..."}
+                 {"action": "route", "target": "edge" | "cloud" | "local_only"}
+    on_response: {"action": "continue"}
+                 {"action": "modify", "text": "..."}
+                 {"action": "reject", "status": 400, "message": "..."}
+
+``parse_verdict`` turns bytes into a ``Verdict`` or raises ``PluginOutputError``;
+``order_key`` sorts plugins; ``merge_route`` combines route targets (``local_only`` wins,
+then ``edge``, then ``cloud``: the target that keeps data closer wins).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shared.plugins.errors import PluginOutputError
+from shared.plugins.manifest import Hook, PluginManifest, phase_rank
+
+__all__ = [
+    "REQUEST_FIELDS",
+    "ROUTE_STRENGTH",
+    "Action",
+    "RouteTarget",
+    "Verdict",
+    "merge_route",
+    "order_key",
+    "order_manifests",
+    "parse_verdict",
+]
+
+Action = Literal["continue", "modify", "reject", "route"]
+RouteTarget = Literal["edge", "cloud", "local_only"]
+
+ROUTE_STRENGTH: dict[str, int] = {"cloud": 1, "edge": 2, "local_only": 3}
+"""When plugins disagree, the stronger target wins."""
+
+REQUEST_FIELDS = ("messages", "model", "metadata")
+"""The request fields a plugin sees and may modify; the rest of the body passes through."""
+
+_ACTIONS: dict[str, frozenset[str]] = {
+    "on_request": frozenset({"continue", "modify", "reject", "route"}),
+    "on_response": frozenset({"continue", "modify", "reject"}),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    """One plugin's answer to one hook call."""
+
+    action: Action
+    request: dict[str, Any] | None = None
+    """``modify`` on_request: the new request fields."""
+    text: str | None = None
+    """``modify`` on_response: the new text."""
+    status: int = 400
+    """``reject``: the HTTP status to answer with."""
+    message: str = ""
+    """``reject``: why, for the client."""
+    target: RouteTarget | None = None
+    """``route`` (and optionally ``modify``): where the request must run."""
+
+
+def _fail(name: str, hook: Hook, detail: str) -> PluginOutputError:
+    return PluginOutputError(
+        name, hook, detail + "; see wasm_plugins/ABI.md for the verdict shapes"
+    )
+
+
+def parse_verdict(raw: bytes, *, hook: Hook, plugin: str = "plugin") -> Verdict:
+    """Validate a hook's output and return its verdict; raises ``PluginOutputError`` if invalid."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        shown = raw[:80].decode("utf-8", "replace")
+        raise _fail(plugin, hook, f"output is not JSON: {shown!r}") from None
+    if not isinstance(doc, dict):
+        raise _fail(plugin, hook, "output is not a JSON object")
+    action = doc.get("action")
+    if action not in _ACTIONS[hook]:
+        allowed = ", ".join(sorted(_ACTIONS[hook]))
+        raise _fail(plugin, hook, f"unknown action {action!r} (allowed here: {allowed})")
+    target = doc.get("target")
+    if target is not None and target not in ROUTE_STRENGTH:
+        raise _fail(plugin, hook, f"unknown route target {target!r} (edge, cloud or local_only)")
+    if action == "route":
+        if target is None:
+            raise _fail(plugin, hook, "a route verdict needs a target")
+        return Verdict(action="route", target=target)
+    if action == "reject":
+        status = doc.get("status", 400)
+        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+            raise _fail(plugin, hook, f"reject status must be an integer 400-599, not {status!r}")
+        message = doc.get("message", "")
+        if not isinstance(message, str):
+            raise _fail(plugin, hook, "reject message must be a string")
+        return Verdict(action="reject", status=status, message=message or f"rejected by {plugin}")
+    if action == "modify" and hook == "on_request":
+        request = doc.get("request")
+        if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
+            raise _fail(plugin, hook, "modify needs a request object with a messages list")
+        unknown = set(request) - set(REQUEST_FIELDS)
+        if unknown:
+            raise _fail(
+                plugin, hook, f"modify may only change {REQUEST_FIELDS}, not {sorted(unknown)}"
+            )
+        return Verdict(action="modify", request=request, target=target)
+    if action == "modify":
+        text = doc.get("text")
+        if not isinstance(text, str):
+            raise _fail(plugin, hook, "modify needs a text string")
+        return Verdict(action="modify", text=text)
+    return Verdict(action="continue")
+
+
+def order_key(manifest: PluginManifest) -> tuple[int, int, str]:
+    """Sort key: phase rank ascending, then priority descending (like Istio), then name."""
+    return (phase_rank(manifest.phase), -manifest.priority, manifest.name)
+
+
+def order_manifests(manifests: Iterable[PluginManifest]) -> list[PluginManifest]:
+    """Manifests in on_request order (on_response runs the reverse, like Envoy's filters)."""
+    return sorted(manifests, key=order_key)
+
+
+def merge_route(current: RouteTarget | None, new: RouteTarget | None) -> RouteTarget | None:
+    """Combine two route targets: ``local_only`` beats ``edge`` beats ``cloud``; None is no opinion."""
+    if current is None:
+        return new
+    if new is None:
+        return current
+    return new if ROUTE_STRENGTH[new] > ROUTE_STRENGTH[current] else current

@@ -1,0 +1,94 @@
+"""Chain semantics with real modules: ordering, merging, bad output, fail strategies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.plugins import PluginChain
+from tests.plugins.conftest import fixed, request
+
+CONTINUE = {"action": "continue"}
+
+
+def test_plugins_run_by_phase_then_priority(plugin_dir: Path) -> None:
+    fixed(plugin_dir, "router", CONTINUE, phase="route", priority=1000)
+    fixed(plugin_dir, "low", CONTINUE, phase="filter", priority=1)
+    fixed(plugin_dir, "high", CONTINUE, phase="filter", priority=10)
+    fixed(plugin_dir, "auth", CONTINUE, phase="authn", priority=-1)
+    fixed(plugin_dir, "both", CONTINUE, phase="stats", hooks=["on_request", "on_response"])
+    fixed(plugin_dir, "resp", {"action": "continue"}, phase="authn", hooks=["on_response"])
+    chain = PluginChain.from_directory(plugin_dir)
+    assert [o.plugin for o in chain.on_request(request("x")).trace] == [
+        "auth",
+        "high",
+        "low",
+        "router",
+        "both",
+    ]
+    assert [o.plugin for o in chain.on_response("x").trace] == ["both", "resp"]  # reversed
+
+
+def test_local_only_from_any_plugin_wins(plugin_dir: Path) -> None:
+    fixed(plugin_dir, "a", {"action": "route", "target": "local_only"}, phase="authn")
+    fixed(plugin_dir, "b", {"action": "route", "target": "cloud"}, phase="route")
+    assert (
+        PluginChain.from_directory(plugin_dir).on_request(request("x")).route_target == "local_only"
+    )
+
+
+def test_modify_feeds_the_next_plugin_and_reject_stops(plugin_dir: Path) -> None:
+    new = {"messages": [{"role": "user", "content": "rewritten"}], "model": "other"}
+    fixed(plugin_dir, "rewrite", {"action": "modify", "request": new}, phase="authn")
+    fixed(plugin_dir, "deny", {"action": "reject", "status": 403, "message": "no"}, phase="filter")
+    fixed(plugin_dir, "never", {"action": "route", "target": "cloud"}, phase="route")
+    result = PluginChain.from_directory(plugin_dir).on_request(request("x"))
+    assert (result.rejected, result.status, result.message, result.rejected_by) == (
+        True,
+        403,
+        "no",
+        "deny",
+    )
+    assert [o.plugin for o in result.trace] == ["rewrite", "deny"]
+
+
+def test_modify_changes_only_plugin_visible_fields(plugin_dir: Path) -> None:
+    new = {"messages": [{"role": "user", "content": "rewritten"}], "model": "other"}
+    fixed(plugin_dir, "rewrite", {"action": "modify", "request": new})
+    body = {**request("x"), "max_tokens": 7}
+    result = PluginChain.from_directory(plugin_dir).on_request(body)
+    assert result.modified
+    assert result.request["messages"] == new["messages"] and result.request["model"] == "other"
+    assert result.request["max_tokens"] == 7
+    assert body["messages"][0]["content"] == "x"  # the caller's body is not mutated
+
+
+@pytest.mark.parametrize("output", ["this is not json", '{"action":"launch_missiles"}'])
+@pytest.mark.parametrize("fail", ["open", "closed"])
+def test_invalid_output_goes_to_the_fail_strategy(plugin_dir: Path, output: str, fail: str) -> None:
+    fixed(plugin_dir, "broken", output, fail=fail)
+    result = PluginChain.from_directory(plugin_dir).on_request(request("x"))
+    assert result.trace[0].action == "error"
+    assert result.rejected == (fail == "closed")
+    if fail == "closed":
+        assert result.status == 503 and "broken" in (result.message or "")
+
+
+def test_response_modify_and_fail_closed(plugin_dir: Path) -> None:
+    fixed(plugin_dir, "upper", {"action": "modify", "text": "REPLACED"}, hooks=["on_response"])
+    chain = PluginChain.from_directory(plugin_dir)
+    assert chain.on_response("anything").text == "REPLACED"
+    fixed(plugin_dir, "bad", "nope", hooks=["on_response"], fail="closed", phase="authn")
+    result = PluginChain.from_directory(plugin_dir).on_response("anything")
+    assert result.rejected and result.rejected_by == "bad" and result.status == 503
+
+
+def test_empty_directory_is_an_empty_chain(plugin_dir: Path) -> None:
+    result = PluginChain.from_directory(plugin_dir).on_request(request("x"))
+    assert (result.rejected, result.modified, result.route_target, result.trace) == (
+        False,
+        False,
+        None,
+        (),
+    )
