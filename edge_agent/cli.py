@@ -16,6 +16,7 @@ import uvicorn
 
 from edge_agent import __version__
 from edge_agent.calibrate_cli import calibrate_command
+from edge_agent.plugins_cli import plugins
 from edge_agent.settings import EdgeSettings, load_settings
 from shared.errors import AglError
 
@@ -164,3 +165,4 @@ def show(config_file: Path | None, as_json: bool, **overrides: Any) -> None:
 
 
 main.add_command(calibrate_command)
+main.add_command(plugins)

@@ -175,6 +175,10 @@ class EdgeSettings(BaseSettings):
     drain_timeout_s: float = Field(
         30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
     )
+    plugins_dir: Path | None = Field(
+        None,
+        description="Directory of Wasm plugins (*.plugin.toml + .wasm), hot-reloaded; empty disables plugins.",
+    )
     hub: HubLink = Field(default_factory=HubLink, description="The NATS link to the hub.")
     router: RouterConfig = Field(
         default_factory=RouterConfig,

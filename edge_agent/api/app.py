@@ -34,6 +34,7 @@ from edge_agent.uplink.budget import TokenBudget
 from edge_agent.uplink.client import Uplink
 from edge_agent.uplink.errors import UplinkError
 from shared.errors import AglError, ContextOverflowError, InvalidInput, UnsupportedOperation
+from shared.plugins import PluginWatcher
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.types import GenerationEnd
 from shared.telemetry import CIRCUIT_STATES, setup_telemetry
@@ -99,6 +100,7 @@ class AgentState:
         self._schedulers: dict[str, Scheduler] = {}
         self.started = time.time()
         self.uplink: Uplink | None = None
+        self.plugins: PluginWatcher | None = None
 
     def _circuit_state(self) -> dict[str, float]:
         if self.uplink is None:
@@ -331,9 +333,15 @@ def create_app(
         if settings.hub.nats_url:
             state.uplink = uplink_factory(settings)
             await state.uplink.connect()
+        if settings.plugins_dir is not None:
+            watcher = PluginWatcher(settings.plugins_dir)
+            await asyncio.to_thread(watcher.start)  # a bad plugin directory stops the start
+            state.plugins = watcher
         try:
             yield
         finally:
+            if state.plugins is not None:
+                state.plugins.stop()
             if not loader.done():
                 await asyncio.wait({loader})
             if state.uplink is not None:

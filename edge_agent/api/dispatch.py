@@ -20,12 +20,14 @@ from edge_agent.api.cloud import CloudJob, cloud_answer, cloud_sse, open_cloud_s
 from edge_agent.api.generation import collect, first_tokens, local_sse
 from edge_agent.api.http_io import json_response, parse_body, read_json
 from edge_agent.api.openai_format import CompletionFormat
+from edge_agent.api.plugin_filters import ResponseFilter, filter_request
 from edge_agent.api.schemas import ChatCompletionRequest, CompletionRequest
 from edge_agent.api.tracing import note_decision, note_verdict
 from edge_agent.errors import ApiError
 from edge_agent.router.cascade import Confidence, judge
 from edge_agent.router.decide import RouteDecision, RouteInput, decide
 from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
+from shared.plugins import RouteTarget
 from shared.reasons import RouteReason, Tier
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.types import GenerationEnd, PreparedPrompt, SamplingParams, TokenPiece
@@ -150,6 +152,12 @@ async def completions(request: Request) -> Response:
 async def _dispatch(state: AgentState, request: Request, job: Job) -> Response:
     tier_header = _tier_header(request)
     local_id, runtime = _local_runtime(state, job.model)
+    filtered = await filter_request(
+        state, model=job.model, messages=job.messages, prompt_text=job.prompt_text
+    )
+    job = replace(job, messages=filtered.messages, prompt_text=filtered.prompt_text)
+    if filtered.chain is not None and filtered.chain.has_response_hooks:
+        job.fmt.text_filter = ResponseFilter(filtered.chain)
     prompt = (
         runtime.prepare_chat(job.messages)
         if job.messages is not None
@@ -157,7 +165,7 @@ async def _dispatch(state: AgentState, request: Request, job: Job) -> Response:
     )
     uplink = state.uplink
     with state.telemetry.tracer.start_as_current_span("agl.route"):
-        decision = _decide(state, job, tier_header, local_id, runtime, prompt)
+        decision = _decide(state, job, tier_header, local_id, runtime, prompt, filtered.route)
     if not decision.cascade:
         state.record_decision(decision)  # a cascade is recorded once it has judged
     if decision.tier == Tier.CLOUD:
@@ -185,6 +193,7 @@ def _decide(
     local_id: str,
     runtime: GgufRuntime,
     prompt: PreparedPrompt,
+    plugin_route: RouteTarget | None,
 ) -> RouteDecision:
     uplink = state.uplink
     decision = decide(
@@ -192,7 +201,7 @@ def _decide(
             prompt_tokens=len(prompt.tokens),
             model=job.model,
             tier_header=tier_header,
-            plugin_route=None,
+            plugin_route=plugin_route,
             expected_wait_s=state.scheduler_for(local_id).expected_wait_s(),
             cloud_available=uplink is not None and uplink.available(),
         ),
@@ -349,11 +358,14 @@ async def _cascade(
         if answer is not None:
             handle.cancel()
             call.abandon("escalated")
+            state.record_decision(
+                RouteDecision(tier=Tier.CLOUD, reason=RouteReason.CONFIDENCE, detail=verdict.detail)
+            )
             return answer
         reason = RouteReason.FALLBACK
     else:
         reason = RouteReason.DEFAULT
-        state.record_decision(RouteDecision(tier=Tier.EDGE, reason=reason, detail=verdict.detail))
+    state.record_decision(RouteDecision(tier=Tier.EDGE, reason=reason, detail=verdict.detail))
     headers = state.route_headers(Tier.EDGE, reason)
     if job.stream:
         return StreamingResponse(

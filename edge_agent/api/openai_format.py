@@ -10,11 +10,22 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
+from shared.plugins.errors import PluginRejectedError
 from shared.runtimes.types import GenerationEnd, TokenPiece
 
 DONE = b"data: [DONE]\n\n"
+
+
+class TextFilter(Protocol):
+    """What the format needs from the on_response plugin chain."""
+
+    def feed(self, text: str) -> str: ...
+
+    def close(self) -> str: ...
+
+    def whole(self, text: str) -> str: ...
 
 
 def _dumps(obj: Any) -> str:
@@ -46,6 +57,9 @@ class CompletionFormat:
     def __init__(self, *, model: str, chat: bool, include_usage: bool, logprobs: bool) -> None:
         self.chat = chat
         self.model = model
+        #: on_response plugins (``edge_agent.api.plugin_filters.ResponseFilter``), if any.
+        self.text_filter: TextFilter | None = None
+        self.rejected = False
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
         self.include_usage = include_usage
@@ -96,6 +110,17 @@ class CompletionFormat:
     def pieces(self, pieces: Sequence[TokenPiece]) -> bytes:
         """One chunk carrying one or more generated tokens (empty when there is nothing to send)."""
         text = pieces[0].text if len(pieces) == 1 else "".join(p.text for p in pieces)
+        if self.text_filter is not None:
+            if self.rejected:
+                return b""
+            try:
+                text = self.text_filter.feed(text)
+            except PluginRejectedError as exc:
+                self.rejected = True
+                return error_event(
+                    exc.message, code="plugin_rejected", type="invalid_request_error"
+                )
+            pieces = [TokenPiece(text=text, token_id=-1)]
         if not self.logprobs:
             return (self._prefix + _dumps(text) + self._suffix).encode() if text else b""
         scored = [p for p in pieces if p.token_id >= 0]
@@ -117,6 +142,21 @@ class CompletionFormat:
 
     def closing(self, end: GenerationEnd) -> bytes:
         """The finish chunk, then the usage chunk when asked for, then ``[DONE]``."""
+        head = b""
+        if self.text_filter is not None:
+            if self.rejected:
+                return b""
+            try:
+                tail = self.text_filter.close()
+            except PluginRejectedError as exc:
+                self.rejected = True
+                return error_event(
+                    exc.message, code="plugin_rejected", type="invalid_request_error"
+                )
+            if tail:
+                filt, self.text_filter = self.text_filter, None
+                head = self.pieces([TokenPiece(text=tail, token_id=-1)])
+                self.text_filter = filt
         if self.chat:
             choice: dict[str, Any] = {
                 "index": 0,
@@ -129,13 +169,19 @@ class CompletionFormat:
         out = self._chunk(choice)
         if self.include_usage:
             out += self._chunk({}, with_usage=usage(end))
-        return out + DONE
+        return head + out + DONE
 
     def full(
         self, pieces: Sequence[TokenPiece], end: GenerationEnd, *, prefix: str = ""
     ) -> dict[str, Any]:
         """The non-streamed response."""
         text = prefix + "".join(p.text for p in pieces)
+        if self.text_filter is not None:
+            answer = text[len(prefix) :]
+            filtered = self.text_filter.whole(answer)
+            if filtered != answer:
+                text = prefix + filtered
+                pieces = [TokenPiece(text=filtered, token_id=-1)]
         choice: dict[str, Any]
         scored = [p for p in pieces if p.token_id >= 0]
         if self.chat:

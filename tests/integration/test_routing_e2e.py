@@ -181,11 +181,6 @@ def test_unsure_local_answer_escalates_with_confidence(
     assert len(echo_hub.finished) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: _cascade (edge_agent/api/dispatch.py) never calls record_decision "
-    "when it escalates, so confidence never shows in agl_route_decisions_total",
-)
 def test_confidence_escalations_are_counted_in_metrics(
     nats_server: NatsServer, echo_hub: HubService
 ) -> None:
