@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test check lint format bench
+.PHONY: setup run test check lint format bench plugins plugins-check
 
 setup:
 	./scripts/setup.sh
@@ -12,8 +12,16 @@ run: setup
 	$(BIN)/open-autoglm up
 
 # The README's test command: lint, type-check, then the whole suite (what CI runs).
-test: lint
+test: lint plugins-check
 	$(BIN)/python -m pytest -q
+
+# Rebuild the sample and test plugins into the working tree.
+plugins: setup
+	./wasm_plugins/build.sh
+
+# Fail unless a fresh build of the plugins matches the committed .wasm byte for byte.
+plugins-check: setup
+	./wasm_plugins/check.sh
 
 lint: setup
 	$(BIN)/ruff format --check .
@@ -28,3 +36,7 @@ check: test
 
 bench: setup
 	$(BIN)/python bench/agent_vs_raw.py
+	$(BIN)/python bench/escalation_roundtrip.py
+	$(BIN)/python bench/joint_inference.py
+	$(BIN)/python bench/plugin_chain.py
+	$(BIN)/python bench/telemetry_overhead.py

@@ -17,6 +17,20 @@ fi
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 
+# Toolchain that rebuilds the Wasm plugins (make test checks the committed modules against a
+# fresh build): Debian's clang + lld, and the locked AssemblyScript compiler from npm.
+if ! command -v clang >/dev/null || ! command -v wasm-ld >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo ">> installing clang and lld (Wasm plugin toolchain)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang lld >/dev/null
+  else
+    echo "warning: clang/lld missing; install them to rebuild the Wasm plugins (wasm_plugins/build.sh)" >&2
+  fi
+fi
+if [ ! -x wasm_plugins/node_modules/.bin/asc ] && command -v npm >/dev/null; then
+  (cd wasm_plugins && npm ci --no-audit --no-fund --silent)
+fi
+
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
