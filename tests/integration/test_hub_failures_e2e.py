@@ -87,8 +87,8 @@ def test_hub_killed_mid_request_falls_back_to_a_local_answer(
         # once hub.request_timeout_s (3 s) runs out: on a request/reply the edge cannot tell
         # a dead hub from a slow one.
         assert where == ("edge", "fallback")
+        # (the text itself proves nothing: the small local model may well repeat "w0 w1 …")
         assert answer.choices[0].message.content
-        assert not SLOW_WORDS.startswith(answer.choices[0].message.content)
         assert elapsed < 3 + 3, f"the fallback took {elapsed:.1f} s"
         assert metric(agent, "agl_cloud_failures_total", "kind") == {("timeout",): 1}
 
