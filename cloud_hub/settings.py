@@ -17,25 +17,17 @@ the TOML file given with ``--config``, then the defaults below.
 
 from __future__ import annotations
 
-import tomllib
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
-from shared.errors import ConfigError
 from shared.protocol import InvalidSubjectToken, infer_subject
+from shared.settings_files import TomlFileSettings, load_from
 from shared.telemetry.config import TelemetryConfig
 
 ENV_PREFIX = "AGL_HUB_"
-_config_file: ContextVar[Path | None] = ContextVar("agl_hub_config_file", default=None)
 
 
 class HubModelSpec(BaseModel):
@@ -88,7 +80,7 @@ class HubModelSpec(BaseModel):
         return self
 
 
-class HubSettings(BaseSettings):
+class HubSettings(TomlFileSettings):
     """Settings of ``hubctl serve``."""
 
     model_config = SettingsConfigDict(
@@ -143,53 +135,7 @@ class HubSettings(BaseSettings):
             raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = _config_file.get()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-        return tuple(sources)
-
-
-def format_validation_error(exc: ValidationError, *, env_prefix: str = ENV_PREFIX) -> str:
-    """Turn pydantic's error list into lines that name each field and where to set it."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        field = ".".join(str(p) for p in err["loc"]) or "(config)"
-        got = err.get("input")
-        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-        top = str(err["loc"][0]) if err["loc"] else ""
-        where = (
-            f"  [flag --{top.replace('_', '-')}, env {env_prefix}{top.upper()}, "
-            f"or `{top}` in the config file]"
-            if top
-            else ""
-        )
-        lines.append(f"{field}: {err['msg']}{shown}{where}")
-    return "invalid settings:\n  " + "\n  ".join(lines)
-
 
 def load_hub_settings(config_file: Path | None = None, **overrides: Any) -> HubSettings:
     """Build the effective settings; raise :class:`ConfigError` with a readable message."""
-    if config_file is not None:
-        if not config_file.is_file():
-            raise ConfigError(f"config file {config_file} does not exist")
-        try:
-            tomllib.loads(config_file.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
-    token = _config_file.set(config_file)
-    try:
-        return HubSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from exc
-    finally:
-        _config_file.reset(token)
+    return load_from(HubSettings, config_file, overrides, env_prefix=ENV_PREFIX)

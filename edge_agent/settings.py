@@ -10,31 +10,21 @@ from __future__ import annotations
 
 import re
 import socket
-import tomllib
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from edge_agent.router.policy import RouterConfig
-from shared.errors import ConfigError
 from shared.model_files import BUNDLED_MODEL_ID
+from shared.settings_files import TomlFileSettings, load_from
 from shared.telemetry.config import TelemetryConfig
 
 
 def _default_device_id() -> str:
     name = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:64].strip("-")
     return name or "edge"
-
-
-_config_file: ContextVar[Path | None] = ContextVar("agl_edge_config_file", default=None)
 
 
 class HardExampleConfig(BaseModel):
@@ -117,7 +107,7 @@ class HubLink(BaseModel):
     )
 
 
-class EdgeSettings(BaseSettings):
+class EdgeSettings(TomlFileSettings):
     """Settings of ``edge-agent run``; see ``edge-agent config show`` for the effective values."""
 
     model_config = SettingsConfigDict(
@@ -193,52 +183,7 @@ class EdgeSettings(BaseSettings):
         "AGL_TELEMETRY__ENDPOINT=…).",
     )
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = _config_file.get()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-        return tuple(sources)
-
-
-def format_validation_error(exc: ValidationError, *, env_prefix: str = "AGL_") -> str:
-    """Turn pydantic's error list into lines that name each field and what is allowed."""
-    lines = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(config)"
-        got = err.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        top = str(err["loc"][0]) if err["loc"] else ""
-        where = (
-            f"  [flag --{top.replace('_', '-')}, env {env_prefix}{top.upper()}, or `{top}` in the config file]"
-            if top
-            else ""
-        )
-        lines.append(f"{field}: {err['msg']}{shown}{where}")
-    return "invalid settings:\n  " + "\n  ".join(lines)
-
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> EdgeSettings:
     """Build the effective settings; raise :class:`ConfigError` with a readable message."""
-    if config_file is not None:
-        if not config_file.is_file():
-            raise ConfigError(f"config file {config_file} does not exist")
-        try:
-            tomllib.loads(config_file.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
-    token = _config_file.set(config_file)
-    try:
-        return EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from exc
-    finally:
-        _config_file.reset(token)
+    return load_from(EdgeSettings, config_file, overrides, env_prefix="AGL_")
