@@ -15,20 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
-import subprocess
-import sys
 import time
 
-import httpx
 import llama_cpp
 import openai
+from agent_process import MESSAGES, NEW_TOKENS, agent_process, streamed_tok_s
 
 from shared.model_files import bundled_model_path
-
-MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
-NEW_TOKENS = 128
 
 
 def raw_tok_s(llm: llama_cpp.Llama) -> float:
@@ -43,58 +37,6 @@ def raw_tok_s(llm: llama_cpp.Llama) -> float:
         f"raw run stopped early ({finish}); pick a prompt that runs {NEW_TOKENS} tokens"
     )
     return NEW_TOKENS / elapsed
-
-
-def agent_tok_s(client: openai.OpenAI, model: str) -> float:
-    started = time.perf_counter()
-    tokens = 0
-    stream = client.chat.completions.create(
-        model=model,
-        messages=MESSAGES,
-        max_tokens=NEW_TOKENS,
-        temperature=0,
-        stream=True,  # type: ignore[arg-type]
-        stream_options={"include_usage": True},
-    )
-    for chunk in stream:
-        if chunk.usage is not None:
-            tokens = chunk.usage.completion_tokens
-    elapsed = time.perf_counter() - started
-    assert tokens == NEW_TOKENS, f"agent produced {tokens} tokens, expected {NEW_TOKENS}"
-    return tokens / elapsed
-
-
-def start_agent(
-    threads: int, stream_interval_ms: float | None
-) -> tuple[subprocess.Popen[str], str]:
-    env = {
-        **os.environ,
-        "AGL_N_THREADS": str(threads),
-        "AGL_N_CTX": "2048",
-        "AGL_LOG_LEVEL": "warning",
-    }
-    if stream_interval_ms is not None:
-        env["AGL_STREAM_INTERVAL_MS"] = str(stream_interval_ms)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_agent", "run", "--port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stderr is not None
-    url = ""
-    while not url:
-        line = proc.stderr.readline()
-        if not line:
-            raise SystemExit("edge-agent exited before serving")
-        if match := re.search(r"(http://[\d.]+:\d+)/v1", line):
-            url = match.group(1)
-    deadline = time.monotonic() + 60
-    while httpx.get(f"{url}/readyz").status_code != 200:
-        if time.monotonic() > deadline:
-            raise SystemExit("edge-agent did not become ready")
-        time.sleep(0.1)
-    return proc, url
 
 
 def main() -> None:
@@ -120,24 +62,23 @@ def main() -> None:
         n_threads_batch=args.threads,
         verbose=False,
     )
-    proc, url = start_agent(args.threads, args.stream_interval_ms)
-    try:
+    env = (
+        {}
+        if args.stream_interval_ms is None
+        else {"AGL_STREAM_INTERVAL_MS": str(args.stream_interval_ms)}
+    )
+    with agent_process(threads=args.threads, env=env) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         model = client.models.list().data[0].id
         raw_tok_s(llm)
-        agent_tok_s(client, model)  # warm-up both
+        streamed_tok_s(client, model)  # warm-up both
         raw, agent = [], []
         for i in range(args.runs):
             raw.append(raw_tok_s(llm))
-            agent.append(agent_tok_s(client, model))
+            agent.append(streamed_tok_s(client, model))
             print(
                 f"run {i + 1}: raw {raw[-1]:7.1f} tok/s   agent {agent[-1]:7.1f} tok/s", flush=True
             )
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        if proc.stderr is not None:
-            proc.stderr.close()
     raw_med, agent_med = statistics.median(raw), statistics.median(agent)
     print(f"threads {args.threads}, {NEW_TOKENS} tokens, greedy, median of {args.runs}")
     print(

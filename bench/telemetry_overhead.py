@@ -15,20 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import openai
-
-MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
-NEW_TOKENS = 128
+from agent_process import NEW_TOKENS, agent_process, streamed_tok_s
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -47,55 +41,25 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
-def start_agent(threads: int, telemetry: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    env = {
-        **os.environ,
-        "AGL_N_THREADS": str(threads),
-        "AGL_N_CTX": "2048",
-        "AGL_LOG_LEVEL": "warning",
-        **{f"AGL_TELEMETRY__{k.upper()}": v for k, v in telemetry.items()},
+def _measure(off_url: str, on_url: str, runs: int) -> dict[str, list[float]]:
+    """Alternate streamed runs between the two agents; tokens/s per side."""
+    clients = {
+        name: openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        for name, url in (("off", off_url), ("on", on_url))
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_agent", "run", "--port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stderr is not None
-    url = ""
-    while not url:
-        line = proc.stderr.readline()
-        if not line:
-            raise SystemExit("edge-agent exited before serving")
-        if match := re.search(r"(http://[\d.]+:\d+)/v1", line):
-            url = match.group(1)
-    deadline = time.monotonic() + 60
-    while httpx.get(f"{url}/readyz").status_code != 200:
-        if time.monotonic() > deadline:
-            raise SystemExit("edge-agent did not become ready")
-        time.sleep(0.1)
-    # Drain stderr so a chatty agent can never block on a full pipe.
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
-    return proc, url
-
-
-def tok_s(client: openai.OpenAI, model: str) -> float:
-    started = time.perf_counter()
-    tokens = 0
-    stream = client.chat.completions.create(
-        model=model,
-        messages=MESSAGES,  # type: ignore[arg-type]
-        max_tokens=NEW_TOKENS,
-        temperature=0,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    for chunk in stream:
-        if chunk.usage is not None:
-            tokens = chunk.usage.completion_tokens
-    elapsed = time.perf_counter() - started
-    assert tokens == NEW_TOKENS, f"agent produced {tokens} tokens, expected {NEW_TOKENS}"
-    return tokens / elapsed
+    model = clients["off"].models.list().data[0].id
+    for client in clients.values():
+        streamed_tok_s(client, model)  # warm-up
+    results: dict[str, list[float]] = {"off": [], "on": []}
+    for i in range(runs):
+        for name in ("off", "on") if i % 2 == 0 else ("on", "off"):
+            results[name].append(streamed_tok_s(clients[name], model))
+        print(
+            f"run {i + 1}: off {results['off'][-1]:7.1f} tok/s   on {results['on'][-1]:7.1f} tok/s",
+            flush=True,
+        )
+    time.sleep(1.5)  # let one more metrics export land
+    return results
 
 
 def main() -> None:
@@ -119,32 +83,14 @@ def main() -> None:
         "metric_export_interval_s": "1",
         "schedule_delay_s": "0.5",
     }
-    procs: list[subprocess.Popen[str]] = []
+    on_env = {f"AGL_TELEMETRY__{k.upper()}": v for k, v in full.items()}
     try:
-        off_proc, off_url = start_agent(args.threads, {})
-        procs.append(off_proc)
-        on_proc, on_url = start_agent(args.threads, full)
-        procs.append(on_proc)
-        clients = {
-            name: openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
-            for name, url in (("off", off_url), ("on", on_url))
-        }
-        model = clients["off"].models.list().data[0].id
-        for client in clients.values():
-            tok_s(client, model)  # warm-up
-        results: dict[str, list[float]] = {"off": [], "on": []}
-        for i in range(args.runs):
-            for name in ("off", "on") if i % 2 == 0 else ("on", "off"):
-                results[name].append(tok_s(clients[name], model))
-            print(
-                f"run {i + 1}: off {results['off'][-1]:7.1f} tok/s   on {results['on'][-1]:7.1f} tok/s",
-                flush=True,
-            )
-        time.sleep(1.5)  # let one more metrics export land
+        with (
+            agent_process(threads=args.threads) as off_url,
+            agent_process(threads=args.threads, env=on_env) as on_url,
+        ):
+            results = _measure(off_url, on_url, args.runs)
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(30)
         sink.shutdown()
     off_med, on_med = statistics.median(results["off"]), statistics.median(results["on"])
     print(f"threads {args.threads}, {NEW_TOKENS} tokens, greedy, median of {args.runs}")

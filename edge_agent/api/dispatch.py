@@ -25,7 +25,13 @@ from edge_agent.api.schemas import ChatCompletionRequest, CompletionRequest
 from edge_agent.api.tracing import note_decision, note_verdict
 from edge_agent.errors import ApiError
 from edge_agent.router.cascade import Confidence, judge
-from edge_agent.router.decide import RouteDecision, RouteInput, decide
+from edge_agent.router.decide import (
+    RouteDecision,
+    RouteInput,
+    cloud_model_for,
+    decide,
+    parse_tier_header,
+)
 from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
 from shared.plugins import RouteTarget
 from shared.reasons import RouteReason, Tier
@@ -55,15 +61,11 @@ class Job:
 
 
 def _tier_header(request: Request) -> str | None:
-    value = request.headers.get("x-agl-tier")
-    if value is None:
-        return None
-    value = value.strip().lower()
-    if value not in ("edge", "cloud"):
-        raise ApiError(
-            400, f"header x-agl-tier must be edge or cloud, not {value!r}", param="x-agl-tier"
-        )
-    return value
+    try:
+        tier = parse_tier_header(request.headers.get("x-agl-tier"))
+    except ValueError as exc:
+        raise ApiError(400, str(exc), param="x-agl-tier") from None
+    return None if tier is None else tier.value
 
 
 def _local_runtime(state: AgentState, model: str) -> tuple[str, GgufRuntime]:
@@ -173,7 +175,7 @@ async def _dispatch(state: AgentState, request: Request, job: Job) -> Response:
             state,
             request,
             job,
-            decision.cloud_model or _cloud_model(state, job.model),
+            decision.cloud_model or cloud_model_for(job.model, state.settings.router),
             decision.reason,
         )
         if answer is not None:
@@ -219,19 +221,12 @@ def _decide(
             tier=Tier.CLOUD,
             reason=RouteReason.LOCAL_ERROR,
             cascade=False,
-            cloud_model=_cloud_model(state, job.model),
+            cloud_model=decision.cloud_model or cloud_model_for(job.model, state.settings.router),
             rule=None,
             detail=f"the prompt ({len(prompt.tokens)} tokens) does not fit the local context ({runtime.n_ctx})",
         )
     note_decision(decision)
     return decision
-
-
-def _cloud_model(state: AgentState, model: str) -> str:
-    router = state.settings.router
-    if model in router.cloud_aliases:
-        return router.cloud_aliases[model]
-    return router.default_cloud_model or model
 
 
 def _params_for(job: Job, runtime_room: int, *, force_logprobs: bool = False) -> SamplingParams:
@@ -353,7 +348,11 @@ async def _cascade(
     note_verdict(state.telemetry.tracer, verdict)
     if verdict.escalate:
         answer = await _try_cloud(
-            state, request, job, _cloud_model(state, job.model), RouteReason.CONFIDENCE
+            state,
+            request,
+            job,
+            cloud_model_for(job.model, state.settings.router),
+            RouteReason.CONFIDENCE,
         )
         if answer is not None:
             handle.cancel()

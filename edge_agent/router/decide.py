@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from edge_agent.router.policy import PolicyRule, RouterConfig, RouteTarget
 from shared.reasons import RouteReason, Tier
 
-__all__ = ["RouteDecision", "RouteInput", "decide", "parse_tier_header"]
+__all__ = ["RouteDecision", "RouteInput", "cloud_model_for", "decide", "parse_tier_header"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +89,11 @@ def _header_or_none(raw: str | None) -> Tier | None:
         return None
 
 
+def cloud_model_for(model: str, cfg: RouterConfig) -> str:
+    """The hub model that answers a request for ``model``: its alias target, else the default."""
+    return cfg.cloud_aliases.get(model, cfg.default_cloud_model)
+
+
 def decide(inp: RouteInput, cfg: RouterConfig) -> RouteDecision:
     """Pick the tier and reason for one request; the steps are in the module docstring."""
     header = _header_or_none(inp.tier_header)
@@ -119,7 +124,7 @@ def decide(inp: RouteInput, cfg: RouterConfig) -> RouteDecision:
                 detail=f"rule {rule.name!r} keeps the request on the device",
             )
 
-    cloud_model = cfg.cloud_aliases.get(inp.model, cfg.default_cloud_model)
+    cloud_model = cloud_model_for(inp.model, cfg)
     decision = _first_choice(inp, cfg, header, matching, cloud_model)
     return _apply_availability(decision, cloud_available=inp.cloud_available)
 
