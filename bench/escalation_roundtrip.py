@@ -24,7 +24,7 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from cloud_hub.service import running_hub
+from cloud_hub.serving import running_hub
 from cloud_hub.settings import HubModelSpec, HubSettings
 from edge_agent.uplink import Uplink
 from shared.protocol import ChatTurn, InferRequest, ResultMessage, Usage, encode

@@ -12,6 +12,7 @@ import click
 from cloud_hub import __version__
 from cloud_hub.errors import HubError
 from cloud_hub.settings import HubSettings, load_hub_settings
+from shared.cli_options import settings_options
 from shared.errors import AglError
 
 
@@ -43,33 +44,17 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="TOML config file with [[models]] tables (see below).",
 )
-@click.option(
-    "--nats-url", help="NATS server(s), comma-separated. [default: nats://127.0.0.1:4222]"
-)
-@click.option(
-    "--concurrency",
-    type=int,
-    help="Requests one worker runs at once; more get `busy`. [default: 4]",
-)
-@click.option(
-    "--drain-timeout",
-    "drain_timeout_s",
-    type=float,
-    help="On SIGTERM, seconds in-flight requests may take to finish. [default: 30]",
-)
-@click.option(
-    "--request-timeout",
-    "request_timeout_s",
-    type=float,
-    help="Hub-side deadline per request, s. [default: 300]",
-)
-@click.option(
-    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[default: info]"
-)
-@click.option(
-    "--metrics-port",
-    type=int,
-    help="Serve Prometheus /metrics on this port (0 = off). [default: 0]",
+@settings_options(
+    HubSettings,
+    fields=[
+        "nats_url",
+        "concurrency",
+        "drain_timeout_s",
+        "request_timeout_s",
+        "log_level",
+        "metrics_port",
+    ],
+    flag_names={"drain_timeout_s": "--drain-timeout", "request_timeout_s": "--request-timeout"},
 )
 def serve(config_file: Path | None, **overrides: Any) -> None:
     """Serve the configured models on agl.v1.infer.<model> until SIGTERM/Ctrl-C.
@@ -95,7 +80,7 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
       traces_sample_ratio = 0.1
       loki_url = "http://loki:3100/loki/api/v1/push"
     """
-    from cloud_hub.service import serve as run_service
+    from cloud_hub.serving import serve as run_service
 
     settings = _load(config_file, overrides)
     if not settings.models:

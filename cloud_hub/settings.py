@@ -103,9 +103,11 @@ class HubSettings(TomlFileSettings):
         "Turn off when hubs in one NATS account serve different model sets.",
     )
     drain_timeout_s: float = Field(
-        30.0, ge=0, description="On SIGTERM, time in-flight requests get."
+        30.0, ge=0, description="On SIGTERM, seconds in-flight requests may take to finish."
     )
-    request_timeout_s: float = Field(300.0, gt=0, description="Hub-side deadline for one request.")
+    request_timeout_s: float = Field(
+        300.0, gt=0, description="Hub-side deadline for one request, in seconds."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log verbosity."
     )

@@ -18,6 +18,7 @@ from edge_agent import __version__
 from edge_agent.calibrate_cli import calibrate_command
 from edge_agent.plugins_cli import plugins
 from edge_agent.settings import EdgeSettings, load_settings
+from shared.cli_options import settings_options
 from shared.errors import AglError
 
 CONFIG_OPTION = click.option(
@@ -28,44 +29,27 @@ CONFIG_OPTION = click.option(
 )
 
 
+SETTINGS_FLAGS = settings_options(
+    EdgeSettings,
+    fields=[
+        "host",
+        "port",
+        "model_path",
+        "model_id",
+        "n_ctx",
+        "n_threads",
+        "n_gpu_layers",
+        "max_queue",
+        "request_timeout_s",
+        "log_level",
+    ],
+    flag_names={"request_timeout_s": "--request-timeout"},
+)
+
+
 def _settings_options(fn: Any) -> Any:
-    options = [
-        CONFIG_OPTION,
-        click.option("--host", help="Listen address. [default: 127.0.0.1]"),
-        click.option("--port", type=int, help="Listen port, 0 for any free one. [default: 8080]"),
-        click.option(
-            "--model-path",
-            type=click.Path(path_type=Path),
-            help="GGUF file to serve. [default: the bundled SmolLM2-135M-Instruct Q4_1]",
-        ),
-        click.option(
-            "--model-id", help="Name clients use in `model`. [default: smollm2-135m-instruct]"
-        ),
-        click.option("--n-ctx", type=int, help="Context window in tokens. [default: 2048]"),
-        click.option(
-            "--n-threads", type=int, help="CPU threads for generation. [default: all cores]"
-        ),
-        click.option(
-            "--n-gpu-layers", type=int, help="Layers offloaded to the GPU, -1 for all. [default: 0]"
-        ),
-        click.option(
-            "--max-queue", type=int, help="Requests that may wait; more get 503. [default: 16]"
-        ),
-        click.option(
-            "--request-timeout",
-            "request_timeout_s",
-            type=float,
-            help="Per-request deadline, s. [default: 120]",
-        ),
-        click.option(
-            "--log-level",
-            type=click.Choice(["debug", "info", "warning", "error"]),
-            help="[default: info]",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    """``--config`` plus one flag per settings field, generated from :class:`EdgeSettings`."""
+    return CONFIG_OPTION(SETTINGS_FLAGS(fn))
 
 
 def _load(config_file: Path | None, overrides: dict[str, Any]) -> EdgeSettings:

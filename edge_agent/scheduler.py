@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Protocol
 
 from edge_agent.errors import QueueFullError
@@ -72,7 +72,7 @@ class GenerationHandle:
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 self.cancelled.set()
 
-    async def batches(self) -> AsyncIterator[list[Event]]:
+    async def batches(self) -> AsyncGenerator[list[Event], None]:
         """Lists of events already generated (waiting for at least one), ending with the end."""
         while not self._closed:
             with self._lock:

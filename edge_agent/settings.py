@@ -120,6 +120,7 @@ class EdgeSettings(TomlFileSettings):
         max_length=64,
         pattern=r"^[A-Za-z0-9_\-]+$",
         description="This device's name on the fleet (letters, digits, - and _). Default: the hostname.",
+        json_schema_extra={"cli_default": "the hostname"},
     )
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
@@ -129,6 +130,7 @@ class EdgeSettings(TomlFileSettings):
     model_path: Path | None = Field(
         None,
         description="GGUF file of the main model; empty means the bundled SmolLM2-135M-Instruct.",
+        json_schema_extra={"cli_default": "the bundled SmolLM2-135M-Instruct Q4_1"},
     )
     model_sha256: str | None = Field(
         None,
@@ -136,7 +138,10 @@ class EdgeSettings(TomlFileSettings):
     )
     n_ctx: int = Field(2048, ge=128, le=131072, description="Context window in tokens.")
     n_threads: int | None = Field(
-        None, ge=1, description="CPU threads for generation (default: all cores)."
+        None,
+        ge=1,
+        description="CPU threads for generation.",
+        json_schema_extra={"cli_default": "all cores"},
     )
     n_gpu_layers: int = Field(0, ge=-1, description="Layers to offload to the GPU (-1 = all).")
     extra_models: list[ModelSpec] = Field(
@@ -147,7 +152,7 @@ class EdgeSettings(TomlFileSettings):
         16, ge=0, le=10000, description="Requests that may wait for the model; more get 503."
     )
     request_timeout_s: float = Field(
-        120.0, gt=0, description="Deadline for one request, queueing included."
+        120.0, gt=0, description="Deadline for one request in seconds, queueing included."
     )
     max_body_bytes: int = Field(
         1_000_000, ge=1024, description="Largest request body accepted (413 above)."
@@ -163,7 +168,7 @@ class EdgeSettings(TomlFileSettings):
         ),
     )
     drain_timeout_s: float = Field(
-        30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
+        30.0, ge=0, description="On SIGTERM, seconds in-flight requests may take to finish."
     )
     plugins_dir: Path | None = Field(
         None,

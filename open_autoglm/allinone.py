@@ -16,7 +16,7 @@ from typing import Any
 import click
 import uvicorn
 
-from cloud_hub.service import running_hub
+from cloud_hub.serving import running_hub
 from cloud_hub.settings import HubModelSpec, HubSettings
 from edge_agent.api.app import create_app
 from edge_agent.cli import DrainingServer

@@ -6,6 +6,10 @@ reply subject with one :class:`ResultMessage` (``stream: false``) or with
 follows the last chunk's (``stream: true``). Any failure is one :class:`ErrorMessage`.
 Cancelling is a publish (any body) to ``agl.v1.cancel.<request id>``.
 
+Chunks and results may carry ``logprobs`` (one :class:`WireLogprob` per generated token);
+:func:`wire_params`/:func:`sampling_params` and :func:`wire_logprobs`/:func:`token_pieces`
+are the only conversions between these wire models and :mod:`shared.runtimes.types`.
+
     data = encode(InferRequest(id="r1", device="d1", model="glm-4-plus", kind="chat",
                                messages=[ChatTurn(role="user", content="Hi")]))
     request = decode_request(data)
@@ -22,11 +26,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from shared.errors import AglError
+from shared.runtimes.types import SamplingParams, TokenPiece, TopLogprob
 
 PROTOCOL_VERSION = 1
 SUBJECT_PREFIX = "agl.v1"
@@ -198,6 +204,29 @@ class ClassifyResult(BaseModel):
     probabilities: dict[str, float]
 
 
+class WireTopLogprob(BaseModel):
+    """One candidate token and its log-probability."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: str
+    logprob: float
+
+
+class WireLogprob(BaseModel):
+    """One generated token: the text it added to the answer and its log-probability.
+
+    ``token`` is the text the token released after UTF-8 reassembly and stop-string
+    hold-back (it may be empty), so the ``token`` s of a message join to its ``text``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: str
+    logprob: float
+    top_logprobs: list[WireTopLogprob] = Field(default_factory=list)
+
+
 class ResultMessage(_Message):
     """The whole answer to a non-streaming request."""
 
@@ -208,6 +237,7 @@ class ResultMessage(_Message):
     finish_reason: str
     usage: Usage = Usage()
     classifications: list[ClassifyResult] | None = None
+    logprobs: list[WireLogprob] | None = None
 
 
 class ChunkMessage(_Message):
@@ -217,6 +247,8 @@ class ChunkMessage(_Message):
     id: str
     seq: int = Field(ge=0)
     text: str
+    #: One entry per token in this chunk (``None``: not asked for, or no token in it).
+    logprobs: list[WireLogprob] | None = None
 
 
 class EndMessage(_Message):
@@ -243,6 +275,101 @@ Reply = Annotated[
 ]
 AnyMessage = InferRequest | ResultMessage | ChunkMessage | EndMessage | ErrorMessage
 _REPLY = TypeAdapter[ResultMessage | ChunkMessage | EndMessage | ErrorMessage](Reply)
+
+
+#: JSON has no -inf: log-probabilities below this are sent as this.
+LOGPROB_FLOOR = -9999.0
+
+
+def _finite(logprob: float) -> float:
+    return logprob if logprob >= LOGPROB_FLOOR else LOGPROB_FLOOR  # NaN fails >= too
+
+
+def wire_params(p: SamplingParams) -> InferParams:
+    """The wire form of runtime sampling parameters; :class:`ProtocolError` if out of range."""
+    try:
+        return InferParams(
+            max_tokens=p.max_tokens,
+            temperature=p.temperature,
+            top_p=p.top_p,
+            stop=list(p.stop),
+            seed=p.seed,
+            logprobs=p.logprobs,
+            top_logprobs=p.top_logprobs,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ProtocolError(f"sampling parameters cannot be sent to the hub: {problems}") from None
+
+
+def sampling_params(p: InferParams) -> SamplingParams:
+    """The runtime form of wire sampling parameters (the inverse of :func:`wire_params`)."""
+    return SamplingParams(
+        max_tokens=p.max_tokens,
+        temperature=p.temperature,
+        top_p=p.top_p,
+        stop=tuple(p.stop),
+        seed=p.seed,
+        logprobs=p.logprobs,
+        top_logprobs=p.top_logprobs,
+    )
+
+
+def wire_logprobs(pieces: Sequence[TokenPiece]) -> list[WireLogprob] | None:
+    """One :class:`WireLogprob` per piece that has a logprob; ``None`` if none has one.
+
+    A piece without a logprob (text released at the end, not a token) adds its text to the
+    previous entry's ``token`` (or the next one's, when it comes first), so the entries'
+    tokens still join to the pieces' text. Log-probabilities below
+    :data:`LOGPROB_FLOOR` (``-inf``) are clamped to it.
+    """
+    out: list[WireLogprob] = []
+    loose = ""  # text of logprob-less pieces seen before the first entry
+    for piece in pieces:
+        if piece.logprob is None:
+            if out:
+                last = out[-1]
+                out[-1] = last.model_copy(update={"token": last.token + piece.text})
+            else:
+                loose += piece.text
+            continue
+        top = [
+            WireTopLogprob(token=t.token, logprob=_finite(t.logprob)) for t in piece.top_logprobs
+        ]
+        out.append(
+            WireLogprob(token=loose + piece.text, logprob=_finite(piece.logprob), top_logprobs=top)
+        )
+        loose = ""
+    return out or None
+
+
+def token_pieces(text: str, logprobs: list[WireLogprob] | None) -> list[TokenPiece]:
+    """Rebuild runtime pieces from a message's ``text`` and ``logprobs``.
+
+    One piece per entry (``token_id=0``: a real token whose id the wire does not carry),
+    plus, for text the entries do not cover, one piece with ``token_id=-1`` and no logprob.
+    Entries whose tokens are not a prefix of ``text`` are dropped. Always
+    ``"".join(p.text for p in pieces) == text``; no piece for an empty ``text`` without entries.
+    """
+    pieces: list[TokenPiece] = []
+    joined = "".join(e.token for e in logprobs or ())
+    if logprobs and text.startswith(joined):
+        pieces = [
+            TokenPiece(
+                text=e.token,
+                token_id=0,
+                logprob=e.logprob,
+                top_logprobs=tuple(TopLogprob(t.token, t.logprob) for t in e.top_logprobs),
+            )
+            for e in logprobs
+        ]
+        text = text[len(joined) :]
+    if text:
+        pieces.append(TokenPiece(text=text, token_id=-1))
+    return pieces
 
 
 def encode(msg: AnyMessage) -> bytes:

@@ -9,8 +9,12 @@ records both. The reason enum is closed: add a member only together with a test 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
-__all__ = ["RouteReason", "Tier"]
+__all__ = ["RouteReason", "RouteTarget", "Tier"]
+
+RouteTarget = Literal["edge", "cloud", "local_only"]
+"""Where a policy rule or a plugin sends a request; ``local_only`` also forbids any later escalation."""
 
 
 class RouteReason(StrEnum):

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from edge_agent.api.app import AgentState, SchedulerFactory, create_app, serial_scheduler
+from edge_agent.api.app import create_app, serial_scheduler
+from edge_agent.api.state import AgentState, SchedulerFactory
 from edge_agent.models import ModelRegistry, load_runtime, plan_models
 from edge_agent.settings import EdgeSettings, load_settings
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cloud_hub.backends.base import Backend, Finish, RequestContext
+from cloud_hub.backends.base import Backend, BackendEvent, RequestContext
 from cloud_hub.settings import HubModelSpec
 
 
@@ -39,4 +39,4 @@ def build_backend(spec: HubModelSpec, *, request_timeout_s: float = 300.0) -> Ba
     )
 
 
-__all__ = ["Backend", "Finish", "RequestContext", "build_backend"]
+__all__ = ["Backend", "BackendEvent", "RequestContext", "build_backend"]

@@ -1,7 +1,9 @@
 """What every model back-end provides to the service.
 
-A back-end turns one :class:`~shared.protocol.InferRequest` into an async stream of text
-pieces followed by one :class:`Finish`. It must stop soon after ``ctx.cancelled`` is set.
+A back-end turns one :class:`~shared.protocol.InferRequest` into an async stream of
+:data:`BackendEvent` s: text pieces (``str``, or :class:`~shared.runtimes.types.TokenPiece`
+when it knows tokens and log-probabilities) followed by exactly one
+:class:`~shared.runtimes.types.GenerationEnd`. It must stop soon after ``ctx.cancelled`` is set.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.protocol import ClassifyResult, InferRequest
+from shared.protocol import InferRequest
+from shared.runtimes.types import GenerationEnd, TokenPiece
+
+#: One event of a back-end's answer; the last one is always a :class:`GenerationEnd`.
+BackendEvent = str | TokenPiece | GenerationEnd
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,16 +27,6 @@ class RequestContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     #: Incoming NATS headers (``traceparent`` among them), passed through untouched.
     headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """The last event of a generation."""
-
-    finish_reason: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    classifications: list[ClassifyResult] | None = None
 
 
 class Backend(Protocol):
@@ -46,6 +42,6 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Free the model."""
 
-    def run(self, req: InferRequest, ctx: RequestContext) -> AsyncGenerator[str | Finish, None]:
-        """Yield text pieces, then exactly one :class:`Finish`."""
+    def run(self, req: InferRequest, ctx: RequestContext) -> AsyncGenerator[BackendEvent, None]:
+        """Yield text or token pieces, then exactly one :class:`GenerationEnd`."""
         ...

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
-from cloud_hub.backends.base import Finish, RequestContext
+from cloud_hub.backends.base import BackendEvent, RequestContext
 from shared.protocol import InferRequest
+from shared.runtimes.types import GenerationEnd
 
 
 class EchoBackend:
@@ -40,18 +41,17 @@ class EchoBackend:
 
     async def run(
         self, req: InferRequest, ctx: RequestContext
-    ) -> AsyncGenerator[str | Finish, None]:
-        """Yield the words of the input (up to ``max_tokens``), then a :class:`Finish`."""
+    ) -> AsyncGenerator[BackendEvent, None]:
+        """Yield the words of the input (up to ``max_tokens``), then a :class:`GenerationEnd`."""
         words = self._source(req).split(" ")
         limit = req.params.max_tokens
         n = 0
         for i, word in enumerate(words[:limit]):
             if ctx.cancelled.is_set():
-                yield Finish("cancelled", len(words), n)
+                yield GenerationEnd("cancelled", len(words), n)
                 return
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             n += 1
             yield word if i == 0 else " " + word
-        reason = "length" if len(words) > limit else "stop"
-        yield Finish(reason, len(words), n)
+        yield GenerationEnd("length" if len(words) > limit else "stop", len(words), n)

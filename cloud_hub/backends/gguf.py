@@ -1,7 +1,9 @@
 """GGUF models through llama.cpp (``shared.runtimes.gguf``), GPU offload by default.
 
 A llama.cpp context runs one generation at a time, so requests for one model queue on a
-lock; generation runs in a worker thread and hands tokens to the event loop.
+lock; generation runs in a worker thread and hands tokens to the event loop. Tokens are
+yielded as :class:`~shared.runtimes.types.TokenPiece` s, with log-probabilities when the
+request's ``params.logprobs`` asks for them.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import threading
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
-from cloud_hub.backends.base import Finish, RequestContext
+from cloud_hub.backends.base import BackendEvent, RequestContext
 from cloud_hub.errors import BackendError
 from shared.errors import AglError
 from shared.model_files import bundled_model_path
-from shared.protocol import InferRequest
+from shared.protocol import InferRequest, sampling_params
 from shared.runtimes.gguf import GgufRuntime
-from shared.runtimes.types import GenerationEnd, SamplingParams, TokenPiece
+from shared.runtimes.types import GenerationEnd, TokenPiece
 
 _DONE = object()
 
@@ -65,14 +67,14 @@ class GgufBackend:
 
     async def run(
         self, req: InferRequest, ctx: RequestContext
-    ) -> AsyncGenerator[str | Finish, None]:
-        """Generate in a thread; yield token texts, then a :class:`Finish`."""
+    ) -> AsyncGenerator[BackendEvent, None]:
+        """Generate in a thread; yield token pieces, then a :class:`GenerationEnd`."""
         rt = self._runtime
         if rt is None:
             raise BackendError(f"model {self.name} is not loaded; start() the back-end first")
         async with self._lock:
             if ctx.cancelled.is_set():
-                yield Finish("cancelled")
+                yield GenerationEnd("cancelled", 0, 0)
                 return
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[object] = asyncio.Queue()
@@ -87,10 +89,10 @@ class GgufBackend:
                         return
                     if isinstance(item, BaseException):
                         raise item
-                    if isinstance(item, GenerationEnd):
-                        yield Finish(item.finish_reason, item.prompt_tokens, item.completion_tokens)
-                    elif isinstance(item, TokenPiece) and item.text:
-                        yield item.text
+                    if isinstance(item, TokenPiece) and not item.text and item.logprob is None:
+                        continue  # text held back and no logprob asked for: nothing to tell
+                    if isinstance(item, TokenPiece | GenerationEnd):
+                        yield item
             finally:
                 # Stop the thread if our consumer went away, and keep the lock until it ends.
                 ctx.cancelled.set()
@@ -110,15 +112,8 @@ class GgufBackend:
                 prompt = rt.prepare_chat([m.model_dump() for m in req.messages or []])
             else:
                 prompt = rt.prepare_text(req.prompt or "")
-            p = req.params
-            rt.check_fits(prompt, p.max_tokens)
-            params = SamplingParams(
-                max_tokens=p.max_tokens,
-                temperature=p.temperature,
-                top_p=p.top_p,
-                stop=tuple(p.stop),
-                seed=p.seed,
-            )
+            params = sampling_params(req.params)
+            rt.check_fits(prompt, params.max_tokens)
             for event in rt.generate(prompt, params, cancelled=ctx.cancelled):
                 loop.call_soon_threadsafe(put, event)
         except AglError as exc:

@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
-from cloud_hub.backends.base import Finish, RequestContext
+from cloud_hub.backends.base import BackendEvent, RequestContext
 from cloud_hub.errors import BackendError
-from shared.protocol import ClassifyResult, InferRequest
+from shared.protocol import InferRequest
 from shared.runtimes.onnx import OnnxRuntime
+from shared.runtimes.types import GenerationEnd
 
 
 class OnnxBackend:
@@ -47,15 +48,11 @@ class OnnxBackend:
 
     async def run(
         self, req: InferRequest, ctx: RequestContext
-    ) -> AsyncGenerator[str | Finish, None]:
-        """Classify every row; the result rides on the :class:`Finish`."""
+    ) -> AsyncGenerator[BackendEvent, None]:
+        """Classify every row; the results ride on the :class:`GenerationEnd`."""
         rt = self._runtime
         if rt is None:
             raise BackendError(f"model {self.name} is not loaded; start() the back-end first")
         rows = req.features or []
         found = await asyncio.to_thread(rt.classify, rows)
-        results = [
-            ClassifyResult(label=c.label, confidence=c.confidence, probabilities=c.probabilities)
-            for c in found
-        ]
-        yield Finish("stop", prompt_tokens=len(rows), classifications=results)
+        yield GenerationEnd("stop", len(rows), 0, classifications=tuple(found))

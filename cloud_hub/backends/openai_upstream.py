@@ -13,9 +13,10 @@ from typing import Any
 
 import httpx
 
-from cloud_hub.backends.base import Finish, RequestContext
+from cloud_hub.backends.base import BackendEvent, RequestContext
 from cloud_hub.errors import BackendError
 from shared.protocol import TRACEPARENT_HEADER, InferRequest
+from shared.runtimes.types import FinishReason, GenerationEnd
 
 
 class OpenAIUpstreamBackend:
@@ -92,12 +93,13 @@ class OpenAIUpstreamBackend:
 
     async def run(
         self, req: InferRequest, ctx: RequestContext
-    ) -> AsyncGenerator[str | Finish, None]:
+    ) -> AsyncGenerator[BackendEvent, None]:
         """POST the request with ``stream: true`` and yield the deltas as they arrive."""
         if self._client is None:
             raise BackendError(f"model {self.name} is not started; start() the back-end first")
         path, body = self._body(req)
-        reason, usage, pieces = "stop", None, 0
+        reason: FinishReason = "stop"
+        usage, pieces = None, 0
         try:
             async with self._client.stream(
                 "POST", path, json=body, headers=self._forward_headers(ctx.headers)
@@ -122,13 +124,14 @@ class OpenAIUpstreamBackend:
                             pieces += 1
                             yield text
                         if choice.get("finish_reason"):
-                            reason = choice["finish_reason"]
+                            # content_filter, tool_calls …: the text ended normally.
+                            reason = "length" if choice["finish_reason"] == "length" else "stop"
         except httpx.HTTPError as exc:
             raise BackendError(f"upstream {self._base_url} failed: {exc}") from exc
         except json.JSONDecodeError as exc:
             raise BackendError(f"upstream sent a malformed SSE event: {exc}") from exc
         usage = usage or {}
-        yield Finish(
+        yield GenerationEnd(
             reason,
             int(usage.get("prompt_tokens", 0)),
             int(usage.get("completion_tokens", pieces)),

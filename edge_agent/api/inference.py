@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from typing import TYPE_CHECKING
 
 import numpy as np
 from starlette.requests import Request
@@ -13,21 +12,18 @@ from starlette.responses import Response
 
 from edge_agent.api.http_io import json_response, parse_body, read_json
 from edge_agent.api.schemas import ClassifyRequest, EmbeddingRequest
+from edge_agent.api.state import AgentState, agent_state
 from edge_agent.errors import ApiError
-from edge_agent.router.hard_example import batch_confidence
+from edge_agent.router.hard_example import batch_confidence, joint_route
 from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
 from shared.protocol import ClassifyResult, InferRequest
-from shared.reasons import RouteReason, Tier
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.onnx import Classification, OnnxRuntime
-
-if TYPE_CHECKING:
-    from edge_agent.api.app import AgentState
 
 
 async def embeddings(request: Request) -> Response:
     """OpenAI embeddings: text for GGUF models, token ids for ONNX embedders."""
-    state: AgentState = request.app.state.agent
+    state = agent_state(request)
     req = parse_body(
         EmbeddingRequest, await read_json(request, max_bytes=state.settings.max_body_bytes)
     )
@@ -89,7 +85,7 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
 
 async def classify(request: Request) -> Response:
     """Run an ONNX classifier on one feature vector or a batch; hard rows may go to the hub."""
-    state: AgentState = request.app.state.agent
+    state = agent_state(request)
     req = parse_body(
         ClassifyRequest, await read_json(request, max_bytes=state.settings.max_body_bytes)
     )
@@ -109,7 +105,8 @@ async def classify(request: Request) -> Response:
         )
     results = await asyncio.to_thread(runtime.classify, rows)
     tiers = ["edge"] * len(rows)
-    tier, reason = Tier.EDGE, RouteReason.DEFAULT
+    hard: list[int] = []
+    answered: list[ClassifyResult] | None = None
     joint = served.spec.hard_example
     if joint is not None and state.uplink is not None:
         probs = np.asarray([list(r.probabilities.values()) for r in results])
@@ -118,16 +115,10 @@ async def classify(request: Request) -> Response:
         ]
         if hard:
             answered = await _classify_in_cloud(state, joint.cloud_model, [rows[i] for i in hard])
-            if answered is None:
-                reason = RouteReason.FALLBACK
-            else:
-                for i, found in zip(hard, answered, strict=True):
-                    results[i] = Classification(
-                        found.label, dict(found.probabilities), found.confidence
-                    )
-                    tiers[i] = "cloud"
-                reason = RouteReason.CONFIDENCE
-                tier = Tier.CLOUD if len(hard) == len(rows) else Tier.EDGE
+    for i, found in zip(hard, answered, strict=True) if answered is not None else ():
+        results[i] = Classification(found.label, dict(found.probabilities), found.confidence)
+        tiers[i] = "cloud"
+    tier, reason = joint_route(rows=len(rows), hard=len(hard), escalated=answered is not None)
     return json_response(
         {
             "object": "list",
@@ -144,7 +135,7 @@ async def classify(request: Request) -> Response:
             ],
             "usage": {"input_rows": len(rows), "escalated_rows": tiers.count("cloud")},
         },
-        headers=state.route_headers(tier, reason),
+        headers={"x-agl-tier": str(tier), "x-agl-reason": str(reason)},
     )
 
 

@@ -1,21 +1,32 @@
 """Running the Wasm plugin chain on the request path (``on_request``) and on answers (``on_response``).
 
+    filtered = await filter_request(state, model=..., messages=..., prompt_text=...)
+    events = filter_events(events, filtered.chain, stream=True, pool=state.workers)
+
 Each request takes the chain once, so a hot reload mid-request never mixes two chains.
-Plugin calls block (up to a plugin's ``timeout_ms``), so they run off the event loop.
+Plugin calls block (up to a plugin's ``timeout_ms``), so every one of them runs on the agent's
+bounded worker pool, never on the event loop. ``filter_events`` is a stage between an executor
+and the formatter: it rewrites the text of the answer's events (a rewritten piece loses its
+log-probabilities) and turns a plugin's reject into a ``Failure`` event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
+from edge_agent.api.state import AgentState
 from edge_agent.errors import ApiError
-from shared.plugins import PluginChain, PluginRejectedError, ResponseStream, RouteTarget
+from edge_agent.execute.events import Event, Failure, GenerationEnd, Pieces, TokenPiece
+from shared.plugins import PluginChain, PluginRejectedError, ResponseStream
+from shared.reasons import RouteTarget
 from shared.telemetry import plugin_span, record_plugin_error
 
-if TYPE_CHECKING:
-    from edge_agent.api.app import AgentState
+T = TypeVar("T")
 
 
 @dataclass
@@ -53,7 +64,7 @@ async def filter_request(
         "metadata": {"device": state.settings.device_id},
     }
     with plugin_span("chain", "on_request"):
-        result = await asyncio.to_thread(chain.on_request, body)
+        result = await _off_loop(state.workers, chain.on_request, body)
     _record(result)
     if result.rejected:
         raise ApiError(
@@ -76,33 +87,80 @@ async def filter_request(
     return FilteredRequest(new_messages, None, result.route_target, chain)
 
 
-class ResponseFilter:
-    """Applies ``on_response`` to a whole answer or, window by window, to a stream."""
-
-    def __init__(self, chain: PluginChain, *, window: int = 64) -> None:
-        self._chain = chain
-        self._stream: ResponseStream = chain.response_stream(window=window)
-
-    def whole(self, text: str) -> str:
-        """Filter a complete answer; raises :class:`ApiError` when a plugin rejects it."""
-        with plugin_span("chain", "on_response"):
-            result = self._chain.on_response(text)
-        _record(result)
-        if result.rejected:
-            raise ApiError(
-                result.status or 500,
-                result.message or f"answer rejected by plugin {result.rejected_by}",
-                code="plugin_rejected",
-            )
-        return result.text
-
-    def feed(self, text: str) -> str:
-        """Filter streamed text; may hold text back; raises PluginRejectedError."""
-        return self._stream.feed(text)
-
-    def close(self) -> str:
-        """Release what is held back at the end of the stream."""
-        return self._stream.close()
+async def _off_loop(pool: Executor, fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
 
-__all__ = ["FilteredRequest", "PluginRejectedError", "ResponseFilter", "filter_request"]
+def _rejected(message: str, status: int | None) -> Failure:
+    return Failure(status or 500, "plugin_rejected", message, type="invalid_request_error")
+
+
+async def filter_events(
+    events: AsyncIterator[Event], chain: PluginChain | None, *, stream: bool, pool: Executor
+) -> AsyncIterator[Event]:
+    """``events`` with their text passed through the chain's ``on_response`` hooks.
+
+    Streamed, each piece of text is filtered as it comes (plugins may hold some back until the
+    end); not streamed, the whole answer is filtered once at the end.
+    """
+    if chain is None or not chain.has_response_hooks:
+        async for event in events:
+            yield event
+        return
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        if stream:
+            async for event in _filter_stream(events, chain, pool):
+                yield event
+        else:
+            async for event in _filter_whole(events, chain, pool):
+                yield event
+
+
+async def _filter_stream(
+    events: AsyncIterator[Event], chain: PluginChain, pool: Executor
+) -> AsyncIterator[Event]:
+    window = ResponseStream(chain, window=64)
+    try:
+        async for event in events:
+            if isinstance(event, Pieces):
+                text = await _off_loop(pool, window.feed, event.text)
+                if text:
+                    yield Pieces([TokenPiece(text=text, token_id=-1)])
+                continue
+            if isinstance(event, GenerationEnd):
+                tail = await _off_loop(pool, window.close)
+                if tail:
+                    yield Pieces([TokenPiece(text=tail, token_id=-1)])
+            yield event
+    except PluginRejectedError as exc:
+        yield _rejected(exc.message, None)
+
+
+async def _filter_whole(
+    events: AsyncIterator[Event], chain: PluginChain, pool: Executor
+) -> AsyncIterator[Event]:
+    held: list[Pieces] = []
+    async for event in events:
+        if isinstance(event, Pieces):
+            held.append(event)
+            continue
+        if isinstance(event, GenerationEnd):
+            answer = "".join(p.text for p in held)
+            with plugin_span("chain", "on_response"):
+                result = await _off_loop(pool, chain.on_response, answer)
+            _record(result)
+            if result.rejected:
+                yield _rejected(
+                    result.message or f"answer rejected by plugin {result.rejected_by}",
+                    result.status,
+                )
+                return
+            if result.text != answer:
+                held = [Pieces([TokenPiece(text=result.text, token_id=-1)])]
+        for pieces in held:
+            yield pieces
+        held = []
+        yield event
+
+
+__all__ = ["FilteredRequest", "filter_events", "filter_request"]

@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge_agent.router.cascade import Verdict
+from edge_agent.router.cascade import Judgement
 from edge_agent.router.decide import RouteDecision
 from shared.telemetry import Instruments, extract_context
 from shared.telemetry.genai import ROUTE_REASON, ROUTE_SCORE, ROUTE_THRESHOLD, TIER
@@ -93,25 +93,29 @@ def route_attributes(decision: RouteDecision) -> Mapping[str, str | bool]:
         attrs["agl.route.detail"] = decision.detail
     if decision.cloud_model:
         attrs["agl.route.cloud_model"] = decision.cloud_model
+    if decision.first_tier is not None:
+        attrs["agl.route.first_tier"] = str(decision.first_tier)
+    if decision.first_reason is not None:
+        attrs["agl.route.first_reason"] = str(decision.first_reason)
     return attrs
 
 
 def note_decision(decision: RouteDecision) -> None:
-    """Put the (final) decision on the current span and on the request's server span."""
+    """Put the decision on the current span (the route span, then the request's server span)."""
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attributes(route_attributes(decision))
 
 
-def note_verdict(tracer: trace.Tracer, verdict: Verdict) -> None:
+def note_judgement(tracer: trace.Tracer, judgement: Judgement) -> None:
     """Record the cascade's judgement as a short ``agl.route.cascade`` span."""
     with tracer.start_as_current_span("agl.route.cascade") as span:
         if span.is_recording():
             span.set_attributes(
                 {
-                    ROUTE_SCORE: verdict.score,
-                    ROUTE_THRESHOLD: verdict.threshold,
-                    "agl.route.escalate": verdict.escalate,
-                    "agl.route.detail": verdict.detail,
+                    ROUTE_SCORE: judgement.score,
+                    ROUTE_THRESHOLD: judgement.threshold,
+                    "agl.route.escalate": judgement.escalate,
+                    "agl.route.detail": judgement.detail,
                 }
             )

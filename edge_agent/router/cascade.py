@@ -1,23 +1,27 @@
-"""Cascade judging: is the local answer sure enough, or should the cloud answer instead?
+"""The cascade: is the local answer sure enough, or should the cloud answer instead? (pure)
 
 The local model generates first; its token log-probabilities (natural log) are summarised as a
-:class:`Confidence` and judged against :class:`~edge_agent.router.policy.CascadeConfig`. When
-streaming, :class:`FirstKBuffer` holds back the first ``first_k`` pieces so nothing reaches the
-client before the verdict; after a "keep" the held pieces are released and the rest streams through.
+:class:`Confidence` and judged against :class:`~edge_agent.router.policy.CascadeConfig`, which
+gives a :class:`Judgement`. :func:`settle` turns the judgement into the route decision: keep
+(edge, ``default``) or escalate (cloud, ``confidence``). When streaming, the cascade executor
+(``edge_agent.execute.cascade``) holds back the first ``first_k`` pieces so nothing reaches the
+client before the judgement; :class:`FirstKBuffer` is the same rule for callers that hold texts.
 
-    verdict = judge(Confidence.from_logprobs([-0.1, -0.3, -2.0]), CascadeConfig(enabled=True))
-    if verdict.escalate: ...  # re-ask the hub; report reason "confidence"
+    judgement = judge(Confidence.from_logprobs([-0.1, -0.3, -2.0]), CascadeConfig(enabled=True))
+    decision = settle(judgement, cascading)  # cloud/confidence or edge/default
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from edge_agent.router.decide import RouteDecision
 from edge_agent.router.policy import CascadeConfig
+from shared.reasons import RouteReason, Tier
 
-__all__ = ["Confidence", "FirstKBuffer", "Verdict", "judge"]
+__all__ = ["Confidence", "FirstKBuffer", "Judgement", "judge", "settle"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class Confidence:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Judgement:
     """The cascade's answer: escalate or keep, with the score and threshold for the trace."""
 
     escalate: bool
@@ -53,26 +57,51 @@ class Verdict:
     detail: str = ""
 
 
-def judge(conf: Confidence, cfg: CascadeConfig) -> Verdict:
+def judge(conf: Confidence, cfg: CascadeConfig) -> Judgement:
     """Escalate when the mean logprob or any single token's logprob falls below its threshold.
 
     An answer with no tokens is kept: there is nothing to judge it by.
     """
     threshold = cfg.min_mean_logprob
     if conf.n == 0:
-        return Verdict(escalate=False, score=0.0, threshold=threshold, detail="no tokens to judge")
+        return Judgement(
+            escalate=False, score=0.0, threshold=threshold, detail="no tokens to judge"
+        )
     if conf.mean < threshold:
         detail = f"mean logprob {conf.mean:.3f} < {threshold:.3f}"
     elif conf.min < cfg.min_token_logprob:
         detail = f"a token's logprob {conf.min:.3f} < {cfg.min_token_logprob:.3f}"
     else:
-        return Verdict(
+        return Judgement(
             escalate=False,
             score=conf.mean,
             threshold=threshold,
             detail=f"mean logprob {conf.mean:.3f} over {conf.n} tokens is confident",
         )
-    return Verdict(escalate=True, score=conf.mean, threshold=threshold, detail=detail)
+    return Judgement(escalate=True, score=conf.mean, threshold=threshold, detail=detail)
+
+
+def settle(judgement: Judgement, decision: RouteDecision) -> RouteDecision:
+    """The route decision once a cascading ``decision`` has been judged.
+
+    Escalate → cloud, ``confidence`` (the hub model is the decision's ``cloud_model``);
+    keep → edge, ``default``. Either way the cascade is over (``cascade=False``).
+    """
+    if judgement.escalate and decision.cloud_model is not None:
+        return replace(
+            decision,
+            tier=Tier.CLOUD,
+            reason=RouteReason.CONFIDENCE,
+            cascade=False,
+            detail=f"cascade escalated: {judgement.detail}",
+        )
+    return replace(
+        decision,
+        tier=Tier.EDGE,
+        reason=RouteReason.DEFAULT,
+        cascade=False,
+        detail=f"cascade kept the local answer: {judgement.detail}",
+    )
 
 
 @dataclass
@@ -117,7 +146,7 @@ class FirstKBuffer:
         """Mark the end of generation, so fewer than ``k`` pieces can be judged."""
         self._ended = True
 
-    def decide(self, cfg: CascadeConfig) -> Verdict:
+    def decide(self, cfg: CascadeConfig) -> Judgement:
         """Judge the held pieces; call it only when :attr:`ready` is true."""
         if not self.ready:
             raise RuntimeError(

@@ -13,9 +13,16 @@
    answer and, if it escalates, reports ``confidence``);
 8. otherwise → edge, ``default``.
 
-Then, when the cloud is unavailable (no hub link, open circuit, spent budget), a cloud decision
-becomes edge with ``fallback``, and a cascade is switched off since it could not escalate.
-``local_only`` never turns into cloud.
+Then two facts about this moment can change the choice:
+
+- the prompt does not fit the local context (``fits_locally`` is false) and the choice was the
+  edge (but not ``local_only``) → cloud, ``local_error``;
+- the cloud is unavailable (no hub link, open circuit, spent budget) → a cloud choice becomes
+  edge with ``fallback``, and a cascade is switched off since it could not escalate.
+
+``local_only`` never turns into cloud. When an escalation fails before any token reached the
+client, :func:`fallback` gives the decision that replaces it (edge, ``fallback``). Every decision
+keeps the router's first choice in ``first_tier``/``first_reason``, so a trace shows both.
 
     decision = decide(RouteInput(prompt_tokens=42, model="smollm2"), RouterConfig())
     assert (decision.tier, decision.reason) == (Tier.EDGE, RouteReason.DEFAULT)
@@ -28,7 +35,14 @@ from dataclasses import dataclass, replace
 from edge_agent.router.policy import PolicyRule, RouterConfig, RouteTarget
 from shared.reasons import RouteReason, Tier
 
-__all__ = ["RouteDecision", "RouteInput", "cloud_model_for", "decide", "parse_tier_header"]
+__all__ = [
+    "RouteDecision",
+    "RouteInput",
+    "cloud_model_for",
+    "decide",
+    "fallback",
+    "parse_tier_header",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +61,8 @@ class RouteInput:
     """Expected time in the local queue before this request starts."""
     cloud_available: bool = True
     """False when there is no hub link, the circuit is open or the cloud budget is spent."""
+    fits_locally: bool = True
+    """False when the prompt plus ``max_tokens`` (or one token) exceeds the local context."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +79,10 @@ class RouteDecision:
     """Name of the policy rule that decided, if one did."""
     detail: str = ""
     """One human-readable line for logs and traces."""
+    first_tier: Tier | None = None
+    """The router's first choice of tier, when a later fact changed it (else None)."""
+    first_reason: RouteReason | None = None
+    """The reason of that first choice (else None)."""
 
     def headers(self) -> dict[str, str]:
         """The response headers that report this decision."""
@@ -126,7 +146,47 @@ def decide(inp: RouteInput, cfg: RouterConfig) -> RouteDecision:
 
     cloud_model = cloud_model_for(inp.model, cfg)
     decision = _first_choice(inp, cfg, header, matching, cloud_model)
+    decision = _apply_fit(decision, inp)
     return _apply_availability(decision, cloud_available=inp.cloud_available)
+
+
+def fallback(decision: RouteDecision, why: str) -> RouteDecision:
+    """The decision after an escalation failed before any token reached the client.
+
+    The request is answered locally and marked degraded (``fallback``); a decision that was not
+    cloud-bound comes back unchanged.
+    """
+    if decision.tier is not Tier.CLOUD:
+        return decision
+    return _moved(
+        decision,
+        tier=Tier.EDGE,
+        reason=RouteReason.FALLBACK,
+        cascade=False,
+        detail=f"the hub could not answer ({why}); served locally instead",
+    )
+
+
+def _moved(decision: RouteDecision, **changes: object) -> RouteDecision:
+    """``decision`` with ``changes``, remembering the router's first choice."""
+    return replace(
+        decision,
+        first_tier=decision.first_tier or decision.tier,
+        first_reason=decision.first_reason or decision.reason,
+        **changes,  # type: ignore[arg-type]
+    )
+
+
+def _apply_fit(decision: RouteDecision, inp: RouteInput) -> RouteDecision:
+    if inp.fits_locally or decision.tier is not Tier.EDGE or decision.cloud_model is None:
+        return decision
+    return _moved(
+        decision,
+        tier=Tier.CLOUD,
+        reason=RouteReason.LOCAL_ERROR,
+        cascade=False,
+        detail=f"the prompt ({inp.prompt_tokens} tokens) does not fit the local context",
+    )
 
 
 def _first_choice(
@@ -196,7 +256,7 @@ def _apply_availability(decision: RouteDecision, *, cloud_available: bool) -> Ro
     if cloud_available:
         return decision
     if decision.tier is Tier.CLOUD:
-        return replace(
+        return _moved(
             decision,
             tier=Tier.EDGE,
             reason=RouteReason.FALLBACK,

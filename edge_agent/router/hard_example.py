@@ -19,11 +19,14 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from shared.reasons import RouteReason, Tier
+
 __all__ = [
     "HardExampleMethod",
     "batch_confidence",
     "cross_entropy_confidence",
     "is_hard",
+    "joint_route",
     "max_prob_confidence",
 ]
 
@@ -103,3 +106,19 @@ def _judge(method: str) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
     if method == "cross_entropy":
         return _cross_entropy
     raise ValueError(f"unknown hard-example method {method!r}; use 'max_prob' or 'cross_entropy'")
+
+
+def joint_route(*, rows: int, hard: int, escalated: bool) -> tuple[Tier, RouteReason]:
+    """Tier and reason of a classify answer with ``hard`` of ``rows`` rows judged hard.
+
+    No hard rows → edge, ``default``; hard rows the hub answered → ``confidence`` (cloud when
+    every row went there, else edge since the edge answered the rest); hard rows the hub could
+    not answer → edge, ``fallback``.
+
+        joint_route(rows=4, hard=4, escalated=True)  # (Tier.CLOUD, RouteReason.CONFIDENCE)
+    """
+    if hard == 0:
+        return Tier.EDGE, RouteReason.DEFAULT
+    if not escalated:
+        return Tier.EDGE, RouteReason.FALLBACK
+    return (Tier.CLOUD if hard == rows else Tier.EDGE), RouteReason.CONFIDENCE

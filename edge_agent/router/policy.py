@@ -15,10 +15,9 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["CascadeConfig", "PolicyRule", "RouteTarget", "RouterConfig"]
+from shared.reasons import RouteTarget
 
-RouteTarget = Literal["edge", "cloud", "local_only"]
-"""Where a rule or a plugin sends a request; ``local_only`` also forbids any later escalation."""
+__all__ = ["CascadeConfig", "PolicyRule", "RouteTarget", "RouterConfig"]
 
 
 class PolicyRule(BaseModel):

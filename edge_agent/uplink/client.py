@@ -6,6 +6,8 @@ if uplink.available():
     result = await uplink.complete(request, timeout=30)   # traceparent: the current span
     async for piece in uplink.stream(request, timeout=10, first_chunk_timeout=30):
         ...                       # str chunks, then one EndMessage
+    async for msg in uplink.stream_messages(request, timeout=10, first_chunk_timeout=30):
+        ...                       # ChunkMessages (text, logprobs), then one EndMessage
 await uplink.close()
 """
 
@@ -227,19 +229,20 @@ class Uplink:
             code="protocol",
         )
 
-    async def stream(
+    async def stream_messages(
         self,
         req: InferRequest,
         *,
         timeout: float,
         first_chunk_timeout: float,
         traceparent: str | None = None,
-    ) -> AsyncGenerator[str | EndMessage, None]:
-        """Stream an answer: yields chunk texts, then the :class:`EndMessage`.
+    ) -> AsyncGenerator[ChunkMessage | EndMessage, None]:
+        """Stream an answer: yields whole :class:`ChunkMessage` s, then the :class:`EndMessage`.
 
-        ``first_chunk_timeout`` bounds the wait for the first message, ``timeout`` each later
-        one. Leaving the loop early (``aclose()``, ``break``, cancellation) cancels the request
-        on the hub.
+        Chunks carry ``logprobs`` when ``req.params.logprobs`` asked for them (see
+        :func:`shared.protocol.token_pieces`). ``first_chunk_timeout`` bounds the wait for the
+        first message, ``timeout`` each later one. Leaving the loop early (``aclose()``,
+        ``break``, cancellation) cancels the request on the hub.
         """
         nc, data = self._admit(req)
         if not req.stream:
@@ -265,15 +268,14 @@ class Uplink:
                         tokens_sent=got_any,
                         code="timeout",
                     ) from None
-                piece = self._stream_piece(msg, req, sequencer)
-                if isinstance(piece, EndMessage):
+                reply = self._stream_reply(msg, req, sequencer)
+                if isinstance(reply, EndMessage):
                     done = True
                     self.breaker.record_success()
-                    self.budget.charge(piece.usage.total_tokens)
-                    yield piece
+                    self.budget.charge(reply.usage.total_tokens)
+                    yield reply
                     return
-                if piece:
-                    yield piece
+                yield reply
         finally:
             if not done:
                 self.breaker.release_probe()
@@ -282,9 +284,28 @@ class Uplink:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    def _stream_piece(
+    async def stream(
+        self,
+        req: InferRequest,
+        *,
+        timeout: float,
+        first_chunk_timeout: float,
+        traceparent: str | None = None,
+    ) -> AsyncGenerator[str | EndMessage, None]:
+        """Like :meth:`stream_messages`, but yields the chunks' texts (never empty ones)."""
+        messages = self.stream_messages(
+            req, timeout=timeout, first_chunk_timeout=first_chunk_timeout, traceparent=traceparent
+        )
+        async with contextlib.aclosing(messages):
+            async for msg in messages:
+                if isinstance(msg, EndMessage):
+                    yield msg
+                elif msg.text:
+                    yield msg.text
+
+    def _stream_reply(
         self, msg: Msg, req: InferRequest, sequencer: ChunkSequencer
-    ) -> str | EndMessage:
+    ) -> ChunkMessage | EndMessage:
         got_any = sequencer.chunks > 0
         if not msg.data and msg.headers and msg.headers.get("Status") == "503":
             self.breaker.record_failure()
@@ -306,6 +327,7 @@ class Uplink:
                 code="protocol",
             )
         try:
-            return sequencer.feed(reply)
+            sequencer.feed(reply)
         except StreamGapError as exc:
             raise self._fail(str(exc), tokens_sent=got_any, code="gap") from exc
+        return reply

@@ -3,7 +3,7 @@
     from shared.plugins import PluginWatcher
     watcher = PluginWatcher(Path("wasm_plugins")); watcher.start()
     result = watcher.chain.on_request(body)      # RequestResult
-    stream = watcher.chain.response_stream()     # ResponseStream for streamed answers
+    stream = ResponseStream(watcher.chain)          # runs on_response over streamed answers
 
 See ``wasm_plugins/ABI.md`` for writing a plugin and ``chain.py`` for the semantics.
 """

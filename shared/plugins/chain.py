@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.plugins._runtime import WasmModule, extism_manifest
 from shared.plugins.errors import PluginCallError, PluginError, PluginManifestError
@@ -42,9 +42,6 @@ from shared.plugins.verdicts import (
     order_manifests,
     parse_verdict,
 )
-
-if TYPE_CHECKING:  # stream.py imports this module
-    from shared.plugins.stream import ResponseStream
 
 __all__ = [
     "FAIL_CLOSED_STATUS",
@@ -299,12 +296,6 @@ class PluginChain:
                 text = got.text
                 modified = True
         return ResponseResult(text=text, modified=modified, trace=tuple(trace))
-
-    def response_stream(self, *, window: int = 64) -> ResponseStream:
-        """A ``ResponseStream`` that runs this chain over streamed text (see ``stream.py``)."""
-        from shared.plugins.stream import ResponseStream
-
-        return ResponseStream(self, window=window)
 
     def names(self) -> Sequence[str]:
         """Plugin names in on_request order."""

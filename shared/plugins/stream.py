@@ -60,7 +60,7 @@ def _cut_at_space(text: str, limit: int) -> int:
 class ResponseStream:
     """Feed streamed text through a chain's on_response hooks.
 
-    stream = chain.response_stream(window=64)
+    stream = ResponseStream(chain, window=64)
     for chunk in tokens:
         send(stream.feed(chunk))   # may be "" while text is held back
     send(stream.close())

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from shared.plugins.errors import PluginOutputError
 from shared.plugins.manifest import Hook, PluginManifest, phase_rank
+from shared.reasons import RouteTarget
 
 __all__ = [
     "REQUEST_FIELDS",
@@ -38,7 +39,6 @@ __all__ = [
 ]
 
 Action = Literal["continue", "modify", "reject", "route"]
-RouteTarget = Literal["edge", "cloud", "local_only"]
 
 ROUTE_STRENGTH: dict[str, int] = {"cloud": 1, "edge": 2, "local_only": 3}
 """When plugins disagree, the stronger target wins."""

@@ -12,24 +12,15 @@ order of preference; the ones this build lacks are skipped, CPU is always last.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from shared.errors import InvalidInput, ModelLoadError, UnsupportedOperation
+from shared.runtimes.types import Classification as Classification  # re-exported
 
 OnnxTask = Literal["classify", "embed"]
-
-
-@dataclass(frozen=True, slots=True)
-class Classification:
-    """One row's result."""
-
-    label: str
-    probabilities: dict[str, float]
-    confidence: float
 
 
 class OnnxRuntime:

@@ -40,12 +40,25 @@ class TokenPiece:
 
 
 @dataclass(frozen=True, slots=True)
+class Classification:
+    """One classified row: the label, the class probabilities, the top probability."""
+
+    label: str
+    probabilities: dict[str, float]
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationEnd:
-    """The last event of every generation."""
+    """The last event of every generation (and the only event of a classification).
+
+    ``classifications`` holds one result per input row for ``classify`` requests.
+    """
 
     finish_reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
+    classifications: tuple[Classification, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import nats.errors
 import pytest
 
 from cloud_hub.backends import Backend
-from cloud_hub.service import HubService, running_hub
+from cloud_hub.serving import HubService, running_hub
 from cloud_hub.settings import HubModelSpec, HubSettings
 from edge_agent.uplink import CircuitBreaker, Uplink
 from shared.protocol import ChatTurn, InferParams, InferRequest

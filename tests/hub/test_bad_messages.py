@@ -8,7 +8,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from cloud_hub.service import HubService
+from cloud_hub.serving import HubService
 from cloud_hub.settings import HubModelSpec
 from edge_agent.uplink import CloudUnavailable, Uplink
 from shared.protocol import ErrorMessage, decode_reply, encode

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from cloud_hub.service import HubService
+from cloud_hub.serving import HubService
 from edge_agent.uplink import Uplink
-from shared.protocol import InferParams, InferRequest
+from shared.protocol import ChunkMessage, EndMessage, InferParams, InferRequest
 from tests.hub.conftest import GGUF, chat
 
 
@@ -51,3 +52,30 @@ async def test_context_overflow_is_a_bad_request(gguf_hub: HubService, uplink: U
         assert exc.code == "bad_request" and "context" in str(exc)
     else:
         raise AssertionError("a prompt longer than n_ctx must be refused")
+
+
+async def test_logprobs_travel_with_results_and_streams(
+    gguf_hub: HubService, uplink: Uplink
+) -> None:
+    params: dict[str, Any] = {"max_tokens": 8, "temperature": 0, "logprobs": True}
+    req = chat("Say hello.", model=GGUF, top_logprobs=2, **params)
+    result = await uplink.complete(req, timeout=30)
+    assert result.logprobs is not None
+    assert len(result.logprobs) == result.usage.completion_tokens
+    assert "".join(e.token for e in result.logprobs) == result.text
+    assert all(e.logprob <= 0 and len(e.top_logprobs) == 2 for e in result.logprobs)
+
+    chunks: list[ChunkMessage] = []
+    req = chat("Say hello.", model=GGUF, stream=True, **params)
+    end: EndMessage | None = None
+    async for msg in uplink.stream_messages(req, timeout=30, first_chunk_timeout=30):
+        if isinstance(msg, EndMessage):
+            end = msg
+        else:
+            chunks.append(msg)
+    text = "".join(c.text for c in chunks)
+    assert text == result.text  # greedy: the same answer both ways
+    for chunk in chunks:  # one entry per token of the chunk, joining to its text
+        assert chunk.logprobs and "".join(e.token for e in chunk.logprobs) == chunk.text
+    assert end is not None
+    assert sum(len(c.logprobs or []) for c in chunks) == end.usage.completion_tokens

@@ -8,9 +8,9 @@ from collections.abc import AsyncGenerator
 
 import nats
 
-from cloud_hub.backends import Finish, RequestContext
+from cloud_hub.backends import BackendEvent, RequestContext
 from cloud_hub.backends.echo import EchoBackend
-from cloud_hub.service import HubService
+from cloud_hub.serving import HubService
 from edge_agent.uplink import Uplink
 from shared.protocol import EndMessage, InferRequest
 from tests.hub.conftest import ECHO, chat, hub_settings, serving_hub
@@ -53,7 +53,7 @@ class HeaderRecordingEcho(EchoBackend):
 
     async def run(
         self, req: InferRequest, ctx: RequestContext
-    ) -> AsyncGenerator[str | Finish, None]:
+    ) -> AsyncGenerator[BackendEvent, None]:
         self.seen.append(dict(ctx.headers))
         async for event in super().run(req, ctx):
             yield event

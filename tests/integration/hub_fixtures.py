@@ -25,7 +25,7 @@ import nats
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
-from cloud_hub.service import HubService
+from cloud_hub.serving import HubService
 from cloud_hub.settings import HubModelSpec, HubSettings
 from edge_agent.settings import EdgeSettings, load_settings
 from shared.embedded_nats import EmbeddedNatsError, free_port, nats_server_binary

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cloud_hub.service import HubService
+from cloud_hub.serving import HubService
 from cloud_hub.settings import HubModelSpec
 from shared.embedded_nats import NatsServer, embedded_nats
 from tests.agent_server import RunningAgent, run_agent

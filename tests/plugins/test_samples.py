@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.plugins import PluginChain, PluginRejectedError
+from shared.plugins import PluginChain, PluginRejectedError, ResponseStream
 from tests.plugins.conftest import SAMPLES, request
 
 
@@ -74,7 +74,7 @@ def test_stream_catches_pii_split_across_chunks(chain: PluginChain) -> None:
         "the card on file is 4111 1111 1111 1111 and it expires soon. "
     ) * 4
     for size in (1, 3, 7, 20):
-        stream = chain.response_stream(window=48)
+        stream = ResponseStream(chain, window=48)
         chunks = [text[i : i + size] for i in range(0, len(text), size)]
         out = "".join(stream.feed(c) for c in chunks) + stream.close()
         assert out == chain.on_response(text).text
@@ -82,7 +82,7 @@ def test_stream_catches_pii_split_across_chunks(chain: PluginChain) -> None:
 
 
 def test_stream_without_response_plugins_passes_through(tmp_path: Path) -> None:
-    stream = PluginChain.empty().response_stream()
+    stream = ResponseStream(PluginChain.empty())
     assert stream.feed("a@b.com") == "a@b.com"
     assert stream.close() == ""
 
@@ -96,7 +96,7 @@ def test_stream_reject_raises_with_status(tmp_path: Path) -> None:
         {"action": "reject", "status": 451, "message": "nope"},
         hooks=["on_response"],
     )
-    stream = PluginChain.from_directory(tmp_path).response_stream(window=4)
+    stream = ResponseStream(PluginChain.from_directory(tmp_path), window=4)
     with pytest.raises(PluginRejectedError) as info:
         stream.feed("a long enough chunk of text")
     assert (info.value.status, info.value.plugin) == (451, "deny")

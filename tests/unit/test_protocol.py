@@ -6,6 +6,7 @@ import pytest
 
 from shared.errors import AglError
 from shared.protocol import (
+    LOGPROB_FLOOR,
     ChatTurn,
     ChunkMessage,
     ChunkSequencer,
@@ -18,6 +19,7 @@ from shared.protocol import (
     ResultMessage,
     StreamGapError,
     Usage,
+    WireLogprob,
     cancel_subject,
     check_payload_size,
     decode_reply,
@@ -25,7 +27,12 @@ from shared.protocol import (
     encode,
     infer_subject,
     model_from_subject,
+    sampling_params,
+    token_pieces,
+    wire_logprobs,
+    wire_params,
 )
+from shared.runtimes.types import SamplingParams, TokenPiece, TopLogprob
 
 
 def request(**extra: object) -> InferRequest:
@@ -141,3 +148,90 @@ def test_sequencer_refuses_messages_after_the_end() -> None:
     seq.feed(EndMessage(id="r", seq=0, finish_reason="stop"))
     with pytest.raises(StreamGapError, match="after the stream's end"):
         seq.feed(ChunkMessage(id="r", seq=1, text="late"))
+
+
+# --- sampling ↔ wire params, token pieces ↔ wire logprobs -------------------------------------
+
+
+def test_wire_params_round_trip_every_field() -> None:
+    params = SamplingParams(
+        max_tokens=12,
+        temperature=0.3,
+        top_p=0.5,
+        stop=("\n", "END"),
+        seed=7,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    wire = wire_params(params)
+    assert wire.stop == ["\n", "END"] and wire.logprobs and wire.top_logprobs == 3
+    assert sampling_params(wire) == params
+
+
+def test_wire_params_out_of_range_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="top_logprobs"):
+        wire_params(SamplingParams(top_logprobs=99))
+
+
+def test_wire_logprobs_is_none_without_logprobs() -> None:
+    assert wire_logprobs([TokenPiece("Hi", 5), TokenPiece(" there", 6)]) is None
+    assert wire_logprobs([]) is None
+
+
+def test_wire_logprobs_clamps_minus_infinity_so_json_can_carry_it() -> None:
+    top = (TopLogprob("a", -0.1), TopLogprob("b", float("-inf")))
+    entries = wire_logprobs([TokenPiece("a", 1, logprob=float("-inf"), top_logprobs=top)])
+    assert entries is not None
+    assert entries[0].logprob == LOGPROB_FLOOR
+    assert [t.logprob for t in entries[0].top_logprobs] == [-0.1, LOGPROB_FLOOR]
+    msg = ChunkMessage(id="r", seq=0, text="a", logprobs=entries)
+    assert decode_reply(encode(msg)) == msg
+
+
+def test_logprob_less_text_joins_the_neighbouring_token() -> None:
+    pieces = [
+        TokenPiece("<", 0),  # text released before any token (no logprob)
+        TokenPiece("Hel", 1, logprob=-0.5),
+        TokenPiece("", 2, logprob=-0.25),  # a token whose text is still held back
+        TokenPiece("lo", 3, logprob=-1.0),
+        TokenPiece("!", -1),  # the held-back tail flushed at the end
+    ]
+    entries = wire_logprobs(pieces)
+    assert entries is not None
+    assert [(e.token, e.logprob) for e in entries] == [("<Hel", -0.5), ("", -0.25), ("lo!", -1.0)]
+    assert "".join(e.token for e in entries) == "".join(p.text for p in pieces)
+
+
+def test_token_pieces_rebuild_one_piece_per_entry() -> None:
+    entries = wire_logprobs(
+        [TokenPiece("Hi", 9, logprob=-0.1, top_logprobs=(TopLogprob("Hi", -0.1),))]
+    )
+    pieces = token_pieces("Hi", entries)
+    assert pieces == [TokenPiece("Hi", 0, logprob=-0.1, top_logprobs=(TopLogprob("Hi", -0.1),))]
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens", "expected_ids"),
+    [
+        ("Hi there", None, [-1]),  # no logprobs: one piece, not a token
+        ("", None, []),
+        ("Hi there", ["Hi", " there"], [0, 0]),
+        ("Hi there!", ["Hi", " there"], [0, 0, -1]),  # uncovered tail
+        ("Bye", ["Hi"], [-1]),  # entries that do not describe the text are dropped
+    ],
+)
+def test_token_pieces_always_join_to_the_text(
+    text: str, tokens: list[str] | None, expected_ids: list[int]
+) -> None:
+    entries = None if tokens is None else [WireLogprob(token=t, logprob=-1.0) for t in tokens]
+    pieces = token_pieces(text, entries)
+    assert "".join(p.text for p in pieces) == text
+    assert [p.token_id for p in pieces] == expected_ids
+
+
+def test_result_and_chunk_without_logprobs_omit_nothing_old_peers_need() -> None:
+    # An old peer's message (no logprobs field) still decodes, with logprobs None.
+    chunk = decode_reply(b'{"v":1,"type":"chunk","id":"r","seq":0,"text":"x"}')
+    assert isinstance(chunk, ChunkMessage) and chunk.logprobs is None
+    result = decode_reply(b'{"v":1,"type":"result","id":"r","model":"m","finish_reason":"stop"}')
+    assert isinstance(result, ResultMessage) and result.logprobs is None

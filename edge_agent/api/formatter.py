@@ -1,31 +1,31 @@
-"""OpenAI wire shapes for chat and text completions (pure: no I/O, no model).
+"""The one formatter: executor events → OpenAI JSON or SSE, for chat and text completions.
 
-The streaming hot path renders each chunk from a pre-built prefix/suffix and one
-``json.dumps`` of the token text, so the per-token cost stays in the microseconds.
+    fmt = CompletionFormat(model="smollm2", chat=True, include_usage=False, logprobs=False)
+    body = await json_answer(events, fmt)          # a chat.completion object
+    StreamingResponse(sse_answer(events, fmt))     # chat.completion.chunk events, then [DONE]
+
+Every tier (local, cloud, cascade) yields the same events (``edge_agent.execute.events``), so
+there is one rendering for all of them. :class:`CompletionFormat` itself is pure; the streaming
+hot path renders each chunk from a pre-built prefix/suffix and one ``json.dumps`` of the token
+text, so the per-token cost stays in the microseconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-from shared.plugins.errors import PluginRejectedError
+from edge_agent.errors import ApiError
+from edge_agent.execute.events import Event, Failure, Pieces
 from shared.runtimes.types import GenerationEnd, TokenPiece
 
+__all__ = ["CompletionFormat", "error_event", "json_answer", "sse_answer"]
+
 DONE = b"data: [DONE]\n\n"
-
-
-class TextFilter(Protocol):
-    """What the format needs from the on_response plugin chain."""
-
-    def feed(self, text: str) -> str: ...
-
-    def close(self) -> str: ...
-
-    def whole(self, text: str) -> str: ...
 
 
 def _dumps(obj: Any) -> str:
@@ -54,12 +54,13 @@ def finish_reason(end: GenerationEnd) -> str:
 class CompletionFormat:
     """Chunks and full responses of one request (chat when ``chat`` is true, else text)."""
 
-    def __init__(self, *, model: str, chat: bool, include_usage: bool, logprobs: bool) -> None:
+    def __init__(
+        self, *, model: str, chat: bool, include_usage: bool, logprobs: bool, echo: str = ""
+    ) -> None:
         self.chat = chat
         self.model = model
-        #: on_response plugins (``edge_agent.api.plugin_filters.ResponseFilter``), if any.
-        self.text_filter: TextFilter | None = None
-        self.rejected = False
+        #: Text completions with ``echo``: the prompt, sent before the answer.
+        self.echo = echo
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
         self.include_usage = include_usage
@@ -110,17 +111,6 @@ class CompletionFormat:
     def pieces(self, pieces: Sequence[TokenPiece]) -> bytes:
         """One chunk carrying one or more generated tokens (empty when there is nothing to send)."""
         text = pieces[0].text if len(pieces) == 1 else "".join(p.text for p in pieces)
-        if self.text_filter is not None:
-            if self.rejected:
-                return b""
-            try:
-                text = self.text_filter.feed(text)
-            except PluginRejectedError as exc:
-                self.rejected = True
-                return error_event(
-                    exc.message, code="plugin_rejected", type="invalid_request_error"
-                )
-            pieces = [TokenPiece(text=text, token_id=-1)]
         if not self.logprobs:
             return (self._prefix + _dumps(text) + self._suffix).encode() if text else b""
         scored = [p for p in pieces if p.token_id >= 0]
@@ -142,21 +132,6 @@ class CompletionFormat:
 
     def closing(self, end: GenerationEnd) -> bytes:
         """The finish chunk, then the usage chunk when asked for, then ``[DONE]``."""
-        head = b""
-        if self.text_filter is not None:
-            if self.rejected:
-                return b""
-            try:
-                tail = self.text_filter.close()
-            except PluginRejectedError as exc:
-                self.rejected = True
-                return error_event(
-                    exc.message, code="plugin_rejected", type="invalid_request_error"
-                )
-            if tail:
-                filt, self.text_filter = self.text_filter, None
-                head = self.pieces([TokenPiece(text=tail, token_id=-1)])
-                self.text_filter = filt
         if self.chat:
             choice: dict[str, Any] = {
                 "index": 0,
@@ -169,19 +144,12 @@ class CompletionFormat:
         out = self._chunk(choice)
         if self.include_usage:
             out += self._chunk({}, with_usage=usage(end))
-        return head + out + DONE
+        return out + DONE
 
-    def full(
-        self, pieces: Sequence[TokenPiece], end: GenerationEnd, *, prefix: str = ""
-    ) -> dict[str, Any]:
+    def full(self, pieces: Sequence[TokenPiece], end: GenerationEnd) -> dict[str, Any]:
         """The non-streamed response."""
+        prefix = self.echo
         text = prefix + "".join(p.text for p in pieces)
-        if self.text_filter is not None:
-            answer = text[len(prefix) :]
-            filtered = self.text_filter.whole(answer)
-            if filtered != answer:
-                text = prefix + filtered
-                pieces = [TokenPiece(text=filtered, token_id=-1)]
         choice: dict[str, Any]
         scored = [p for p in pieces if p.token_id >= 0]
         if self.chat:
@@ -241,3 +209,46 @@ class CompletionFormat:
 def error_event(message: str, *, code: str, type: str = "server_error") -> bytes:
     """An error in the middle of a stream, as OpenAI sends it."""
     return sse({"error": {"message": message, "type": type, "param": None, "code": code}})
+
+
+async def sse_answer(events: AsyncIterator[Event], fmt: CompletionFormat) -> AsyncIterator[bytes]:
+    """SSE bytes of one answer; a failure mid-answer ends it with an error event (no [DONE])."""
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        opening = fmt.opening()
+        if opening:
+            yield opening
+        if fmt.echo:
+            yield fmt.pieces([TokenPiece(text=fmt.echo, token_id=-1)])
+        async for event in events:
+            if isinstance(event, Pieces):
+                if chunk := fmt.pieces(event.pieces):
+                    yield chunk
+            elif isinstance(event, GenerationEnd):
+                yield fmt.closing(event)
+                return
+            elif isinstance(event, Failure):
+                yield error_event(event.message, code=event.code, type=event.type)
+                return
+        yield error_event("the answer ended without a final event", code="generation_failed")
+
+
+async def collect(events: AsyncIterator[Event]) -> tuple[list[TokenPiece], GenerationEnd]:
+    """The pieces and end of a whole answer; a failure raises the :class:`ApiError` it names."""
+    pieces: list[TokenPiece] = []
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            if isinstance(event, Pieces):
+                pieces.extend(event.pieces)
+            elif isinstance(event, GenerationEnd):
+                return pieces, event
+            elif isinstance(event, Failure):
+                raise ApiError(event.status, event.message, type=event.type, code=event.code)
+    raise ApiError(
+        500, "the answer ended without a final event", type="server_error", code="generation_failed"
+    )
+
+
+async def json_answer(events: AsyncIterator[Event], fmt: CompletionFormat) -> dict[str, Any]:
+    """The non-streamed OpenAI response body of one answer."""
+    pieces, end = await collect(events)
+    return fmt.full(pieces, end)

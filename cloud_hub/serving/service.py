@@ -1,0 +1,258 @@
+"""The hub's NATS inference service (``nats.micro`` service ``agl-hub``).
+
+One endpoint per model on ``agl.v1.infer.<model>`` in queue group ``hub``, so several hub
+processes share the load and ``$SRV.PING/INFO/STATS`` find them. Each request passes
+:func:`~cloud_hub.serving.admission.admit` in the subscription's callback and is then
+answered in its own task (:func:`~cloud_hub.serving.answering.answer`); cancels arrive on
+``agl.v1.cancel.*``. Every bad message gets an error reply and the hub keeps serving.
+
+Embedding the hub in another program (an all-in-one launcher, a test)::
+
+    async with running_hub(settings) as hub:   # connects, loads models, subscribes
+        ...                                    # leaving drains in-flight requests
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import Service
+from prometheus_client import CollectorRegistry
+
+from cloud_hub import __version__
+from cloud_hub.backends import Backend, RequestContext, build_backend
+from cloud_hub.errors import HubError
+from cloud_hub.serving.admission import Refused, admit
+from cloud_hub.serving.answering import answer
+from cloud_hub.serving.connection import connect
+from cloud_hub.serving.replies import ErrorStats, send_error
+from cloud_hub.settings import HubSettings
+from shared.protocol import (
+    CANCEL_PREFIX,
+    CANCEL_WILDCARD,
+    INFER_PREFIX,
+    QUEUE_GROUP,
+    InferRequest,
+    infer_subject,
+)
+from shared.telemetry import Instruments, Telemetry
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = "agl-hub"
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRequest:
+    """What the hub did with one request (kept in :attr:`HubService.finished`)."""
+
+    id: str
+    model: str
+    finish_reason: str
+    completion_tokens: int
+
+
+class HubService:
+    """Serves the configured models over NATS until :meth:`drain` is called."""
+
+    def __init__(
+        self,
+        settings: HubSettings,
+        *,
+        backends: Mapping[str, Backend] | None = None,
+        nc: Client | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.telemetry = telemetry or Telemetry.disabled(component="hub")
+        #: Prometheus registry (served by ``serve()`` on ``metrics_port``) + OTel instruments.
+        self.metrics = Instruments(self.telemetry, CollectorRegistry())
+        self._running: Counter[str] = Counter()
+        self.metrics.watch_gauge(
+            otel_name="agl.queue.depth",
+            prom_name="agl_hub_queue_depth",
+            description="Requests this hub worker is serving, per model",
+            label="model",
+            read=lambda: {m: float(n) for m, n in self._running.items()},
+        )
+        self.backends: dict[str, Backend] = dict(backends or {})
+        self.finished: deque[FinishedRequest] = deque(maxlen=1000)
+        self._nc = nc
+        self._owns_nc = nc is None
+        self._service: Service | None = None
+        self._cancel_sub: Subscription | None = None
+        self._sem = asyncio.Semaphore(settings.concurrency)
+        self._inflight: dict[str, RequestContext] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._kinds: dict[str, frozenset[str]] = {}
+        self._draining = False
+        self._closed = False
+
+    @property
+    def nc(self) -> Client:
+        """The NATS connection (after :meth:`start`)."""
+        if self._nc is None:
+            raise HubError("the hub is not started; call start() first")
+        return self._nc
+
+    @property
+    def service_id(self) -> str:
+        """This worker's ``nats.micro`` instance id."""
+        return self._service.id if self._service else ""
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being served right now."""
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        """Load the models, connect to NATS and subscribe the endpoints."""
+        if not self.backends:
+            for spec in self.settings.models:
+                self.backends[spec.name] = build_backend(
+                    spec, request_timeout_s=self.settings.request_timeout_s
+                )
+        if not self.backends:
+            raise HubError("no models configured; add a [[models]] table to the config file")
+        for backend in self.backends.values():
+            await backend.start()
+            if getattr(backend, "is_stand_in", False):
+                log.warning("model %s uses the ECHO back-end (a test stand-in)", backend.name)
+        self._kinds = {name: b.kinds for name, b in self.backends.items()}
+        nc = self._nc = self._nc or await connect(self.settings, name=SERVICE_NAME)
+        self._service = await add_service(
+            nc,
+            name=SERVICE_NAME,
+            version=__version__,
+            description="Open-AutoGLM inference hub",
+            queue_group=QUEUE_GROUP,
+            metadata={"models": ",".join(sorted(self.backends))},
+        )
+        endpoints = [(re.sub(r"[^A-Za-z0-9_-]", "_", m), infer_subject(m)) for m in self.backends]
+        if self.settings.answer_unknown_models:
+            # Same queue group: a request for a known model may land here and is served too.
+            endpoints.append(("any-model", INFER_PREFIX + "*"))
+        for name, subject in endpoints:
+            await self._service.add_endpoint(
+                name=name,
+                subject=subject,
+                handler=functools.partial(self._on_request, stats=ErrorStats(self._service, name)),
+            )
+        self._cancel_sub = await nc.subscribe(CANCEL_WILDCARD, cb=self._on_cancel)
+        await nc.flush()
+        log.info("hub %s serving %s", self.service_id, ", ".join(sorted(self.backends)))
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        ctx = self._inflight.get(msg.subject[len(CANCEL_PREFIX) :])
+        if ctx is not None:
+            ctx.cancelled.set()
+
+    async def _on_request(self, request: Request, stats: ErrorStats) -> None:
+        # Runs in the subscription's delivery loop: answer or hand off to a task, never wait.
+        verdict = admit(
+            request.subject,
+            request.data,
+            limit=self.settings.max_request_bytes or self.nc.max_payload,
+            kinds=self._kinds,
+            in_flight=self._inflight,
+            draining=self._draining,
+            slot_free=not self._sem.locked(),
+            concurrency=self.settings.concurrency,
+        )
+        if isinstance(verdict, Refused):
+            await send_error(request, verdict.reply(), stats=stats)
+            return
+        await self._sem.acquire()  # free: admit() saw a slot, and nothing ran since
+        req = verdict.request
+        ctx = RequestContext(headers=dict(request.headers or {}))
+        self._inflight[req.id] = ctx
+        backend = self.backends[verdict.backend]
+        task = asyncio.create_task(self._serve(request, req, backend, ctx, stats=stats))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(
+        self,
+        request: Request,
+        req: InferRequest,
+        backend: Backend,
+        ctx: RequestContext,
+        *,
+        stats: ErrorStats,
+    ) -> None:
+        self._running[req.model] += 1
+        try:
+            end = await answer(
+                request,
+                req,
+                backend,
+                ctx,
+                metrics=self.metrics,
+                timeout_s=self.settings.request_timeout_s,
+                max_payload=self.nc.max_payload,
+                stats=stats,
+            )
+            if end is not None:
+                self.finished.append(
+                    FinishedRequest(req.id, req.model, end.finish_reason, end.completion_tokens)
+                )
+        finally:
+            self._running[req.model] -= 1
+            self._inflight.pop(req.id, None)
+            self._sem.release()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Stop taking requests, let in-flight ones finish (up to ``timeout`` s), then close."""
+        if self._closed:
+            return
+        self._draining = True
+        wait = self.settings.drain_timeout_s if timeout is None else timeout
+        if self._service is not None:
+            await self._service.stop()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=wait)
+        for ctx in self._inflight.values():
+            ctx.cancelled.set()
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=2.0)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        if self._cancel_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._cancel_sub.unsubscribe()
+        if self._nc is not None and self._owns_nc and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        for backend in self.backends.values():
+            await backend.close()
+        self._closed = True
+
+
+@contextlib.asynccontextmanager
+async def running_hub(
+    settings: HubSettings,
+    *,
+    backends: Mapping[str, Backend] | None = None,
+    nc: Client | None = None,
+    telemetry: Telemetry | None = None,
+) -> AsyncIterator[HubService]:
+    """Start a hub in this event loop; drain it on exit. ``nc`` shares an existing connection."""
+    hub = HubService(settings, backends=backends, nc=nc, telemetry=telemetry)
+    try:
+        await hub.start()
+        yield hub
+    finally:
+        await hub.drain()

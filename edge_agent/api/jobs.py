@@ -1,0 +1,101 @@
+"""A completion request as one job, the same shape for chat and plain prompts (pure).
+
+job = chat_job(ChatCompletionRequest.model_validate(body))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from edge_agent.api.formatter import CompletionFormat
+from edge_agent.api.schemas import ChatCompletionRequest, CompletionRequest
+from shared.runtimes.types import SamplingParams
+
+__all__ = ["Job", "chat_job", "completion_job"]
+
+
+@dataclass
+class Job:
+    """One completion request: what to generate, how, and how to answer."""
+
+    model: str
+    kind: Literal["chat", "completion"]
+    messages: list[dict[str, Any]] | None
+    prompt_text: str | None
+    max_tokens: int | None
+    params: SamplingParams
+    stream: bool
+    fmt: CompletionFormat
+    echo: str = ""
+    """Text completions with ``echo``: the prompt, sent before a local answer."""
+
+    def local_params(self, room: int, *, logprobs: bool = False) -> SamplingParams:
+        """Sampling for the local model: ``max_tokens`` or the ``room`` left in its context."""
+        wanted = self.max_tokens if self.max_tokens is not None else room
+        params = replace(self.params, max_tokens=wanted)
+        if logprobs and not params.logprobs:  # the cascade judges log-probabilities
+            params = replace(params, logprobs=True, top_logprobs=0)
+        return params
+
+    def cloud_params(self) -> SamplingParams:
+        """Sampling for the hub: ``max_tokens`` or 256 when the client left it open."""
+        return replace(self.params, max_tokens=self.max_tokens or 256)
+
+
+def _sampling(
+    req: ChatCompletionRequest | CompletionRequest,
+    max_tokens: int | None,
+    logprobs: bool,
+    top_logprobs: int,
+) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=max_tokens or 0,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        stop=req.stop_list(),
+        seed=req.seed,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+    )
+
+
+def chat_job(req: ChatCompletionRequest) -> Job:
+    """The job of a ``/v1/chat/completions`` request."""
+    max_tokens = req.max_completion_tokens or req.max_tokens
+    return Job(
+        model=req.model,
+        kind="chat",
+        messages=[{"role": m.role, "content": m.text()} for m in req.messages],
+        prompt_text=None,
+        max_tokens=max_tokens,
+        params=_sampling(req, max_tokens, req.logprobs, req.top_logprobs or 0),
+        stream=req.stream,
+        fmt=CompletionFormat(
+            model=req.model,
+            chat=True,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            logprobs=req.logprobs,
+        ),
+    )
+
+
+def completion_job(req: CompletionRequest) -> Job:
+    """The job of a ``/v1/completions`` request (16 tokens unless ``max_tokens`` says otherwise)."""
+    max_tokens = req.max_tokens if req.max_tokens is not None else 16
+    return Job(
+        model=req.model,
+        kind="completion",
+        messages=None,
+        prompt_text=req.prompt_text(),
+        max_tokens=max_tokens,
+        params=_sampling(req, max_tokens, req.logprobs is not None, req.logprobs or 0),
+        stream=req.stream,
+        fmt=CompletionFormat(
+            model=req.model,
+            chat=False,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            logprobs=req.logprobs is not None,
+        ),
+        echo=req.prompt_text() if req.echo else "",
+    )
