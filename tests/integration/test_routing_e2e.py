@@ -404,7 +404,40 @@ def test_real_gguf_hub_answers_escalations(nats_server: NatsServer) -> None:
         assert where == ("cloud", "policy")
         assert text
         assert 0 < usage.completion_tokens <= 8
-    assert [f.model for f in hub.finished] == ["smollm2-hub", "smollm2-hub"]
+
+        # log-probabilities survive the escalation, streamed or not
+        scored = client.chat.completions.create(
+            model="hub-smol",
+            messages=[{"role": "user", "content": "Name a fruit."}],
+            max_tokens=6,
+            temperature=0,
+            logprobs=True,
+            top_logprobs=2,
+        )
+        choice = scored.choices[0]
+        assert choice.logprobs is not None and choice.logprobs.content
+        tokens = choice.logprobs.content
+        assert "".join(t.token for t in tokens) == choice.message.content
+        assert len(tokens) == scored.usage.completion_tokens
+        assert all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in tokens)
+
+        streamed = client.chat.completions.create(
+            model="hub-smol",
+            messages=[{"role": "user", "content": "Name a fruit."}],
+            max_tokens=6,
+            temperature=0,
+            logprobs=True,
+            stream=True,
+        )
+        pieces, parts = [], []
+        for chunk in streamed:
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+                assert chunk.choices[0].logprobs is not None
+                pieces.extend(chunk.choices[0].logprobs.content or [])
+        assert "".join(parts) == choice.message.content  # greedy: the same answer
+        assert [t.token for t in pieces] == [t.token for t in tokens]
+    assert [f.model for f in hub.finished] == ["smollm2-hub"] * 4
 
 
 def test_metrics_count_every_decision(nats_server: NatsServer, echo_hub: HubService) -> None:
