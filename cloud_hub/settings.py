@@ -111,6 +111,14 @@ class HubSettings(TomlFileSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log verbosity."
     )
+    interest_check_s: float = Field(
+        2.0,
+        ge=0,
+        description=(
+            "Seconds between checks that someone still waits for a running request's answer "
+            "(0 turns the checks off); a request nobody waits for is stopped."
+        ),
+    )
     metrics_port: int = Field(
         0,
         ge=0,

@@ -15,6 +15,7 @@ import click
 import uvicorn
 
 from edge_agent import __version__
+from edge_agent.api.http_protocol import bounded_http_protocol
 from edge_agent.calibrate_cli import calibrate_command
 from edge_agent.plugins_cli import plugins
 from edge_agent.settings import EdgeSettings, load_settings
@@ -107,6 +108,7 @@ def run(config_file: Path | None, **overrides: Any) -> None:
     app = create_app(settings, ModelRegistry(specs, settings))
     config = uvicorn.Config(
         app,
+        http=bounded_http_protocol(settings.max_header_bytes),
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
         access_log=settings.log_level == "debug",

@@ -157,6 +157,24 @@ class EdgeSettings(TomlFileSettings):
     max_body_bytes: int = Field(
         1_000_000, ge=1024, description="Largest request body accepted (413 above)."
     )
+    max_messages: int = Field(
+        2048,
+        ge=1,
+        le=1_000_000,
+        description="Most messages one chat request may hold (400 above); bounds the work per request.",
+    )
+    max_embedding_inputs: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Most texts or token lists one /v1/embeddings request may hold (400 above).",
+    )
+    max_header_bytes: int = Field(
+        65_536,
+        ge=4096,
+        le=16_777_216,
+        description="Largest request line plus headers accepted (431 above).",
+    )
     stream_interval_ms: float = Field(
         20.0,
         ge=0,

@@ -18,6 +18,7 @@ import uvicorn
 
 from cloud_hub.serving import running_hub
 from cloud_hub.settings import HubModelSpec, HubSettings
+from edge_agent.api.http_protocol import bounded_http_protocol
 from edge_agent.api.app import create_app
 from edge_agent.cli import DrainingServer
 from edge_agent.models import ModelRegistry, plan_models
@@ -116,6 +117,7 @@ async def run(opts: AllInOneOptions) -> None:
             url = f"http://{settings.host}:{sock.getsockname()[1]}"
             config = uvicorn.Config(
                 app,
+                http=bounded_http_protocol(settings.max_header_bytes),
                 log_level=settings.log_level,
                 timeout_graceful_shutdown=int(settings.drain_timeout_s),
                 access_log=False,

@@ -9,6 +9,7 @@ exceptions (llama_cpp, onnxruntime) are translated into these at our boundary.
     ├── ModelLoadError         the runtime could not load a model file
     ├── ModelIntegrityError    a model file's sha256 does not match the pinned digest
     ├── UnsupportedOperation   a model cannot do what was asked (chat on a classifier …)
+    ├── DeadlineExceeded       a model call ran out of its request's time
     └── InvalidInput           inputs a model cannot take (prompt too long, bad shapes …)
         └── ContextOverflowError   the prompt plus max_tokens do not fit the context window
 """
@@ -47,6 +48,10 @@ class ModelIntegrityError(AglError):
 
 class UnsupportedOperation(AglError):
     """The model exists but cannot serve this kind of request."""
+
+
+class DeadlineExceeded(AglError):
+    """A model call did not finish before the request's deadline; the rest of it was skipped."""
 
 
 class InvalidInput(AglError):

@@ -44,6 +44,8 @@ QUEUE_GROUP = "hub"
 CANCEL_WILDCARD = f"{CANCEL_PREFIX}*"
 #: Header names that travel with requests.
 TRACEPARENT_HEADER = "traceparent"
+#: A hub's interest probe carries this header and no body; edges skip such messages.
+PROBE_HEADER = "Agl-Probe"
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-:@+=]+$")
 
@@ -105,6 +107,20 @@ def _check_token(value: str, what: str) -> str:
 def infer_subject(model: str) -> str:
     """Subject a request for ``model`` is sent to: ``agl.v1.infer.<model>``."""
     return INFER_PREFIX + _check_token(model, "model name")
+
+
+def probe_subject(reply: str, *, stream: bool) -> str | None:
+    """Where a hub checks that someone still listens for the answer to a request, or None.
+
+    A stream's reply subject is the edge's own subscription, which skips probe messages. A
+    non-streamed request's reply goes through the client's shared request inbox
+    (``<prefix>.<token>``), so the probe goes to a sibling token that no request owns; it
+    tells whether the edge's connection is still there.
+    """
+    if stream:
+        return reply
+    parent, dot, _token = reply.rpartition(".")
+    return f"{parent}.aglprobe" if dot and parent.count(".") >= 1 else None
 
 
 def cancel_subject(request_id: str) -> str:

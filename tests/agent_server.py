@@ -14,6 +14,7 @@ import httpx
 import uvicorn
 
 from edge_agent.api.app import create_app, serial_scheduler
+from edge_agent.api.http_protocol import bounded_http_protocol
 from edge_agent.api.state import AgentState, SchedulerFactory
 from edge_agent.models import ModelRegistry, load_runtime, plan_models
 from edge_agent.settings import EdgeSettings, load_settings
@@ -46,7 +47,13 @@ def run_agent(
     app = create_app(settings, registry, scheduler_factory=scheduler_factory)
     sock = socket.create_server(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+    config = uvicorn.Config(
+        app,
+        http=bounded_http_protocol(settings.max_header_bytes),
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+
 from cloud_hub.backends.base import Backend, BackendEvent, RequestContext
-from cloud_hub.settings import HubModelSpec
+from cloud_hub.errors import HubError
+from cloud_hub.settings import HubModelSpec, HubSettings
+
+log = logging.getLogger("cloud_hub.serving")
 
 
 def build_backend(spec: HubModelSpec, *, request_timeout_s: float = 300.0) -> Backend:
@@ -39,4 +45,19 @@ def build_backend(spec: HubModelSpec, *, request_timeout_s: float = 300.0) -> Ba
     )
 
 
-__all__ = ["Backend", "BackendEvent", "RequestContext", "build_backend"]
+__all__ = ["Backend", "BackendEvent", "RequestContext", "build_backend", "start_backends"]
+
+
+async def start_backends(settings: HubSettings, given: Mapping[str, Backend]) -> dict[str, Backend]:
+    """Start ``given`` back-ends, or build and start the configured ones when none are given."""
+    backends = dict(given) or {
+        spec.name: build_backend(spec, request_timeout_s=settings.request_timeout_s)
+        for spec in settings.models
+    }
+    if not backends:
+        raise HubError("no models configured; add a [[models]] table to the config file")
+    for backend in backends.values():
+        await backend.start()
+        if getattr(backend, "is_stand_in", False):
+            log.warning("model %s uses the ECHO back-end (a test stand-in)", backend.name)
+    return backends

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 from nats.micro.request import Request
 from opentelemetry.trace import SpanKind
@@ -33,6 +34,17 @@ from shared.runtimes.types import GenerationEnd, TokenPiece
 from shared.telemetry import GenAiCall, Instruments, extract_context, operation_for
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRequest:
+    """What the hub did with one request (kept in ``HubService.finished``)."""
+
+    id: str
+    model: str
+    finish_reason: str
+    completion_tokens: int
+
 
 #: The end assumed when a back-end stops without a :class:`GenerationEnd`.
 _NO_END = GenerationEnd("stop", 0, 0)

@@ -68,6 +68,12 @@ class ErrorStats:
                 endpoint._last_error = description
 
 
+def reply_subject(request: Request) -> str:
+    """The subject the answer goes to ("" if none); ``nats.micro`` keeps it on the raw message."""
+    msg = getattr(request, "_msg", None)
+    return str(getattr(msg, "reply", "") or "")
+
+
 def usage(end: GenerationEnd) -> Usage:
     """The wire usage of a finished generation."""
     return Usage(prompt_tokens=end.prompt_tokens, completion_tokens=end.completion_tokens)

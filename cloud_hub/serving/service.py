@@ -21,7 +21,6 @@ import logging
 import re
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -32,12 +31,13 @@ from nats.micro.service import Service
 from prometheus_client import CollectorRegistry
 
 from cloud_hub import __version__
-from cloud_hub.backends import Backend, RequestContext, build_backend
+from cloud_hub.backends import Backend, RequestContext, start_backends
 from cloud_hub.errors import HubError
 from cloud_hub.serving.admission import Refused, admit
-from cloud_hub.serving.answering import answer
+from cloud_hub.serving.answering import FinishedRequest, answer
 from cloud_hub.serving.connection import connect
-from cloud_hub.serving.replies import ErrorStats, send_error
+from cloud_hub.serving.interest import start_watch
+from cloud_hub.serving.replies import ErrorStats, reply_subject, send_error
 from cloud_hub.settings import HubSettings
 from shared.protocol import (
     CANCEL_PREFIX,
@@ -51,16 +51,6 @@ from shared.telemetry import Instruments, Telemetry
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "agl-hub"
-
-
-@dataclass(frozen=True, slots=True)
-class FinishedRequest:
-    """What the hub did with one request (kept in :attr:`HubService.finished`)."""
-
-    id: str
-    model: str
-    finish_reason: str
-    completion_tokens: int
 
 
 class HubService:
@@ -118,17 +108,7 @@ class HubService:
 
     async def start(self) -> None:
         """Load the models, connect to NATS and subscribe the endpoints."""
-        if not self.backends:
-            for spec in self.settings.models:
-                self.backends[spec.name] = build_backend(
-                    spec, request_timeout_s=self.settings.request_timeout_s
-                )
-        if not self.backends:
-            raise HubError("no models configured; add a [[models]] table to the config file")
-        for backend in self.backends.values():
-            await backend.start()
-            if getattr(backend, "is_stand_in", False):
-                log.warning("model %s uses the ECHO back-end (a test stand-in)", backend.name)
+        self.backends = await start_backends(self.settings, self.backends)
         self._kinds = {name: b.kinds for name, b in self.backends.items()}
         nc = self._nc = self._nc or await connect(self.settings, name=SERVICE_NAME)
         self._service = await add_service(
@@ -160,6 +140,9 @@ class HubService:
 
     async def _on_request(self, request: Request, stats: ErrorStats) -> None:
         # Runs in the subscription's delivery loop: answer or hand off to a task, never wait.
+        if not reply_subject(request):
+            log.warning("a request on %s has no reply subject; ignored", request.subject)
+            return
         verdict = admit(
             request.subject,
             request.data,
@@ -192,6 +175,13 @@ class HubService:
         stats: ErrorStats,
     ) -> None:
         self._running[req.model] += 1
+        watcher = start_watch(
+            self.nc,
+            reply_subject(request),
+            req,
+            ctx.cancelled,
+            every_s=self.settings.interest_check_s,
+        )
         try:
             end = await answer(
                 request,
@@ -208,6 +198,8 @@ class HubService:
                     FinishedRequest(req.id, req.model, end.finish_reason, end.completion_tokens)
                 )
         finally:
+            if watcher is not None:
+                watcher.cancel()
             self._running[req.model] -= 1
             self._inflight.pop(req.id, None)
             self._sem.release()

@@ -10,7 +10,6 @@ out. The final decision is counted once and answered in ``x-agl-tier``/``x-agl-r
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -22,6 +21,7 @@ from edge_agent.api.formatter import json_answer, sse_answer
 from edge_agent.api.http_io import json_response
 from edge_agent.api.jobs import Job
 from edge_agent.api.plugin_filters import filter_events, filter_request
+from edge_agent.api.prompt import check_size, local_runtime, overflow, prepare, text_chars
 from edge_agent.api.state import AgentState
 from edge_agent.api.tracing import note_decision, note_judgement
 from edge_agent.errors import ApiError
@@ -54,23 +54,36 @@ async def answer(state: AgentState, request: Request, job: Job) -> Response:
         tier_header = parse_tier_header(request.headers.get("x-agl-tier"))
     except ValueError as exc:
         raise ApiError(400, str(exc), param="x-agl-tier") from None
-    local_id, runtime = _local_runtime(state, job.model)
+    check_size(state, job)
+    local_id, runtime = local_runtime(state, job.model)
     filtered = await filter_request(
         state, model=job.model, messages=job.messages, prompt_text=job.prompt_text
     )
     job.messages, job.prompt_text = filtered.messages, filtered.prompt_text
-    prompt = await _prepare(state, runtime, job)
+    if filtered.model != job.model:  # a plugin chose another model: route that one
+        job.model = filtered.model
+        local_id, runtime = local_runtime(state, job.model)
+    check_size(state, job)
+    # A prompt that cannot fit is never tokenised here: its size bounds the work up front.
+    chars = text_chars(job)
+    prompt = None
+    if runtime.surely_too_long(chars):
+        prompt_tokens = chars // runtime.max_token_bytes
+    else:
+        prompt = await prepare(state, runtime, job)
+        prompt_tokens = len(prompt.tokens)
     uplink = state.uplink
     with state.telemetry.tracer.start_as_current_span("agl.route"):
         decision = decide(
             RouteInput(
-                prompt_tokens=len(prompt.tokens),
+                prompt_tokens=prompt_tokens,
                 model=job.model,
                 tier_header=None if tier_header is None else tier_header.value,
                 plugin_route=filtered.route,
                 expected_wait_s=state.scheduler_for(local_id).expected_wait_s(),
                 cloud_available=uplink is not None and uplink.available(),
-                fits_locally=len(prompt.tokens) + (job.max_tokens or 1) <= runtime.n_ctx,
+                fits_locally=prompt is not None
+                and prompt_tokens + (job.max_tokens or 1) <= runtime.n_ctx,
             ),
             state.settings.router,
         )
@@ -83,6 +96,8 @@ async def answer(state: AgentState, request: Request, job: Job) -> Response:
     if events is None:
         if not decision.cascade:  # final now: counted even if the prompt is refused next
             _settled(state, decision)
+        if prompt is None:
+            raise overflow(prompt_tokens, runtime.n_ctx)
         runtime.check_fits(prompt, job.max_tokens)  # 400 context_length_exceeded
         run = _local_run(state, job, local_id, runtime, prompt, logprobs=decision.cascade)
         if decision.cascade:
@@ -100,46 +115,24 @@ async def answer(state: AgentState, request: Request, job: Job) -> Response:
             events = run.events()
     else:
         _settled(state, decision)
-    if decision.tier is Tier.EDGE:
-        job.fmt.echo = job.echo
-    events = filter_events(events, filtered.chain, stream=job.stream, pool=state.workers)
+    # A cloud answer names the hub model that made it; a local one the name the client used.
+    cloud = decision.tier is Tier.CLOUD
+    fmt = job.answer_format(model=(decision.cloud_model or job.model) if cloud else job.model)
+    events = filter_events(events, filtered.chain, stream=job.stream, pool=state.plugin_workers)
     headers = decision.headers()
     if job.stream:
         return StreamingResponse(
-            sse_answer(events, job.fmt),
+            sse_answer(events, fmt),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **headers},
         )
-    return json_response(await json_answer(events, job.fmt), headers=headers)
+    return json_response(await json_answer(events, fmt), headers=headers)
 
 
 def _settled(state: AgentState, decision: RouteDecision) -> None:
     """The final decision: on the request's span and counted, once per request."""
     note_decision(decision)
     state.record_decision(decision)
-
-
-def _local_runtime(state: AgentState, model: str) -> tuple[str, GgufRuntime]:
-    """The local model that serves (or stands in for) ``model``."""
-    if model not in state.registry.models and model in state.settings.router.cloud_aliases:
-        model = state.registry.main_id  # a cloud alias: the main model counts tokens and falls back
-    served = state.registry.get(model)
-    if not isinstance(served.runtime, GgufRuntime):
-        raise ApiError(
-            400,
-            f"model {model!r} is an ONNX {served.spec.task} model; use /v1/classify or /v1/embeddings",
-            param="model",
-            code="wrong_model_type",
-        )
-    return served.id, served.runtime
-
-
-async def _prepare(state: AgentState, runtime: GgufRuntime, job: Job) -> PreparedPrompt:
-    """Chat template and tokens, on a worker thread: long prompts take a while to tokenise."""
-    loop = asyncio.get_running_loop()
-    if job.messages is not None:
-        return await loop.run_in_executor(state.workers, runtime.prepare_chat, job.messages)
-    return await loop.run_in_executor(state.workers, runtime.prepare_text, job.prompt_text or "")
 
 
 def _local_run(

@@ -19,7 +19,13 @@ from starlette.responses import Response
 from edge_agent.api.http_io import error_response
 from edge_agent.api.state import agent_state
 from edge_agent.errors import ApiError
-from shared.errors import AglError, ContextOverflowError, InvalidInput, UnsupportedOperation
+from shared.errors import (
+    AglError,
+    ContextOverflowError,
+    DeadlineExceeded,
+    InvalidInput,
+    UnsupportedOperation,
+)
 
 log = logging.getLogger("edge_agent.api")
 
@@ -36,6 +42,8 @@ def api_error_for(exc: AglError) -> ApiError:
         return ApiError(400, str(exc), code="invalid_input")
     if isinstance(exc, UnsupportedOperation):
         return ApiError(400, str(exc), code="unsupported")
+    if isinstance(exc, DeadlineExceeded):
+        return ApiError(504, str(exc), type="server_error", code="timeout")
     return ApiError(500, str(exc), type="server_error", code="internal_error")
 
 

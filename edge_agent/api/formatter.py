@@ -26,6 +26,7 @@ from shared.runtimes.types import GenerationEnd, TokenPiece
 __all__ = ["CompletionFormat", "error_event", "json_answer", "sse_answer"]
 
 DONE = b"data: [DONE]\n\n"
+_CUT_SHORT = "the answer was cut short before it was complete (cancelled); retry the request"
 
 
 def _dumps(obj: Any) -> str:
@@ -224,6 +225,9 @@ async def sse_answer(events: AsyncIterator[Event], fmt: CompletionFormat) -> Asy
                 if chunk := fmt.pieces(event.pieces):
                     yield chunk
             elif isinstance(event, GenerationEnd):
+                if event.finish_reason == "cancelled":
+                    yield error_event(_CUT_SHORT, code="incomplete")
+                    return
                 yield fmt.closing(event)
                 return
             elif isinstance(event, Failure):
@@ -240,6 +244,8 @@ async def collect(events: AsyncIterator[Event]) -> tuple[list[TokenPiece], Gener
             if isinstance(event, Pieces):
                 pieces.extend(event.pieces)
             elif isinstance(event, GenerationEnd):
+                if event.finish_reason == "cancelled":
+                    raise ApiError(502, _CUT_SHORT, type="server_error", code="incomplete")
                 return pieces, event
             elif isinstance(event, Failure):
                 raise ApiError(event.status, event.message, type=event.type, code=event.code)

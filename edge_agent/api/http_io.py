@@ -1,8 +1,17 @@
-"""Reading request bodies safely and writing OpenAI-shaped JSON answers."""
+"""Reading request bodies safely and writing OpenAI-shaped JSON answers.
+
+A body must be a JSON object in UTF-8, at most ``max_body_bytes`` long, not nested
+pathologically deep, with no lone UTF-16 surrogates in its strings. Bodies sent as
+``text/plain``, form data or multipart are refused with 415: those are the content types a web
+page may send to ``localhost`` without the browser asking first, so refusing them keeps
+drive-by pages from using the agent. No ``Content-Type`` at all is accepted, as curl and
+llama-server users expect; so is any JSON type.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -13,9 +22,46 @@ from edge_agent.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 
+_TOO_DEEP = "the request body is nested too deeply; OpenAI requests need only a few levels"
+
+_BROWSER_SIMPLE = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]", re.ASCII)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_content_type(request: Request) -> None:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in _BROWSER_SIMPLE:
+        raise ApiError(
+            415,
+            f"the body was sent as {ctype}; send it as JSON with Content-Type: application/json",
+            code="unsupported_media_type",
+        )
+
+
+def _surrogate_path(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """Where the first string holding a lone surrogate is, as a path of keys and indexes."""
+    if isinstance(value, str):
+        return path if _SURROGATE.search(value) else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        if isinstance(key, str) and _SURROGATE.search(key):
+            return (*path, key)
+        found = _surrogate_path(item, (*path, str(key)))
+        if found is not None:
+            return found
+    return None
+
 
 async def read_json(request: Request, *, max_bytes: int) -> dict[str, Any]:
     """The body as a JSON object, or an :class:`ApiError` saying what is wrong with it."""
+    _check_content_type(request)
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -42,6 +88,8 @@ async def read_json(request: Request, *, max_bytes: int) -> dict[str, Any]:
         ) from None
     try:
         body = json.loads(text)
+    except RecursionError:
+        raise ApiError(400, _TOO_DEEP) from None
     except json.JSONDecodeError as exc:
         raise ApiError(
             400,
@@ -51,6 +99,18 @@ async def read_json(request: Request, *, max_bytes: int) -> dict[str, Any]:
         raise ApiError(
             400, f"the request body must be a JSON object, not a JSON {type(body).__name__}"
         )
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            where = _surrogate_path(body)
+        except RecursionError:
+            raise ApiError(400, _TOO_DEEP) from None
+        if where is not None:
+            raise ApiError(
+                400,
+                f"{'.'.join(where)} holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff "
+                "escape); send valid Unicode",
+                param=".".join(where),
+            )
     return body
 
 

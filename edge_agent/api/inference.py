@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 import uuid
 
 import numpy as np
@@ -29,6 +30,15 @@ async def embeddings(request: Request) -> Response:
     )
     runtime = state.registry.get(req.model).runtime
     raw = req.input
+    count = 1 if isinstance(raw, str) or not isinstance(raw[0], (str, list)) else len(raw)
+    if count > state.settings.max_embedding_inputs:
+        raise ApiError(
+            400,
+            f"`input` holds {count} items; at most {state.settings.max_embedding_inputs} are "
+            "accepted per request (setting max_embedding_inputs)",
+            param="input",
+        )
+    deadline = time.monotonic() + state.settings.request_timeout_s
     if isinstance(runtime, GgufRuntime):
         if isinstance(raw, str):
             texts = [raw]
@@ -40,7 +50,7 @@ async def embeddings(request: Request) -> Response:
                 f"model {req.model!r} embeds text; send `input` as a string or a list of strings",
                 param="input",
             )
-        vectors, used = await asyncio.to_thread(runtime.embed, texts)
+        vectors, used = await asyncio.to_thread(runtime.embed, texts, deadline=deadline)
     elif isinstance(runtime, OnnxRuntime) and runtime.task == "embed":
         if isinstance(raw, str) or any(isinstance(x, str) for x in raw):
             raise ApiError(

@@ -26,9 +26,20 @@ class Job:
     max_tokens: int | None
     params: SamplingParams
     stream: bool
-    fmt: CompletionFormat
+    include_usage: bool = False
+    """Streams end with a usage chunk (``stream_options.include_usage``)."""
     echo: str = ""
-    """Text completions with ``echo``: the prompt, sent before a local answer."""
+    """Text completions with ``echo``: the prompt, sent before the answer (from either tier)."""
+
+    def answer_format(self, *, model: str) -> CompletionFormat:
+        """How the answer is written: ``model`` names the model that answers it."""
+        return CompletionFormat(
+            model=model,
+            chat=self.kind == "chat",
+            include_usage=self.include_usage,
+            logprobs=self.params.logprobs,
+            echo=self.echo,
+        )
 
     def local_params(self, room: int, *, logprobs: bool = False) -> SamplingParams:
         """Sampling for the local model: ``max_tokens`` or the ``room`` left in its context."""
@@ -71,12 +82,7 @@ def chat_job(req: ChatCompletionRequest) -> Job:
         max_tokens=max_tokens,
         params=_sampling(req, max_tokens, req.logprobs, req.top_logprobs or 0),
         stream=req.stream,
-        fmt=CompletionFormat(
-            model=req.model,
-            chat=True,
-            include_usage=bool(req.stream_options and req.stream_options.include_usage),
-            logprobs=req.logprobs,
-        ),
+        include_usage=bool(req.stream_options and req.stream_options.include_usage),
     )
 
 
@@ -91,11 +97,6 @@ def completion_job(req: CompletionRequest) -> Job:
         max_tokens=max_tokens,
         params=_sampling(req, max_tokens, req.logprobs is not None, req.logprobs or 0),
         stream=req.stream,
-        fmt=CompletionFormat(
-            model=req.model,
-            chat=False,
-            include_usage=bool(req.stream_options and req.stream_options.include_usage),
-            logprobs=req.logprobs is not None,
-        ),
+        include_usage=bool(req.stream_options and req.stream_options.include_usage),
         echo=req.prompt_text() if req.echo else "",
     )

@@ -1,7 +1,7 @@
 """Running the Wasm plugin chain on the request path (``on_request``) and on answers (``on_response``).
 
     filtered = await filter_request(state, model=..., messages=..., prompt_text=...)
-    events = filter_events(events, filtered.chain, stream=True, pool=state.workers)
+    events = filter_events(events, filtered.chain, stream=True, pool=state.plugin_workers)
 
 Each request takes the chain once, so a hot reload mid-request never mixes two chains.
 Plugin calls block (up to a plugin's ``timeout_ms``), so every one of them runs on the agent's
@@ -37,6 +37,8 @@ class FilteredRequest:
     prompt_text: str | None
     route: RouteTarget | None
     chain: PluginChain | None
+    model: str
+    """The model to answer with: the client's, or the one a plugin's ``modify`` set."""
 
 
 def _record(result: Any) -> None:
@@ -53,7 +55,7 @@ async def filter_request(
     """Run ``on_request``; a reject becomes an :class:`ApiError` with the plugin's status."""
     watcher = state.plugins
     if watcher is None:
-        return FilteredRequest(messages, prompt_text, None, None)
+        return FilteredRequest(messages, prompt_text, None, None, model)
     chain = watcher.chain
     as_messages = (
         messages if messages is not None else [{"role": "user", "content": prompt_text or ""}]
@@ -64,7 +66,7 @@ async def filter_request(
         "metadata": {"device": state.settings.device_id},
     }
     with plugin_span("chain", "on_request"):
-        result = await _off_loop(state.workers, chain.on_request, body)
+        result = await _off_loop(state.plugin_workers, chain.on_request, body)
     _record(result)
     if result.rejected:
         raise ApiError(
@@ -73,18 +75,38 @@ async def filter_request(
             code="plugin_rejected",
             param=None,
         )
+    request = result.request
+    raw = request.get("messages", as_messages)
+    if not isinstance(raw, list) or not all(isinstance(m, dict) for m in raw):
+        raise ApiError(
+            502,
+            "an on_request plugin returned messages that are not a list of objects; "
+            "check the plugin (edge-agent plugins test)",
+            type="server_error",
+            code="plugin_error",
+        )
     new_messages = [
-        {"role": str(m.get("role", "user")), "content": str(m.get("content", ""))}
-        for m in result.request.get("messages", as_messages)
+        {"role": str(m.get("role", "user")), "content": str(m.get("content", ""))} for m in raw
     ]
+    grown = sum(len(m["content"]) for m in new_messages)
+    if grown > state.settings.max_body_bytes:
+        raise ApiError(
+            413,
+            f"on_request plugins grew the request to {grown} characters, over max_body_bytes "
+            f"({state.settings.max_body_bytes})",
+            code="plugin_output_too_large",
+        )
+    new_model = request.get("model", model)
+    if not isinstance(new_model, str) or not new_model.strip():
+        new_model = model
     if messages is None:
         text = (
             "".join(m["content"] for m in new_messages if m["role"] == "user")
             if result.modified
             else prompt_text
         )
-        return FilteredRequest(None, text, result.route_target, chain)
-    return FilteredRequest(new_messages, None, result.route_target, chain)
+        return FilteredRequest(None, text, result.route_target, chain, new_model)
+    return FilteredRequest(new_messages, None, result.route_target, chain, new_model)
 
 
 async def _off_loop(pool: Executor, fn: Callable[..., T], *args: Any) -> T:
@@ -119,7 +141,7 @@ async def filter_events(
 async def _filter_stream(
     events: AsyncIterator[Event], chain: PluginChain, pool: Executor
 ) -> AsyncIterator[Event]:
-    window = ResponseStream(chain, window=64)
+    window = ResponseStream(chain)
     try:
         async for event in events:
             if isinstance(event, Pieces):

@@ -6,6 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
+from shared.protocol import InferParams
+
+MAX_TOKENS: int = InferParams.model_fields["max_tokens"].metadata[1].le
+"""The largest ``max_tokens`` any tier accepts (the wire protocol's bound)."""
+
 
 class _Body(BaseModel):
     # Unknown OpenAI parameters (user, presence_penalty …) are accepted and ignored,
@@ -44,7 +49,7 @@ class StreamOptions(_Body):
 
 class _Sampling(_Body):
     model: StrictStr = Field(min_length=1)
-    max_tokens: StrictInt | None = Field(None, ge=1)
+    max_tokens: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: StrictStr | list[StrictStr] | None = None
@@ -78,7 +83,7 @@ class ChatCompletionRequest(_Sampling):
     """``POST /v1/chat/completions``."""
 
     messages: list[ChatMessageIn] = Field(min_length=1)
-    max_completion_tokens: StrictInt | None = Field(None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS)
     logprobs: StrictBool = False
     top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
 

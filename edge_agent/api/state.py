@@ -34,8 +34,9 @@ __all__ = ["AgentState", "SchedulerFactory", "agent_state"]
 
 SchedulerFactory = Callable[[GgufRuntime, EdgeSettings], Scheduler]
 
-#: Threads that run blocking request work off the event loop: chat templates, tokenising,
-#: plugin calls. Bounded, so a flood of slow plugins queues here instead of starving the loop.
+#: Threads that run blocking request work off the event loop, one pool for chat templates and
+#: tokenising and one for plugin calls, so slow plugins cannot hold up other requests' prompts.
+#: Bounded: a flood of slow work queues here instead of starving the loop.
 _WORKERS = 4
 
 
@@ -66,7 +67,8 @@ class AgentState:
         self.started = time.time()
         self.uplink: Uplink | None = None
         self.plugins: PluginWatcher | None = None
-        self.workers = ThreadPoolExecutor(_WORKERS, thread_name_prefix="agl-request")
+        self.workers = ThreadPoolExecutor(_WORKERS, thread_name_prefix="agl-prompt")
+        self.plugin_workers = ThreadPoolExecutor(_WORKERS, thread_name_prefix="agl-plugin")
 
     def _circuit_state(self) -> dict[str, float]:
         if self.uplink is None:
@@ -92,6 +94,7 @@ class AgentState:
             scheduler.close()
         self._schedulers.clear()
         self.workers.shutdown(wait=True, cancel_futures=True)
+        self.plugin_workers.shutdown(wait=True, cancel_futures=True)
         self.registry.close()
 
     def record_decision(self, decision: RouteDecision) -> None:

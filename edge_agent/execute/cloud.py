@@ -71,7 +71,10 @@ def infer_request(
 
 
 def _end(msg: EndMessage | ResultMessage) -> GenerationEnd:
-    reason: FinishReason = "length" if msg.finish_reason == "length" else "stop"
+    # Anything but a normal end (cancelled, a hub-side error …) marks the answer incomplete.
+    reason: FinishReason = (
+        msg.finish_reason if msg.finish_reason in ("stop", "length") else "cancelled"  # type: ignore[assignment]
+    )
     return GenerationEnd(
         finish_reason=reason,
         prompt_tokens=msg.usage.prompt_tokens,

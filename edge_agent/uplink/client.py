@@ -17,17 +17,20 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator
 
 import nats
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from edge_agent.uplink.breaker import CircuitBreaker
 from edge_agent.uplink.budget import TokenBudget
 from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
 from shared.protocol import (
+    PROBE_HEADER,
     TRACEPARENT_HEADER,
     ChunkMessage,
     ChunkSequencer,
@@ -260,7 +263,7 @@ class Uplink:
                 got_any = sequencer.chunks > 0
                 wait = timeout if got_any else first_chunk_timeout
                 try:
-                    msg = await sub.next_msg(timeout=wait)
+                    msg = await _next_reply(sub, wait)
                 except nats.errors.TimeoutError:
                     raise self._fail(
                         f"hub sent nothing for {wait:g} s"
@@ -331,3 +334,12 @@ class Uplink:
         except StreamGapError as exc:
             raise self._fail(str(exc), tokens_sent=got_any, code="gap") from exc
         return reply
+
+
+async def _next_reply(sub: Subscription, wait: float) -> Msg:
+    """The next message that is not a hub's interest probe, within ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        msg = await sub.next_msg(timeout=max(deadline - time.monotonic(), 0.001))
+        if not (msg.headers and msg.headers.get(PROBE_HEADER)):
+            return msg

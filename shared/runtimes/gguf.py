@@ -7,15 +7,24 @@ caller (the edge scheduler, the hub worker) must run one generation at a time on
 from __future__ import annotations
 
 import codecs
+import functools
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shared.errors import ContextOverflowError, InvalidInput, ModelLoadError, UnsupportedOperation
+from shared.errors import (
+    ContextOverflowError,
+    DeadlineExceeded,
+    InvalidInput,
+    ModelLoadError,
+    UnsupportedOperation,
+)
+from shared.runtimes.chat_prompt import chat_tokens
 from shared.runtimes.stops import StopStringFilter
 from shared.runtimes.types import (
     GenerationEnd,
@@ -83,7 +92,9 @@ class GgufRuntime:
             raise ModelLoadError(
                 f"llama.cpp could not load {path}: {exc}; is it a valid GGUF file?"
             ) from exc
-        return cls(llm, path=path, n_threads=llm.n_threads, n_gpu_layers=n_gpu_layers)
+        runtime = cls(llm, path=path, n_threads=llm.n_threads, n_gpu_layers=n_gpu_layers)
+        _ = runtime.max_token_bytes  # a scan of the vocabulary: pay it while loading
+        return runtime
 
     @staticmethod
     def _chat_formatter(llm: Any) -> Any | None:
@@ -112,27 +123,82 @@ class GgufRuntime:
         return self._formatter is not None
 
     def prepare_chat(self, messages: Sequence[ChatMessage]) -> PreparedPrompt:
-        """Render messages with the model's own chat template and tokenize the result."""
-        if self._formatter is None:
+        """Render messages with the model's own chat template and tokenize the result.
+
+        Special tokens come only from the template: message contents are tokenised as plain
+        text, so ``<|im_end|>`` in user text cannot close a turn (see ``chat_prompt``).
+        """
+        formatter = self._formatter
+        if formatter is None:
             raise UnsupportedOperation(
                 f"{self.path.name} has no chat template in its GGUF metadata; "
                 "use /v1/completions with a plain prompt instead"
             )
-        try:
-            result = self._formatter(messages=list(messages))
-        except Exception as exc:  # jinja2 raises many types for bad message lists
-            raise InvalidInput(f"the chat template could not render these messages: {exc}") from exc
-        tokens = self._llm.tokenize(
-            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+
+        def render(msgs: list[dict[str, Any]]) -> tuple[str, bool, tuple[str, ...]]:
+            try:
+                result = formatter(messages=msgs)
+            except Exception as exc:  # jinja2 raises many types for bad message lists
+                raise InvalidInput(
+                    f"the chat template could not render these messages: {exc}"
+                ) from exc
+            stop = result.stop if isinstance(result.stop, list) else [result.stop]
+            return (
+                result.prompt,
+                bool(result.added_special),
+                tuple(s for s in stop if isinstance(s, str) and s),
+            )
+
+        tokens, stop = chat_tokens(
+            render, self._tokenize, list(messages), control_texts=self.control_texts
         )
-        stop = (
-            result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
-        )
-        return PreparedPrompt(tokens=tokens, stop=tuple(s for s in stop if isinstance(s, str)))
+        return PreparedPrompt(tokens=self._never_empty(tokens), stop=stop)
 
     def prepare_text(self, prompt: str) -> PreparedPrompt:
-        """Tokenize a plain completion prompt (BOS added as the model expects)."""
-        return PreparedPrompt(tokens=self._llm.tokenize(prompt.encode("utf-8"), add_bos=True))
+        """Tokenize a plain completion prompt (BOS added as the model expects), as plain text."""
+        return PreparedPrompt(tokens=self._never_empty(self._tokenize(prompt, True, False)))
+
+    def _tokenize(self, text: str, add_bos: bool, special: bool) -> list[int]:
+        if not text and not add_bos:
+            return []
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate
+            raise InvalidInput(
+                f"the text holds a lone UTF-16 surrogate at offset {exc.start}; send valid Unicode"
+            ) from None
+        return list(self._llm.tokenize(data, add_bos=add_bos, special=special))
+
+    def _never_empty(self, tokens: list[int]) -> list[int]:
+        # llama.cpp asserts on an empty batch; a model without BOS still needs one token.
+        if tokens:
+            return tokens
+        bos = self._llm.token_bos()
+        return [bos if bos >= 0 else self._llm.token_eos()]
+
+    @functools.cached_property
+    def control_texts(self) -> frozenset[str]:
+        """The text of every control token in the vocabulary (``<|im_end|>`` …)."""
+        lib, vocab = self._lib, self._vocab
+        return frozenset(
+            self.token_text(t) for t in range(self.n_vocab) if lib.llama_vocab_is_control(vocab, t)
+        )
+
+    @functools.cached_property
+    def max_token_bytes(self) -> int:
+        """The most UTF-8 bytes one token decodes to: a prompt of N bytes needs ≥ N / this tokens."""
+        detok = self._llm.detokenize
+        return max(1, max(len(detok([t], special=True)) for t in range(self.n_vocab)))
+
+    def surely_too_long(self, text_bytes: int) -> bool:
+        """Whether ``text_bytes`` of prompt text cannot fit the context, without tokenising it."""
+        return text_bytes // self.max_token_bytes >= self.n_ctx
+
+    @functools.cached_property
+    def control_token_ids(self) -> frozenset[int]:
+        """Ids of the vocabulary's control tokens."""
+        lib, vocab = self._lib, self._vocab
+        return frozenset(t for t in range(self.n_vocab) if lib.llama_vocab_is_control(vocab, t))
 
     def check_fits(self, prompt: PreparedPrompt, max_tokens: int | None) -> None:
         """Raise :class:`ContextOverflowError` unless prompt + max_tokens (or 1 token) fit."""
@@ -225,8 +291,13 @@ class GgufRuntime:
         """Number of tokens ``text`` encodes to, without BOS."""
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False))
 
-    def embed(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+    def embed(
+        self, texts: Sequence[str], *, deadline: float | None = None
+    ) -> tuple[list[list[float]], int]:
         """Mean-pooled, L2-normalised embeddings and the number of tokens read.
+
+        ``deadline`` (``time.monotonic()``) is checked between texts: past it,
+        :class:`DeadlineExceeded` is raised and the remaining texts are skipped.
 
         The embedding context is a second llama.cpp context on the same (mmapped) file,
         created on first use so chat-only deployments do not pay for it.
@@ -246,6 +317,11 @@ class GgufRuntime:
             used = 0
             vectors: list[list[float]] = []
             for text in texts:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise DeadlineExceeded(
+                        f"embedding stopped after {len(vectors)} of {len(texts)} inputs: the "
+                        "request's deadline passed; send fewer inputs or raise request_timeout_s"
+                    )
                 n = len(embedder.tokenize(text.encode("utf-8"), add_bos=True))
                 if n > self.n_ctx:
                     raise ContextOverflowError(prompt_tokens=n, max_tokens=None, n_ctx=self.n_ctx)

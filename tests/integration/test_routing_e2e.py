@@ -96,7 +96,7 @@ def test_cloud_alias_goes_to_the_cloud(nats_server: NatsServer, echo_hub: HubSer
         where, answer = chat(client, PLAIN, model=ALIAS, max_tokens=32)
         assert where == ("cloud", "policy")
         assert answer.choices[0].message.content == PLAIN
-        assert answer.model == ALIAS
+        assert answer.model == CLOUD_MODEL  # the model that answered, not the alias
 
         where, _ = chat(client, LOCAL_TEXT)  # the local model name is not an alias
         assert where == ("edge", "default")

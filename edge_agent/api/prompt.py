@@ -1,0 +1,67 @@
+"""The prompt of a job: which local model serves it, whether it is small enough, its tokens.
+
+Nothing here runs long on the event loop: sizes are checked from counts and characters, and the
+chat template and tokeniser run on the agent's worker pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from edge_agent.api.jobs import Job
+from edge_agent.api.state import AgentState
+from edge_agent.errors import ApiError
+from shared.runtimes.gguf import GgufRuntime
+from shared.runtimes.types import PreparedPrompt
+
+__all__ = ["check_size", "local_runtime", "overflow", "prepare", "text_chars"]
+
+
+def check_size(state: AgentState, job: Job) -> None:
+    limit = state.settings.max_messages
+    if job.messages is not None and len(job.messages) > limit:
+        raise ApiError(
+            400,
+            f"the chat has {len(job.messages)} messages; at most {limit} are accepted "
+            "(setting max_messages)",
+            param="messages",
+        )
+
+
+def text_chars(job: Job) -> int:
+    if job.messages is None:
+        return len(job.prompt_text or "")
+    return sum(len(m["content"]) for m in job.messages)
+
+
+def overflow(at_least: int, n_ctx: int) -> ApiError:
+    return ApiError(
+        400,
+        f"the prompt has at least {at_least} tokens, but this model's context holds {n_ctx} "
+        "tokens; shorten the prompt",
+        code="context_length_exceeded",
+        param="messages",
+    )
+
+
+def local_runtime(state: AgentState, model: str) -> tuple[str, GgufRuntime]:
+    """The local model that serves (or stands in for) ``model``."""
+    if model not in state.registry.models and model in state.settings.router.cloud_aliases:
+        model = state.registry.main_id  # a cloud alias: the main model counts tokens and falls back
+    served = state.registry.get(model)
+    if not isinstance(served.runtime, GgufRuntime):
+        raise ApiError(
+            400,
+            f"model {model!r} is an ONNX {served.spec.task} model; use /v1/classify or /v1/embeddings",
+            param="model",
+            code="wrong_model_type",
+        )
+    return served.id, served.runtime
+
+
+async def prepare(state: AgentState, runtime: GgufRuntime, job: Job) -> PreparedPrompt:
+    """Chat template and tokens, on a worker thread: long prompts take a while to tokenise."""
+    loop = asyncio.get_running_loop()
+    if job.messages is not None:
+        return await loop.run_in_executor(state.workers, runtime.prepare_chat, job.messages)
+    return await loop.run_in_executor(state.workers, runtime.prepare_text, job.prompt_text or "")
