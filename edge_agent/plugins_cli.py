@@ -16,12 +16,13 @@ import click
 from shared.plugins import (
     PluginChain,
     PluginError,
+    PluginManifest,
     load_manifest,
     load_plugin,
     order_manifests,
     read_verified_module,
 )
-from shared.plugins.manifest import MANIFEST_SUFFIX
+from shared.plugins.manifest import MANIFEST_SUFFIX, PAGE_BYTES
 
 _DIR_OPTION = click.option(
     "--dir",
@@ -37,6 +38,58 @@ _DIR_OPTION = click.option(
 @click.group("plugins")
 def plugins() -> None:
     """Inspect and try the WebAssembly plugins of a directory."""
+
+
+def _limits(m: PluginManifest) -> dict[str, Any]:
+    return {
+        "timeout_ms": m.timeout_ms,
+        "max_pages": m.memory.max_pages,
+        "memory_bytes": m.memory.max_pages * PAGE_BYTES,
+        "recycle_pages": m.memory.recycle_pages,
+        "max_output_bytes": m.max_output_bytes,
+        "stream_window_chars": m.stream_window_chars,
+    }
+
+
+def _grants(m: PluginManifest) -> dict[str, Any]:
+    return {
+        "wasi": m.grants.wasi,
+        "allowed_hosts": list(m.grants.allowed_hosts),
+        "allowed_paths": [
+            {"host": g.host, "guest": g.guest, "mode": "rw" if g.writable else "ro"}
+            for g in m.grants.paths
+        ],
+    }
+
+
+def _size(n: int) -> str:
+    return f"{n // 1048576} MiB" if n % 1048576 == 0 else f"{n / 1024:g} KiB"
+
+
+def _describe_limits(limits: dict[str, Any]) -> str:
+    parts = [
+        f"timeout {limits['timeout_ms']} ms",
+        f"memory {limits['max_pages']} pages ({_size(limits['memory_bytes'])})",
+        f"output ≤ {_size(limits['max_output_bytes'])}",
+        f"stream window {limits['stream_window_chars']} chars",
+    ]
+    if limits["recycle_pages"] is not None:
+        parts.append(f"recycled past {limits['recycle_pages']} pages")
+    return ", ".join(parts)
+
+
+def _describe_grants(grants: dict[str, Any]) -> str:
+    parts = []
+    if grants["allowed_hosts"]:
+        hosts = ["any host (*)" if h == "*" else h for h in grants["allowed_hosts"]]
+        parts.append("hosts " + ", ".join(hosts))
+    if grants["wasi"]:
+        paths = [
+            f"{p['host']} -> {p['guest']} ({'read-write' if p['mode'] == 'rw' else 'read-only'})"
+            for p in grants["allowed_paths"]
+        ]
+        parts.append("wasi" + (": files " + ", ".join(paths) if paths else " (no files)"))
+    return "; ".join(parts) or "none"
 
 
 def _rows(directory: Path) -> list[dict[str, Any]]:
@@ -55,6 +108,8 @@ def _rows(directory: Path) -> list[dict[str, Any]]:
             "phase": m.phase,
             "priority": m.priority,
             "fail": m.fail,
+            "limits": _limits(m),
+            "grants": _grants(m),
             "digest_ok": True,
         }
         try:
@@ -69,7 +124,7 @@ def _rows(directory: Path) -> list[dict[str, Any]]:
 @_DIR_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_plugins(directory: Path, as_json: bool) -> None:
-    """List plugins in run order with their hooks, phase, priority, fail mode and digest check."""
+    """List plugins in run order: hooks, phase, priority, fail mode, digest check, limits and grants."""
     if not directory.is_dir():
         raise click.ClickException(
             f"{directory} is not a directory; pass --dir or set AGL_PLUGINS_DIR"
@@ -93,6 +148,8 @@ def list_plugins(directory: Path, as_json: bool) -> None:
             f"{r['name']:<16} {r['version']:<9} {','.join(r['hooks']):<24} {r['phase']!s:<7} "
             f"{r['priority']:>5} {r['fail']:<6} {digest}"
         )
+        click.echo(f"  limits: {_describe_limits(r['limits'])}")
+        click.echo(f"  grants: {_describe_grants(r['grants'])}")
         if not r["digest_ok"]:
             click.echo(f"  {r['error']}")
 
@@ -130,6 +187,7 @@ def test_plugin(name: str, request_file: Path, directory: Path, response_text: s
             "status": result.status,
             "message": result.message,
             "route_target": result.route_target,
+            "model": result.model,
             "request": result.request if result.modified else None,
             "error": result.trace[0].error if result.trace else None,
             "elapsed_us": round(sum(o.elapsed_us for o in result.trace), 1),

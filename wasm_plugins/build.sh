@@ -18,7 +18,7 @@ CHECK=0
 
 C_PLUGINS=(pii_redact)
 AS_PLUGINS=(prompt_guard topic_router)
-TEST_PLUGINS=(fixed_verdict spin memhog net wasi_fs)
+TEST_PLUGINS=(fixed_verdict spin memhog net wasi_fs grow flood wasi_write)
 
 CFLAGS=(--target=wasm32 -Os -nostdlib -ffreestanding -fno-builtin -Wall -Wextra -Werror
         -Wno-unused-function -Wl,--no-entry -Wl,--strip-all -Wl,--gc-sections)

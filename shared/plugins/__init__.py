@@ -1,13 +1,14 @@
 """Sandboxed WebAssembly plugins (Extism) that inspect requests and responses.
 
     from shared.plugins import PluginWatcher
-    watcher = PluginWatcher(Path("wasm_plugins")); watcher.start()
+    watcher = PluginWatcher(Path("wasm_plugins"), limits=HostLimits()); watcher.start()
     result = watcher.chain.on_request(body)      # RequestResult
     stream = ResponseStream(watcher.chain)          # runs on_response over streamed answers
 
 See ``wasm_plugins/ABI.md`` for writing a plugin and ``chain.py`` for the semantics.
 """
 
+from shared.plugins._runtime import ModuleStats
 from shared.plugins.chain import (
     FAIL_CLOSED_STATUS,
     LoadedPlugin,
@@ -18,6 +19,7 @@ from shared.plugins.chain import (
     load_plugin,
 )
 from shared.plugins.errors import (
+    PluginBudgetError,
     PluginCallError,
     PluginError,
     PluginIntegrityError,
@@ -26,6 +28,7 @@ from shared.plugins.errors import (
     PluginOutputError,
     PluginRejectedError,
 )
+from shared.plugins.limits import HostLimits
 from shared.plugins.manifest import PluginManifest, load_manifest, read_verified_module
 from shared.plugins.stream import ResponseStream
 from shared.plugins.verdicts import (
@@ -39,7 +42,10 @@ from shared.plugins.watcher import PluginWatcher
 
 __all__ = [
     "FAIL_CLOSED_STATUS",
+    "HostLimits",
     "LoadedPlugin",
+    "ModuleStats",
+    "PluginBudgetError",
     "PluginCallError",
     "PluginChain",
     "PluginError",

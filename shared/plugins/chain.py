@@ -4,15 +4,18 @@
     result = chain.on_request({"messages": [...], "model": "smollm2", "metadata": {}})
     if result.rejected:
         answer(result.status, result.message)
-    body = result.request            # possibly modified
+    body = result.request            # possibly modified (the whole body, other fields kept)
+    new_model = result.model         # set when a plugin's modify chose another model: re-route
     plugin_route = result.route_target  # feed the router; local_only must be enforced
 
 A chain is immutable once built; reloading builds a new one (see ``PluginWatcher``), so a
 request that holds a chain finishes on it even if the directory changes meanwhile.
 
-When a plugin fails (trap, timeout, memory cap, denied host call, invalid verdict) its
-``fail`` setting decides: ``open`` ignores it and goes on; ``closed`` rejects the request
-with 503 and a message naming the plugin. Either way it is logged and shows in ``trace``.
+When a plugin fails (trap, timeout, memory cap, denied host call, output over
+``max_output_bytes``, invalid or hostile verdict) its ``fail`` setting decides: ``open``
+ignores it and goes on; ``closed`` rejects the request with 503 and a message naming the
+plugin. Either way it is logged and shows in ``trace`` (``kind`` is the metric label).
+Nothing a plugin returns can make ``on_request``/``on_response`` raise.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 from shared.plugins._runtime import WasmModule, extism_manifest
 from shared.plugins.errors import PluginCallError, PluginError, PluginManifestError
+from shared.plugins.limits import HostLimits, check_memory_budget, memory_need
 from shared.plugins.manifest import (
     MANIFEST_SUFFIX,
     Hook,
@@ -67,6 +71,8 @@ class PluginOutcome:
     action: str
     elapsed_us: float
     error: str | None = None
+    kind: str | None = None
+    """For a failure: ``timeout`` or ``error`` (the label ``agl_plugin_errors_total`` uses)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,10 +80,13 @@ class RequestResult:
     """The chain's answer for a request.
 
     ``request`` is the body to serve (the input's other fields kept, plugin changes applied);
-    ``route_target`` is for the router (``local_only`` must keep the request on the device).
+    ``model`` is the model a plugin's ``modify`` chose (already in ``request``; None when no
+    plugin set one): the request must be routed again for it. ``route_target`` is for the
+    router (``local_only`` must keep the request on the device, whatever the model).
     """
 
     request: dict[str, Any]
+    model: str | None = None
     route_target: RouteTarget | None = None
     rejected: bool = False
     status: int | None = None
@@ -119,33 +128,67 @@ class LoadedPlugin:
         return parse_verdict(raw, hook=hook, plugin=self.name)
 
 
-def _cache_key(manifest: PluginManifest) -> str:
+def _recycle_pages(manifest: PluginManifest, limits: HostLimits) -> int | None:
+    """The recycle threshold, or None when an instance cannot grow past it anyway."""
+    pages = manifest.memory.recycle_pages or limits.recycle_pages
+    return pages if pages < manifest.memory.max_pages else None
+
+
+def _cache_key(manifest: PluginManifest, limits: HostLimits) -> str:
     described = extism_manifest(manifest, b"")
     described["wasm"] = manifest.sha256
     described["hooks"] = manifest.hooks
+    described["output"] = manifest.max_output_bytes
+    described["pool"] = (limits.pool_size, _recycle_pages(manifest, limits))
     return json.dumps(described, sort_keys=True, default=str)
 
 
 def load_plugin(
-    manifest: PluginManifest, *, reuse: Mapping[str, LoadedPlugin] | None = None
+    manifest: PluginManifest,
+    *,
+    reuse: Mapping[str, LoadedPlugin] | None = None,
+    limits: HostLimits | None = None,
 ) -> LoadedPlugin:
     """Verify and compile the plugin a manifest describes, reusing an identical compiled one."""
-    key = _cache_key(manifest)
+    limits = limits or HostLimits()
+    if "*" in manifest.grants.allowed_hosts:
+        log.warning(
+            'plugin %s: grants.allowed_hosts = ["*"] lets it send data to any host; '
+            "list only the hosts it needs",
+            manifest.name,
+        )
+    key = _cache_key(manifest, limits)
     wasm = read_verified_module(manifest)  # always re-check the digest, even when reusing
     old = (reuse or {}).get(key)
     if old is not None:
         return LoadedPlugin(manifest, old.module, key)
-    return LoadedPlugin(manifest, WasmModule(manifest, wasm), key)
+    module = WasmModule(
+        manifest,
+        wasm,
+        pool_size=limits.pool_size,
+        recycle_pages=_recycle_pages(manifest, limits),
+    )
+    return LoadedPlugin(manifest, module, key)
 
 
 def _encode(doc: Mapping[str, Any]) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate: send it \u-escaped, which is valid JSON
+        return json.dumps(doc, separators=(",", ":")).encode()
 
 
 class PluginChain:
     """Plugins in order: phase, then priority (higher first), then name; responses in reverse."""
 
-    def __init__(self, plugins: Iterable[LoadedPlugin], *, source: Path | None = None) -> None:
+    def __init__(
+        self,
+        plugins: Iterable[LoadedPlugin],
+        *,
+        source: Path | None = None,
+        limits: HostLimits | None = None,
+    ) -> None:
+        self.limits = limits or HostLimits()
         by_name = {p.name: p for p in plugins}
         ordered = order_manifests(p.manifest for p in by_name.values())
         self.plugins: tuple[LoadedPlugin, ...] = tuple(by_name[m.name] for m in ordered)
@@ -161,19 +204,27 @@ class PluginChain:
         return cls(())
 
     @classmethod
-    def from_directory(cls, directory: Path, *, previous: PluginChain | None = None) -> PluginChain:
+    def from_directory(
+        cls,
+        directory: Path,
+        *,
+        previous: PluginChain | None = None,
+        limits: HostLimits | None = None,
+    ) -> PluginChain:
         """Load every ``*.plugin.toml`` in ``directory`` (not recursive) with its module.
 
         Raises a ``PluginError`` subclass for the first bad plugin (bad manifest, digest
-        mismatch, module that does not load); nothing is half-loaded. Modules identical to
+        mismatch, module that does not load) or ``PluginBudgetError`` when the plugins'
+        memory together exceeds ``limits``; nothing is half-loaded. Modules identical to
         ones in ``previous`` are reused instead of compiled again.
         """
+        limits = limits or HostLimits()
         if not directory.is_dir():
             raise PluginManifestError(
                 directory, "is not a directory; create it or fix the plugin dir"
             )
         reuse = {p.cache_key: p for p in previous.plugins} if previous else {}
-        loaded: list[LoadedPlugin] = []
+        manifests: list[PluginManifest] = []
         seen: dict[str, Path] = {}
         for path in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
             manifest = load_manifest(path)
@@ -182,13 +233,26 @@ class PluginChain:
                     path, f"plugin name {manifest.name!r} is also used by {seen[manifest.name]}"
                 )
             seen[manifest.name] = path
-            loaded.append(load_plugin(manifest, reuse=reuse))
-        return cls(loaded, source=directory)
+            manifests.append(manifest)
+        check_memory_budget(manifests, limits)  # before anything is compiled
+        loaded = [load_plugin(m, reuse=reuse, limits=limits) for m in manifests]
+        return cls(loaded, source=directory, limits=limits)
 
     @property
     def has_response_hooks(self) -> bool:
         """True when some plugin inspects responses (a stream must then be windowed)."""
         return bool(self._response_plugins)
+
+    @property
+    def stream_window(self) -> int:
+        """Characters a stream must hold back: the largest ``stream_window_chars`` declared
+        by a plugin with an on_response hook (0 when none declares one)."""
+        return max((p.manifest.stream_window_chars for p in self._response_plugins), default=0)
+
+    @property
+    def memory_bytes(self) -> int:
+        """The most linear memory this chain's instances can hold together (what the budget counts)."""
+        return sum(memory_need(p.manifest, self.limits) for p in self.plugins)
 
     def _call(
         self, plugin: LoadedPlugin, hook: Hook, payload: bytes, trace: list[PluginOutcome]
@@ -200,7 +264,11 @@ class PluginChain:
             elapsed = (time.perf_counter() - start) * 1e6
             trace.append(
                 PluginOutcome(
-                    plugin=plugin.name, action="error", elapsed_us=elapsed, error=str(exc)
+                    plugin=plugin.name,
+                    action="error",
+                    elapsed_us=elapsed,
+                    error=str(exc),
+                    kind=exc.kind,
                 )
             )
             log.warning(
@@ -233,6 +301,7 @@ class PluginChain:
         }
         route: RouteTarget | None = None
         modified = False
+        model: str | None = None
         trace: list[PluginOutcome] = []
         for plugin in self._request_plugins:
             got = self._call(plugin, "on_request", _encode(view), trace)
@@ -259,11 +328,12 @@ class PluginChain:
             if got.action == "modify" and got.request is not None:
                 view = {**view, **got.request}
                 modified = True
+                model = got.request.get("model", model)  # validated by parse_verdict
             route = merge_route(route, got.target)
         if modified:
             body.update({k: view[k] for k in REQUEST_FIELDS if k in view})
         return RequestResult(
-            request=body, route_target=route, modified=modified, trace=tuple(trace)
+            request=body, model=model, route_target=route, modified=modified, trace=tuple(trace)
         )
 
     def on_response(self, text: str, *, final: bool = True) -> ResponseResult:

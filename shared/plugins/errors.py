@@ -5,8 +5,9 @@
         ├── PluginManifestError   a manifest is missing, unreadable or invalid
         ├── PluginIntegrityError  a module's sha256 differs from the one its manifest pins
         ├── PluginLoadError       the module does not compile, link or export its hooks
+        ├── PluginBudgetError     the plugins together may need more memory than the host allows
         ├── PluginCallError       a call trapped, timed out, hit its memory cap or was denied
-        │   └── PluginOutputError the call returned something that is not a valid verdict
+        │   └── PluginOutputError the call returned too much, or something that is not a valid verdict
         └── PluginRejectedError   a response plugin rejected a stream (status and message inside)
 
 Extism's exceptions never leave this package: they become ``PluginLoadError`` or ``PluginCallError``.
@@ -19,6 +20,7 @@ from pathlib import Path
 from shared.errors import AglError
 
 __all__ = [
+    "PluginBudgetError",
     "PluginCallError",
     "PluginError",
     "PluginIntegrityError",
@@ -66,18 +68,46 @@ class PluginLoadError(PluginError):
         self.detail = detail
 
 
-class PluginCallError(PluginError):
-    """One hook call failed: a trap, its timeout, its memory cap, or a denied host call."""
+class PluginBudgetError(PluginError):
+    """The plugins' memory caps, times their instance pools, add up to more than the host's budget.
 
-    def __init__(self, name: str, hook: str, detail: str) -> None:
+    ``needed`` and ``budget`` are bytes; ``shares`` maps each plugin to its part of ``needed``.
+    """
+
+    def __init__(self, *, needed: int, budget: int, shares: dict[str, int]) -> None:
+        largest = sorted(shares.items(), key=lambda item: -item[1])
+        listed = ", ".join(f"{name} {_mib(share)}" for name, share in largest)
+        super().__init__(
+            f"plugins may need up to {_mib(needed)} of linear memory ({listed}: memory.max_pages "
+            f"× 64 KiB × the instance pool), over the host's plugin memory budget of {_mib(budget)}; "
+            "lower memory.max_pages in the largest manifests, or raise the budget "
+            "(HostLimits.memory_budget_bytes)"
+        )
+        self.needed = needed
+        self.budget = budget
+        self.shares = shares
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1048576:.0f} MiB" if n >= 1048576 else f"{n / 1024:.0f} KiB"
+
+
+class PluginCallError(PluginError):
+    """One hook call failed: a trap, its timeout, its memory cap, or a denied host call.
+
+    ``kind`` is what failed, for metrics: ``timeout``, or ``error`` for anything else.
+    """
+
+    def __init__(self, name: str, hook: str, detail: str, *, kind: str = "error") -> None:
         super().__init__(f"plugin {name} failed in {hook}: {detail}")
         self.name = name
         self.hook = hook
         self.detail = detail
+        self.kind = kind
 
 
 class PluginOutputError(PluginCallError):
-    """A hook returned output that is not a valid verdict (bad JSON, unknown action …)."""
+    """A hook returned more than ``max_output_bytes``, or output that is not a valid verdict."""
 
 
 class PluginRejectedError(PluginError):

@@ -9,9 +9,12 @@ phase = "filter"                  # authn < authz < filter < route < stats, or a
 priority = 100                    # higher runs first within a phase
 fail = "closed"                   # or "open"
 timeout_ms = 50
+max_output_bytes = 1048576        # a longer verdict is a failure (the fail strategy decides)
+stream_window_chars = 0           # look-ahead on streamed answers: 0 = each chunk as it comes
 
 [memory]
 max_pages = 16                    # 64 KiB pages of linear memory
+recycle_pages = 64                # optional: drop a pooled instance that grew past this
 
 [config]                          # strings reach the plugin as is; lists newline-joined
 phrases = ["ignore previous instructions"]
@@ -19,31 +22,40 @@ phrases = ["ignore previous instructions"]
 [grants]                          # everything is denied unless granted here
 wasi = false
 allowed_hosts = []
-allowed_paths = {}
+allowed_paths = {}                # "host dir" = "guest dir": read-only; "rw:host dir" to write
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.plugins.errors import PluginIntegrityError, PluginManifestError
 
 __all__ = [
     "MANIFEST_SUFFIX",
+    "MAX_MANIFEST_BYTES",
+    "MAX_MODULE_BYTES",
+    "PAGE_BYTES",
     "PHASES",
     "Grants",
     "Hook",
     "MemoryLimits",
+    "PathGrant",
     "PluginManifest",
     "config_strings",
     "file_sha256",
     "load_manifest",
     "phase_rank",
+    "read_regular_file",
     "read_verified_module",
 ]
 
@@ -52,6 +64,15 @@ MANIFEST_SUFFIX = ".plugin.toml"
 
 PHASES: dict[str, int] = {"authn": 100, "authz": 200, "filter": 300, "route": 400, "stats": 500}
 """Named phases and their ranks (numeric phases sort among them)."""
+
+MAX_MANIFEST_BYTES = 256 * 1024
+"""A manifest larger than this is refused unread."""
+
+MAX_MODULE_BYTES = 64 * 1024 * 1024
+"""A module larger than this is refused unread."""
+
+PAGE_BYTES = 65536
+"""One WebAssembly page."""
 
 Hook = Literal["on_request", "on_response"]
 ConfigValue = str | int | float | bool | list[str]
@@ -66,6 +87,27 @@ class MemoryLimits(_Strict):
 
     max_pages: Annotated[int, Field(ge=1, le=65536)] = 16
     """64 KiB pages the module may grow to; growing past it fails (the module traps)."""
+    recycle_pages: Annotated[int, Field(ge=1, le=65536)] | None = None
+    """A pooled instance whose memory grew past this many pages is dropped after its call
+    (the next call gets a fresh one). None: the host's ``HostLimits.recycle_pages``."""
+
+    @model_validator(mode="after")
+    def _recycle_below_max(self) -> MemoryLimits:
+        if self.recycle_pages is not None and self.recycle_pages > self.max_pages:
+            raise ValueError(
+                f"recycle_pages ({self.recycle_pages}) is above max_pages ({self.max_pages}), "
+                "so it would never apply; lower it or drop it"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class PathGrant:
+    """One ``allowed_paths`` entry: a host directory seen by the plugin at ``guest``."""
+
+    host: str
+    guest: str
+    writable: bool
 
 
 class Grants(_Strict):
@@ -76,7 +118,29 @@ class Grants(_Strict):
     allowed_hosts: tuple[str, ...] = ()
     """Hosts the plugin may call with Extism's ``http_request`` (globs such as ``*.example.com``)."""
     allowed_paths: dict[str, str] = Field(default_factory=dict)
-    """Host directory → guest path, visible only with ``wasi = true``."""
+    """Host directory → guest path, visible only with ``wasi = true``. Read-only unless the
+    host directory is written ``rw:/path`` (``ro:/path`` says read-only explicitly)."""
+
+    @field_validator("allowed_paths")
+    @classmethod
+    def _known_prefixes(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            host = key.removeprefix("rw:").removeprefix("ro:")
+            if not host or host.startswith(("rw:", "ro:")):
+                raise ValueError(f"{key!r} is not a directory; write /dir, ro:/dir or rw:/dir")
+        return value
+
+    @property
+    def paths(self) -> tuple[PathGrant, ...]:
+        """``allowed_paths`` parsed: which host directory, where, and whether it is writable."""
+        return tuple(
+            PathGrant(
+                host=key.removeprefix("rw:").removeprefix("ro:"),
+                guest=guest,
+                writable=key.startswith("rw:"),
+            )
+            for key, guest in self.allowed_paths.items()
+        )
 
 
 class PluginManifest(_Strict):
@@ -91,6 +155,11 @@ class PluginManifest(_Strict):
     priority: int = 0
     fail: Literal["open", "closed"] = "closed"
     timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 50
+    max_output_bytes: Annotated[int, Field(ge=1, le=MAX_MODULE_BYTES)] = 1024 * 1024
+    """A hook's output (its verdict) longer than this is a failure, handled by ``fail``."""
+    stream_window_chars: Annotated[int, Field(ge=0, le=4096)] = 0
+    """Characters of a streamed answer this plugin must see ahead before any is sent (its
+    longest match that can span a space); 0 = each chunk is filtered as it comes."""
     memory: MemoryLimits = MemoryLimits()
     config: dict[str, ConfigValue] = Field(default_factory=dict)
     grants: Grants = Grants()
@@ -141,18 +210,57 @@ def config_strings(config: dict[str, ConfigValue]) -> dict[str, str]:
     return out
 
 
+def read_regular_file(path: Path, *, limit: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file (symlinks followed) of at most ``limit`` bytes.
+
+    A FIFO, socket, device or directory is refused without blocking (it is opened with
+    ``O_NONBLOCK`` and checked with ``fstat`` before anything is read): ``OSError`` with
+    ``EINVAL``; so is a file over ``limit``, with ``EFBIG``. Other ``OSError``s pass through.
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):  # cheap refusal before any open
+        raise OSError(errno.EINVAL, _NOT_REGULAR, str(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)  # the file that was opened, whatever replaced the path meanwhile
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, _NOT_REGULAR, str(path))
+        chunks = []
+        left = limit + 1
+        while st.st_size <= limit and left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if st.st_size > limit or len(data) > limit:  # too large, or it grew while being read
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+    return data
+
+
+_NOT_REGULAR = "not a regular file (a FIFO, device or directory?); replace it with a file"
+
+
 def load_manifest(path: Path) -> PluginManifest:
     """Read and validate one manifest; raises ``PluginManifestError`` saying what to fix."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = read_regular_file(path, limit=MAX_MANIFEST_BYTES).decode("utf-8")
+        data = tomllib.loads(text)
     except OSError as exc:
-        raise PluginManifestError(path, f"cannot be read ({exc.strerror})") from exc
+        raise PluginManifestError(path, f"cannot be read: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PluginManifestError(path, f"is not valid TOML ({exc}); fix its syntax") from exc
+    except RecursionError:  # tomllib recurses per nesting level: a "TOML bomb"
+        raise PluginManifestError(
+            path, "is nested too deeply to be a manifest; flatten its tables and arrays"
+        ) from None
     if "path" in data:
         raise PluginManifestError(path, "'path' is not a manifest field; remove it")
     try:
         manifest = PluginManifest.model_validate({**data, "path": path})
+    except RecursionError:
+        raise PluginManifestError(
+            path, "is nested too deeply to be a manifest; flatten its tables and arrays"
+        ) from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'manifest'}: {err['msg']}"
@@ -181,10 +289,11 @@ def read_verified_module(manifest: PluginManifest) -> bytes:
     """
     path = manifest.module_path
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path, limit=MAX_MODULE_BYTES)
     except OSError as exc:
+        hint = "; build it first" if exc.errno == errno.ENOENT else ""
         raise PluginManifestError(
-            manifest.path, f"its module {path} cannot be read ({exc.strerror}); build it first"
+            manifest.path, f"its module {path} cannot be read: {exc.strerror}{hint}"
         ) from exc
     actual = file_sha256(data)
     if actual != manifest.sha256:

@@ -1,6 +1,13 @@
 """Running response plugins over streamed text without missing what spans two chunks.
 
-Strategy (a sliding hold-back window):
+The window is the look-ahead the plugins declare: each plugin's manifest says how many
+characters of a streamed answer it must see ahead (``stream_window_chars``, its longest
+match that may span a space), and the stream holds back the largest of those in the chain
+(``PluginChain.stream_window``). With a window of 0 (no plugin declares one), each chunk is
+run through the hooks on its own and sent at once: nothing is held, so the time to the first
+token is that of the plugins' calls alone.
+
+Strategy for a window > 0 (a sliding hold-back window):
 
 * Each ``feed(chunk)`` appends the chunk to the *pending* text and runs the chain's
   on_response hooks over all of pending (``final = false``).
@@ -20,15 +27,19 @@ and fed again. Past ``4 × window`` characters without a place to cut, text is r
 chain call per chunk. Without on_response plugins chunks pass straight through.
 
 A reject raises ``PluginRejectedError``: stop the stream and report its status and message
-(the held text has not been sent).
+(the held text has not been sent). Every plugin failure on the way (whatever its ``fail``
+setting) goes to ``on_failure``, which by default counts it in ``agl_plugin_errors_total``.
 """
 
 from __future__ import annotations
 
-from shared.plugins.chain import PluginChain
-from shared.plugins.errors import PluginRejectedError
+from collections.abc import Callable
 
-__all__ = ["ResponseStream"]
+from shared.plugins.chain import PluginChain, PluginOutcome, ResponseResult
+from shared.plugins.errors import PluginRejectedError
+from shared.telemetry import record_plugin_error
+
+__all__ = ["ResponseStream", "count_failure"]
 
 _MAX_HOLD_FACTOR = 4  # with no whitespace at all, release anyway past 4 windows
 
@@ -57,27 +68,49 @@ def _cut_at_space(text: str, limit: int) -> int:
     return space + 1
 
 
+def count_failure(outcome: PluginOutcome) -> None:
+    """Count a failed plugin call in ``agl_plugin_errors_total`` (the default ``on_failure``)."""
+    record_plugin_error(outcome.plugin, outcome.kind or "error")
+
+
 class ResponseStream:
     """Feed streamed text through a chain's on_response hooks.
 
-    stream = ResponseStream(chain, window=64)
+    stream = ResponseStream(chain)   # holds back chain.stream_window characters
     for chunk in tokens:
         send(stream.feed(chunk))   # may be "" while text is held back
     send(stream.close())
     """
 
-    def __init__(self, chain: PluginChain, *, window: int = 64) -> None:
-        if window < 1:
-            raise ValueError("window must be at least 1 character")
+    def __init__(
+        self,
+        chain: PluginChain,
+        *,
+        window: int | None = None,
+        on_failure: Callable[[PluginOutcome], None] | None = count_failure,
+    ) -> None:
+        window = chain.stream_window if window is None else window
+        if window < 0:
+            raise ValueError("window must be 0 (no look-ahead) or more characters")
         self.chain = chain
         self.window = window
+        """Characters held back; None at construction means the chain's declared window."""
+        self.on_failure = on_failure
         self._pending = ""
         self._closed = False
         self.modified = False
         """True once any plugin changed the text."""
 
+    def _report(self, result: ResponseResult) -> None:
+        if self.on_failure is None:
+            return
+        for outcome in result.trace:
+            if outcome.error is not None:
+                self.on_failure(outcome)
+
     def _run(self, final: bool) -> str:
         result = self.chain.on_response(self._pending, final=final)
+        self._report(result)
         if result.rejected:
             self._closed = True
             self._pending = ""
@@ -95,6 +128,13 @@ class ResponseStream:
             raise RuntimeError("feed() after close() or a rejection")
         if not self.chain.has_response_hooks:
             return chunk
+        if self.window == 0:  # no look-ahead: this chunk alone, sent at once
+            if not chunk:
+                return ""
+            self._pending = chunk
+            text = self._run(final=False)
+            self._pending = ""
+            return text
         self._pending += chunk
         original = self._pending
         if len(original) <= self.window:

@@ -10,7 +10,10 @@ A hook's output is one JSON object:
                  {"action": "modify", "text": "..."}
                  {"action": "reject", "status": 400, "message": "..."}
 
-``parse_verdict`` turns bytes into a ``Verdict`` or raises ``PluginOutputError``;
+``parse_verdict`` turns bytes into a ``Verdict`` or raises ``PluginOutputError`` (and nothing
+else, whatever the bytes: a hostile verdict must reach the plugin's ``fail`` strategy, never
+the client as a 500). It refuses JSON nested too deeply, strings with lone surrogates (they
+cannot be sent as UTF-8), messages that are not objects, and a ``model`` that is not a sane name;
 ``order_key`` sorts plugins; ``merge_route`` combines route targets (``local_only`` wins,
 then ``edge``, then ``cloud``: the target that keeps data closer wins).
 """
@@ -18,6 +21,7 @@ then ``edge``, then ``cloud``: the target that keeps data closer wins).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,6 +31,7 @@ from shared.plugins.manifest import Hook, PluginManifest, phase_rank
 from shared.reasons import RouteTarget
 
 __all__ = [
+    "MAX_MODEL_CHARS",
     "REQUEST_FIELDS",
     "ROUTE_STRENGTH",
     "Action",
@@ -45,6 +50,11 @@ ROUTE_STRENGTH: dict[str, int] = {"cloud": 1, "edge": 2, "local_only": 3}
 
 REQUEST_FIELDS = ("messages", "model", "metadata")
 """The request fields a plugin sees and may modify; the rest of the body passes through."""
+
+MAX_MODEL_CHARS = 256
+"""Longest model name a ``modify`` may set."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 _ACTIONS: dict[str, frozenset[str]] = {
     "on_request": frozenset({"continue", "modify", "reject", "route"}),
@@ -75,6 +85,68 @@ def _fail(name: str, hook: Hook, detail: str) -> PluginOutputError:
     )
 
 
+def _lone_surrogate(doc: Any) -> bool:
+    """True if any string (or key) in the parsed document cannot be encoded as UTF-8."""
+    stack = [doc]
+    while stack:  # iterative: the document may be as deep as json.loads allows
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _message_problem(index: int, message: Any) -> str | None:
+    if not isinstance(message, dict):
+        return f"message {index} is not an object"
+    role = message.get("role")
+    if not isinstance(role, str) or not role:
+        return f"message {index} needs a role string"
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return None
+    if isinstance(content, list) and all(isinstance(part, dict) for part in content):
+        return None  # OpenAI content parts
+    return f"message {index} content must be a string or a list of content parts"
+
+
+def _model_problem(model: Any) -> str | None:
+    if (
+        not isinstance(model, str)
+        or not model.strip()
+        or len(model) > MAX_MODEL_CHARS
+        or _CONTROL.search(model)
+    ):
+        return (
+            f"modify may set model only to a non-empty name of at most {MAX_MODEL_CHARS} "
+            "characters without control characters"
+        )
+    return None
+
+
+def _request_problem(request: Any) -> str | None:
+    if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
+        return "modify needs a request object with a messages list"
+    unknown = set(request) - set(REQUEST_FIELDS)
+    if unknown:
+        return f"modify may only change {REQUEST_FIELDS}, not {sorted(unknown)}"
+    for index, message in enumerate(request["messages"]):
+        if problem := _message_problem(index, message):
+            return problem
+    if "model" in request and (problem := _model_problem(request["model"])):
+        return problem
+    if "metadata" in request and not isinstance(request["metadata"], dict):
+        return "modify metadata must be an object"
+    return None
+
+
 def parse_verdict(raw: bytes, *, hook: Hook, plugin: str = "plugin") -> Verdict:
     """Validate a hook's output and return its verdict; raises ``PluginOutputError`` if invalid."""
     try:
@@ -82,8 +154,12 @@ def parse_verdict(raw: bytes, *, hook: Hook, plugin: str = "plugin") -> Verdict:
     except (ValueError, UnicodeDecodeError):
         shown = raw[:80].decode("utf-8", "replace")
         raise _fail(plugin, hook, f"output is not JSON: {shown!r}") from None
+    except RecursionError:
+        raise _fail(plugin, hook, "output is nested too deeply to be a verdict") from None
     if not isinstance(doc, dict):
         raise _fail(plugin, hook, "output is not a JSON object")
+    if _lone_surrogate(doc):
+        raise _fail(plugin, hook, "output has a lone surrogate (\\ud800-\\udfff), not UTF-8 text")
     action = doc.get("action")
     if action not in _ACTIONS[hook]:
         allowed = ", ".join(sorted(_ACTIONS[hook]))
@@ -105,13 +181,8 @@ def parse_verdict(raw: bytes, *, hook: Hook, plugin: str = "plugin") -> Verdict:
         return Verdict(action="reject", status=status, message=message or f"rejected by {plugin}")
     if action == "modify" and hook == "on_request":
         request = doc.get("request")
-        if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
-            raise _fail(plugin, hook, "modify needs a request object with a messages list")
-        unknown = set(request) - set(REQUEST_FIELDS)
-        if unknown:
-            raise _fail(
-                plugin, hook, f"modify may only change {REQUEST_FIELDS}, not {sorted(unknown)}"
-            )
+        if problem := _request_problem(request):
+            raise _fail(plugin, hook, problem)
         return Verdict(action="modify", request=request, target=target)
     if action == "modify":
         text = doc.get("text")

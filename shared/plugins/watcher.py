@@ -12,6 +12,12 @@ load (bad manifest, digest mismatch, module that does not link) leaves the old c
 place; the error is logged once and kept in ``last_error`` until a good reload.
 Write a new module before its manifest (or rename files into place): a manifest whose
 module is not there yet is refused and retried at the next change.
+
+The fingerprint covers the directory itself (device and inode, so a directory deleted and
+made again, or swapped in by a rename, counts as a change even when its listing looks the
+same) and each plugin file's inode, size and times. It only ``stat``s; files are read by
+``PluginChain.from_directory``, which reads only regular files of bounded size and never
+blocks on a FIFO or device named like a plugin file.
 """
 
 from __future__ import annotations
@@ -23,41 +29,62 @@ from types import TracebackType
 
 from shared.plugins.chain import PluginChain
 from shared.plugins.errors import PluginError
+from shared.plugins.limits import HostLimits
 from shared.plugins.manifest import MANIFEST_SUFFIX
 
 __all__ = ["PluginWatcher", "directory_fingerprint"]
 
 log = logging.getLogger("shared.plugins")
 
-Fingerprint = tuple[tuple[str, int, int], ...]
+Fingerprint = tuple[object, ...]
+
+_MISSING: Fingerprint = ("missing",)
 
 
 def directory_fingerprint(directory: Path) -> Fingerprint:
-    """(name, mtime_ns, size) of every manifest and module in ``directory``; changes on edits."""
-    entries = []
+    """The directory's identity plus (name, inode, size, mtime, ctime) of each plugin file.
+
+    A directory that cannot be listed fingerprints as missing, which differs from any
+    directory that exists (even an empty one), so re-creating it is a change.
+    """
     try:
+        dir_stat = directory.stat()
         paths = list(directory.iterdir())
     except OSError:
-        return ()
+        return _MISSING
+    entries = []
     for path in paths:
         if not (path.name.endswith(MANIFEST_SUFFIX) or path.suffix == ".wasm"):
             continue
         try:
-            st = path.stat()
+            st = path.stat()  # follows symlinks: a swapped link target is a change
         except OSError:  # removed between listing and stat: the next poll sees it
             continue
-        entries.append((path.name, st.st_mtime_ns, st.st_size))
-    return tuple(sorted(entries))
+        entries.append(
+            (
+                path.name,
+                st.st_dev,
+                st.st_ino,
+                st.st_mode,
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ctime_ns,
+            )
+        )
+    return (dir_stat.st_dev, dir_stat.st_ino, *sorted(entries))
 
 
 class PluginWatcher:
     """Holds the current ``PluginChain`` for a directory and reloads it when files change."""
 
-    def __init__(self, directory: Path, *, interval_s: float = 0.5) -> None:
+    def __init__(
+        self, directory: Path, *, interval_s: float = 0.5, limits: HostLimits | None = None
+    ) -> None:
         self.directory = directory
         self.interval_s = interval_s
+        self.limits = limits or HostLimits()
         self._fingerprint = directory_fingerprint(directory)
-        self._chain = PluginChain.from_directory(directory)
+        self._chain = PluginChain.from_directory(directory, limits=self.limits)
         self.last_error: PluginError | None = None
         """The error of the last failed reload, None after a good one."""
         self.generation = 0
@@ -88,7 +115,9 @@ class PluginWatcher:
 
     def _reload_locked(self) -> bool:
         try:
-            chain = PluginChain.from_directory(self.directory, previous=self._chain)
+            chain = PluginChain.from_directory(
+                self.directory, previous=self._chain, limits=self.limits
+            )
         except PluginError as exc:
             self.last_error = exc
             log.error(

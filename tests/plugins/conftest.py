@@ -25,6 +25,15 @@ def toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
+def toml_inline(value: Any) -> str:
+    """A TOML literal that may also be a table (written inline: ``{ "k" = "v" }``)."""
+    if isinstance(value, dict):
+        return (
+            "{ " + ", ".join(f"{json.dumps(k)} = {toml_inline(v)}" for k, v in value.items()) + " }"
+        )
+    return toml_value(value)
+
+
 def write_plugin(
     directory: Path,
     name: str,
@@ -32,6 +41,8 @@ def write_plugin(
     *,
     config: dict[str, Any] | None = None,
     memory_pages: int = 16,
+    memory_recycle_pages: int | None = None,
+    grants: dict[str, Any] | None = None,
     sha256: str | None = None,
     **fields: Any,
 ) -> Path:
@@ -47,8 +58,14 @@ def write_plugin(
         **fields,
     }
     lines = [f"{key} = {toml_value(value)}" for key, value in values.items()]
-    lines += ["[memory]", f"max_pages = {memory_pages}", "[config]"]
+    lines += ["[memory]", f"max_pages = {memory_pages}"]
+    if memory_recycle_pages is not None:
+        lines.append(f"recycle_pages = {memory_recycle_pages}")
+    lines.append("[config]")
     lines += [f"{key} = {toml_value(value)}" for key, value in (config or {}).items()]
+    if grants is not None:
+        lines.append("[grants]")
+        lines += [f"{key} = {toml_inline(value)}" for key, value in grants.items()]
     manifest = directory / f"{name}.plugin.toml"
     manifest.write_text("\n".join(lines) + "\n")
     return manifest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,68 @@ def test_empty_directory_is_an_empty_chain(plugin_dir: Path) -> None:
         None,
         (),
     )
+
+
+HOSTILE_VERDICTS = {
+    "nested_100k": "[" * 100_000 + "]" * 100_000,
+    "surrogate_reject": '{"action":"reject","status":400,"message":"no \\ud800"}',
+    "surrogate_modify": '{"action":"modify","request":{"messages":'
+    '[{"role":"user","content":"\\udc00"}]}}',
+    "non_object_messages": '{"action":"modify","request":{"messages":["hi",[1],null]}}',
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_VERDICTS))
+@pytest.mark.parametrize("fail", ["open", "closed"])
+def test_hostile_request_verdict_goes_to_the_fail_strategy(
+    plugin_dir: Path, case: str, fail: str
+) -> None:
+    fixed(plugin_dir, "hostile", HOSTILE_VERDICTS[case], fail=fail)
+    body = request("x")
+    result = PluginChain.from_directory(plugin_dir).on_request(body)
+    assert result.trace[0].action == "error" and result.trace[0].kind == "error"
+    assert result.rejected == (fail == "closed")
+    assert result.request == body  # nothing of the hostile verdict got through
+    # Whatever happened, the result can be sent to a client as UTF-8 JSON.
+    json.dumps([result.message, result.request], ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize(
+    "verdict",
+    [
+        "[" * 100_000,
+        '{"action":"modify","text":"\\ud800"}',
+        '{"action":"reject","status":451,"message":"\\udfff"}',
+    ],
+)
+@pytest.mark.parametrize("fail", ["open", "closed"])
+def test_hostile_response_verdict_goes_to_the_fail_strategy(
+    plugin_dir: Path, verdict: str, fail: str
+) -> None:
+    fixed(plugin_dir, "hostile", verdict, fail=fail, hooks=["on_response"])
+    result = PluginChain.from_directory(plugin_dir).on_response("fine text")
+    assert result.trace[0].action == "error"
+    assert result.rejected == (fail == "closed")
+    assert result.text == "fine text"
+    json.dumps([result.message, result.text], ensure_ascii=False).encode()
+
+
+def test_modify_of_model_is_carried_in_the_result(plugin_dir: Path) -> None:
+    new = {"messages": [{"role": "user", "content": "x"}], "model": "bigger-model"}
+    fixed(plugin_dir, "upgrade", {"action": "modify", "request": new}, phase="authn")
+    fixed(plugin_dir, "keep", {"action": "route", "target": "local_only"}, phase="route")
+    result = PluginChain.from_directory(plugin_dir).on_request(request("x"))
+    assert result.model == "bigger-model" and result.request["model"] == "bigger-model"
+    assert result.route_target == "local_only"  # routing hints still merge as before
+    untouched = PluginChain.empty().on_request(request("x"))
+    assert untouched.model is None
+
+
+@pytest.mark.parametrize("fail", ["open", "closed"])
+def test_modify_of_model_to_garbage_goes_to_the_fail_strategy(plugin_dir: Path, fail: str) -> None:
+    new = {"messages": [{"role": "user", "content": "x"}], "model": "m" * 10_000}
+    fixed(plugin_dir, "garbage", {"action": "modify", "request": new}, fail=fail)
+    result = PluginChain.from_directory(plugin_dir).on_request(request("x"))
+    assert result.trace[0].action == "error" and "model" in (result.trace[0].error or "")
+    assert result.rejected == (fail == "closed")
+    assert result.model is None and result.request["model"] == "smollm2"

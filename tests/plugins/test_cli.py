@@ -42,3 +42,41 @@ def test_test_unknown_plugin_says_what_to_do(samples_dir: Path, tmp_path: Path) 
     body.write_text("{}")
     out = CliRunner().invoke(plugins, ["test", "nope", str(body), "--dir", str(samples_dir)])
     assert out.exit_code != 0 and "plugins list" in out.output
+
+
+def test_list_shows_grants_and_limits(samples_dir: Path) -> None:
+    manifest = samples_dir / "topic_router.plugin.toml"
+    manifest.write_text(
+        manifest.read_text()
+        + '\n[grants]\nwasi = true\nallowed_hosts = ["*"]\n'
+        + 'allowed_paths = { "/srv/ro" = "/data", "rw:/srv/rw" = "/out" }\n'
+    )
+    out = CliRunner().invoke(plugins, ["list", "--dir", str(samples_dir), "--json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["name"]: r for r in json.loads(out.output)}
+    pii = rows["pii_redact"]
+    assert pii["limits"] == {
+        "timeout_ms": 50,
+        "max_pages": 16,
+        "memory_bytes": 16 * 65536,
+        "recycle_pages": None,
+        "max_output_bytes": 1024 * 1024,
+        "stream_window_chars": pii["limits"]["stream_window_chars"],
+    }
+    assert pii["limits"]["stream_window_chars"] > 0
+    assert pii["grants"] == {"wasi": False, "allowed_hosts": [], "allowed_paths": []}
+    assert rows["topic_router"]["grants"] == {
+        "wasi": True,
+        "allowed_hosts": ["*"],
+        "allowed_paths": [
+            {"host": "/srv/ro", "guest": "/data", "mode": "ro"},
+            {"host": "/srv/rw", "guest": "/out", "mode": "rw"},
+        ],
+    }
+    table = CliRunner().invoke(plugins, ["list", "--dir", str(samples_dir)])
+    assert table.exit_code == 0, table.output
+    assert "grants: none" in table.output  # the samples need nothing
+    assert "/srv/ro -> /data (read-only)" in table.output
+    assert "/srv/rw -> /out (read-write)" in table.output
+    assert "any host" in table.output
+    assert "timeout 50 ms" in table.output and "16 pages (1 MiB)" in table.output

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
 
-from shared.plugins import PluginIntegrityError, PluginWatcher
+import pytest
+
+from shared.plugins import PluginIntegrityError, PluginManifestError, PluginWatcher
 from tests.plugins.conftest import fixed, request
 
 
@@ -71,3 +75,59 @@ def test_reload_under_concurrent_load_drops_no_request(plugin_dir: Path) -> None
     assert not errors, errors[0]
     assert len(seen) > 100 and set(seen) == {"cloud", "edge"}
     assert watcher.generation >= 3
+
+
+def test_deleting_and_recreating_the_directory_empty_unloads_the_plugins(
+    plugin_dir: Path,
+) -> None:
+    fixed(plugin_dir, "r", _route("cloud"))
+    watcher = PluginWatcher(plugin_dir)
+    assert watcher.chain.names() == ["r"]
+    shutil.rmtree(plugin_dir)
+    assert not watcher.check()  # gone: the current chain stays, the error is kept
+    assert watcher.last_error is not None and watcher.chain.names() == ["r"]
+    plugin_dir.mkdir()
+    assert watcher.check() and watcher.chain.names() == []
+    assert watcher.last_error is None
+
+
+def test_replacing_the_directory_is_noticed_even_with_identical_listings(
+    plugin_dir: Path, tmp_path: Path
+) -> None:
+    watcher = PluginWatcher(plugin_dir)  # empty
+    other = tmp_path / "other"
+    other.mkdir()
+    fixed(other, "r", _route("edge"))
+    shutil.rmtree(plugin_dir)
+    other.rename(plugin_dir)  # a whole new directory swapped in between two polls
+    assert watcher.check() and watcher.chain.names() == ["r"]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("name", ["evil.wasm", "evil.plugin.toml"])
+def test_a_fifo_in_the_directory_does_not_hang_the_watcher(plugin_dir: Path, name: str) -> None:
+    fixed(plugin_dir, "r", _route("cloud"))
+    watcher = PluginWatcher(plugin_dir)
+    if name.endswith(".wasm"):
+        fixed(plugin_dir, "evil", _route("edge"))
+        (plugin_dir / name).unlink()
+    os.mkfifo(plugin_dir / name)
+    done = threading.Event()
+    swapped: list[bool] = []
+
+    def poll() -> None:
+        swapped.append(watcher.check())
+        done.set()
+
+    threading.Thread(target=poll, daemon=True).start()
+    assert done.wait(5), "the watcher hangs on a FIFO"
+    assert swapped == [False] and watcher.chain.names() == ["r"]
+    assert "not a regular file" in str(watcher.last_error)
+
+
+def test_a_module_that_is_too_large_is_refused(plugin_dir: Path) -> None:
+    fixed(plugin_dir, "big", _route("edge"))
+    with (plugin_dir / "big.wasm").open("r+b") as f:
+        f.truncate(65 * 1024 * 1024)  # sparse: cheap to make, refused before it is read
+    with pytest.raises(PluginManifestError, match="larger than"):
+        PluginWatcher(plugin_dir)

@@ -101,3 +101,68 @@ def test_bad_manifest_says_what_to_fix(plugin_dir: Path, line: str, complaint: s
     manifest.write_text(line + "\n" + text)
     with pytest.raises(PluginManifestError, match=complaint):
         PluginChain.from_directory(plugin_dir)
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        "config = { a = " + "[" * 50_000 + "]" * 50_000 + " }",
+        "x = " + "{ a = " * 5_000 + "1" + " }" * 5_000,
+    ],
+)
+def test_toml_bomb_in_a_manifest_is_a_clear_manifest_error(plugin_dir: Path, bomb: str) -> None:
+    manifest = fixed(plugin_dir, "bomb", {"action": "continue"})
+    manifest.write_text(bomb + "\n")
+    with pytest.raises(PluginManifestError, match="nested too deeply"):
+        PluginChain.from_directory(plugin_dir)
+
+
+def test_oversized_manifest_is_refused(plugin_dir: Path) -> None:
+    manifest = fixed(plugin_dir, "big", {"action": "continue"})
+    manifest.write_text(manifest.read_text() + "# " + "x" * 300_000 + "\n")
+    with pytest.raises(PluginManifestError, match="larger than"):
+        PluginChain.from_directory(plugin_dir)
+
+
+def _wasi_writer(plugin_dir: Path, shared: Path, key: str) -> PluginChain:
+    write_plugin(
+        plugin_dir,
+        "writer",
+        HOSTILE / "wasi_write.wasm",
+        grants={"wasi": True, "allowed_paths": {key: "/data"}},
+    )
+    return PluginChain.from_directory(plugin_dir)
+
+
+@pytest.mark.parametrize("prefix", ["", "ro:"])
+def test_allowed_paths_are_read_only_unless_rw(
+    plugin_dir: Path, tmp_path: Path, prefix: str
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    result = _wasi_writer(plugin_dir, shared, f"{prefix}{shared}").on_request(request("x"))
+    assert result.rejected and result.status == 403, result
+    assert "write refused" in (result.message or "")
+    assert not (shared / "written.txt").exists()
+
+
+def test_allowed_paths_rw_prefix_grants_write(plugin_dir: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    result = _wasi_writer(plugin_dir, shared, f"rw:{shared}").on_request(request("x"))
+    assert not result.rejected, result
+    assert (shared / "written.txt").read_text() == "plugin was here\n"
+
+
+def test_allowed_hosts_wildcard_is_warned_about(
+    plugin_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_plugin(
+        plugin_dir, "net", HOSTILE / "net.wasm", fail="open", grants={"allowed_hosts": ["*"]}
+    )
+    with caplog.at_level("WARNING", logger="shared.plugins"):
+        PluginChain.from_directory(plugin_dir)
+    assert any(
+        "net" in r.getMessage() and "allowed_hosts" in r.getMessage() and r.levelname == "WARNING"
+        for r in caplog.records
+    ), caplog.text

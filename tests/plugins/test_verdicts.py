@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,50 @@ def test_invalid_verdicts_are_refused_with_the_reason(
     with pytest.raises(PluginOutputError, match=complaint) as info:
         parse_verdict(raw, hook=hook, plugin="p")  # type: ignore[arg-type]
     assert "plugin p" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "hook", "complaint"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "on_request", "nested too deeply"),
+        (b'{"action":"reject","status":400,"message":"\\ud800"}', "on_request", "surrogate"),
+        (b'{"action":"modify","text":"a\\udfffb"}', "on_response", "surrogate"),
+        (
+            b'{"action":"modify","request":{"messages":[{"role":"user","content":"\\ud83d"}]}}',
+            "on_request",
+            "surrogate",
+        ),
+        (b'{"action":"modify","request":{"messages":[1,"x"]}}', "on_request", "message 0"),
+        (
+            b'{"action":"modify","request":{"messages":[{"role":7,"content":"x"}]}}',
+            "on_request",
+            "role",
+        ),
+        (
+            b'{"action":"modify","request":{"messages":[{"role":"user","content":{"a":1}}]}}',
+            "on_request",
+            "content",
+        ),
+        (b'{"action":"modify","request":{"messages":[],"metadata":[]}}', "on_request", "metadata"),
+    ],
+)
+def test_hostile_verdicts_are_refused_not_raised(raw: bytes, hook: str, complaint: str) -> None:
+    # Anything else than PluginOutputError would escape the chain's fail strategy (a 500).
+    with pytest.raises(PluginOutputError, match=complaint):
+        parse_verdict(raw, hook=hook, plugin="p")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["", "   ", "x" * 257, 7, None, ["m"], "bad\nmodel", "bad\x00model"],
+)
+def test_modify_of_model_must_be_a_sane_string(model: object) -> None:
+    raw = json.dumps({"action": "modify", "request": {"messages": [], "model": model}})
+    with pytest.raises(PluginOutputError, match="model"):
+        parse_verdict(raw.encode(), hook="on_request", plugin="p")
+
+
+def test_modify_of_model_keeps_a_valid_name() -> None:
+    raw = b'{"action":"modify","request":{"messages":[],"model":"qwen2.5:7b-instruct"}}'
+    verdict = parse_verdict(raw, hook="on_request", plugin="p")
+    assert verdict.request == {"messages": [], "model": "qwen2.5:7b-instruct"}
