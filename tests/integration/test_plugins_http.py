@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from tests.integration.hub_fixtures import (
     hub_settings,
     wait_uplink,
 )
+from tests.plugins.conftest import HOSTILE, write_plugin
 
 SAMPLES = Path(__file__).parent.parent.parent / "wasm_plugins"
 
@@ -101,3 +103,95 @@ def test_a_tampered_module_is_refused_naming_both_digests(plugins_dir: Path) -> 
         PluginWatcher(plugins_dir).start()
     assert sha256_file(module) in str(info.value)
     assert "0c0f8057" in str(info.value)
+
+
+HOSTILE_REQUEST_VERDICTS = {
+    "deep": "[" * 100_000 + "]" * 100_000,
+    "surrogate": '{"action":"reject","status":400,"message":"\\ud800"}',
+    "not_objects": '{"action":"modify","request":{"messages":["hi",[1],null]}}',
+    "flood": '{"action":"reject","status":400,"message":"' + "x" * 5000 + '"}',
+}
+HOSTILE_RESPONSE_VERDICTS = {
+    "r_surrogate": '{"action":"modify","text":"\\udfff"}',
+    "r_deep": "{" * 100_000,
+}
+
+
+def _errors_counted(agent: RunningAgent) -> dict[str, float]:
+    """``agl_plugin_errors_total`` by plugin, from the agent's /metrics."""
+    counted: dict[str, float] = {}
+    for line in httpx.get(f"{agent.url}/metrics", timeout=10).text.splitlines():
+        match = re.match(r'agl_plugin_errors_total\{[^}]*plugin="([^"]+)"[^}]*\} (\S+)', line)
+        if match:
+            counted[match.group(1)] = counted.get(match.group(1), 0.0) + float(match.group(2))
+    return counted
+
+
+@pytest.fixture()
+def hostile_dir(tmp_path: Path) -> Path:
+    """Every hostile verdict at once, all fail = "open" (max_output_bytes 4096 for the flood)."""
+    for name, verdict in HOSTILE_REQUEST_VERDICTS.items():
+        write_plugin(
+            tmp_path,
+            name,
+            HOSTILE / "fixed_verdict.wasm",
+            config={"verdict": verdict},
+            fail="open",
+            max_output_bytes=4096,
+        )
+    for name, verdict in HOSTILE_RESPONSE_VERDICTS.items():
+        write_plugin(
+            tmp_path,
+            name,
+            HOSTILE / "fixed_verdict.wasm",
+            config={"verdict": verdict},
+            fail="open",
+            hooks=["on_response"],
+        )
+    return tmp_path
+
+
+@pytest.mark.timeout(90)
+def test_hostile_verdicts_with_fail_open_never_give_500_and_are_counted(hostile_dir: Path) -> None:
+    with run_agent(edge_settings(plugins_dir=hostile_dir)) as agent:
+        plain = _chat(agent, "hello there")
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["choices"][0]["message"]["content"]
+        body = {
+            "model": LOCAL_MODEL,
+            "messages": [{"role": "user", "content": "hello there"}],
+            "max_tokens": 8,
+            "stream": True,
+        }
+        with httpx.stream("POST", f"{agent.v1}/chat/completions", json=body, timeout=30) as resp:
+            assert resp.status_code == 200
+            events = [line for line in resp.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "data: [DONE]" and not any('"error"' in e for e in events)
+        counted = _errors_counted(agent)
+    # Every plugin failed on every call, and each failure was counted, streamed ones included.
+    for name in [*HOSTILE_REQUEST_VERDICTS, *HOSTILE_RESPONSE_VERDICTS]:
+        assert counted.get(name, 0) >= 2, (name, counted)
+
+
+@pytest.mark.timeout(90)
+def test_streamed_response_failures_are_counted(tmp_path: Path) -> None:
+    write_plugin(
+        tmp_path,
+        "broken_stream",
+        HOSTILE / "fixed_verdict.wasm",
+        config={"verdict": "not json"},
+        fail="open",
+        hooks=["on_response"],
+    )
+    with run_agent(edge_settings(plugins_dir=tmp_path)) as agent:
+        body = {
+            "model": LOCAL_MODEL,
+            "messages": [{"role": "user", "content": "count to five"}],
+            "max_tokens": 8,
+            "stream": True,
+        }
+        with httpx.stream("POST", f"{agent.v1}/chat/completions", json=body, timeout=30) as resp:
+            assert resp.status_code == 200
+            text = "".join(resp.iter_lines())
+        assert '"content":' in text and "[DONE]" in text  # served, the broken plugin skipped
+        assert _errors_counted(agent).get("broken_stream", 0) >= 1
