@@ -1,13 +1,20 @@
-"""Cost of the sample plugin chain per request ÷ a short local completion.
+"""Cost of the sample plugin chain: per request ÷ a short local completion, and on streamed TTFT.
 
-One run measures both: the three sample plugins (prompt_guard, pii_redact, topic_router)
-on a typical chat request through ``PluginChain.on_request`` (p50 over many iterations,
-after a warm-up), and a 16-token greedy chat completion through llama-cpp-python on the
-bundled SmolLM2 model (median of several). Rounds alternate so drift hits both.
+One run measures both:
 
-    python bench/plugin_chain.py [--rounds 5] [--iterations 2000] [--threads 2]
+1. the three sample plugins (prompt_guard, pii_redact, topic_router) on a typical chat
+   request through ``PluginChain.on_request`` (p50 over many iterations, after a warm-up),
+   and a 16-token greedy chat completion through llama-cpp-python on the bundled SmolLM2
+   model (median of several); ``chain ratio`` is their quotient, target < 0.01;
+2. the time to first token of a streamed chat answer through two real agents side by side
+   (``edge-agent run``: one without plugins, one with the three samples, so streams hold back
+   the samples' declared window), measured with the official ``openai`` client as the time
+   from sending the request to the first SSE chunk with text (median of ``--ttft-runs``,
+   requests alternating between the two agents so drift hits both).
 
-The last line is ``ratio <chain p50 / completion median>``; the target is < 0.01.
+    python bench/plugin_chain.py [--rounds 5] [--iterations 2000] [--threads 2] [--ttft-runs 9]
+
+The last line is ``ttft ratio <with plugins / without>``; the target is ≤ 1.5.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import time
 from pathlib import Path
 
 import llama_cpp
+import openai
+from agent_process import MESSAGES, agent_process
 
 from shared.model_files import bundled_model_path
 from shared.plugins import PluginChain
@@ -52,11 +61,49 @@ def completion_ms(llm: llama_cpp.Llama) -> float:
     return (time.perf_counter() - started) * 1e3
 
 
+def ttft_ms(client: openai.OpenAI, model: str) -> float:
+    """Milliseconds from sending a streamed chat request to the first chunk that carries text."""
+    started = time.perf_counter()
+    first = None
+    stream = client.chat.completions.create(
+        model=model,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        max_tokens=48,
+        temperature=0,
+        stream=True,
+    )
+    for chunk in stream:  # read to the end, so the next request finds the model idle
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - started
+    assert first is not None, "the agent streamed no text"
+    return first * 1e3
+
+
+def ttft_side_by_side(threads: int, runs: int) -> tuple[float, float]:
+    """Median TTFT (ms) of an agent without plugins and of one with the three samples."""
+    plugins = {"AGL_PLUGINS_DIR": str(ROOT / "wasm_plugins")}
+    with (
+        agent_process(threads=threads) as bare_url,
+        agent_process(threads=threads, env=plugins) as plugged_url,
+    ):
+        bare = openai.OpenAI(base_url=f"{bare_url}/v1", api_key="unused", max_retries=0)
+        plugged = openai.OpenAI(base_url=f"{plugged_url}/v1", api_key="unused", max_retries=0)
+        model = bare.models.list().data[0].id
+        ttft_ms(bare, model), ttft_ms(plugged, model)  # warm-up both
+        without, with_ = [], []
+        for i in range(runs):
+            without.append(ttft_ms(bare, model))
+            with_.append(ttft_ms(plugged, model))
+            print(f"ttft run {i + 1}: without {without[-1]:6.1f} ms   with {with_[-1]:6.1f} ms")
+    return statistics.median(without), statistics.median(with_)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ttft-runs", type=int, default=9)
     args = parser.parse_args()
 
     chain = PluginChain.from_directory(ROOT / "wasm_plugins")
@@ -74,7 +121,15 @@ def main() -> None:
     print(f"plugins: {', '.join(chain.names())}")
     print(f"chain per request p50: {chain_us:.1f} µs (median of {args.rounds} × {args.iterations})")
     print(f"16-token completion: {completion:.1f} ms (median of {args.rounds})")
-    print(f"ratio {chain_us / 1e3 / completion:.4f}")
+    print(f"chain ratio {chain_us / 1e3 / completion:.4f} (target < 0.01)")
+    del llm  # free the cores for the agents
+
+    without, with_ = ttft_side_by_side(args.threads, args.ttft_runs)
+    print(
+        f"streamed TTFT, median of {args.ttft_runs}: without plugins {without:.1f} ms, "
+        f"with the samples {with_:.1f} ms (stream window {chain.stream_window} characters)"
+    )
+    print(f"ttft ratio {with_ / without:.2f} (target <= 1.5)")
 
 
 if __name__ == "__main__":
