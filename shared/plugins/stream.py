@@ -94,7 +94,7 @@ class ResponseStream:
             raise ValueError("window must be 0 (no look-ahead) or more characters")
         self.chain = chain
         self.window = window
-        """Characters held back; None at construction means the chain's declared window."""
+        """Characters held back: the chain's declared window unless one was given."""
         self.on_failure = on_failure
         self._pending = ""
         self._closed = False
