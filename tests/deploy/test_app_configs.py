@@ -95,9 +95,13 @@ def test_hub_config_loads_with_the_hub_settings(
     assert args[args.index("--metrics-port") + 1] == str(ports["metrics"])
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    env_refs = {e["name"]: e.get("valueFrom", {}) for e in c.get("env", [])}
     for spec in settings.models:
         if spec.api_key_env:
-            assert spec.api_key_env in {e["name"] for e in c.get("env", [])}
+            # The hub will not start without the key: it must come from a Secret, required.
+            ref = env_refs[spec.api_key_env].get("secretKeyRef")
+            assert ref is not None, f"{spec.api_key_env} must come from a Secret"
+            assert not ref.get("optional"), f"{spec.api_key_env}: the hub cannot start without it"
 
 
 def test_a_bad_key_in_a_manifest_config_fails(
