@@ -17,6 +17,7 @@ the TOML file given with ``--config``, then the defaults below.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import SettingsConfigDict
 
 from shared.protocol import InvalidSubjectToken, infer_subject
-from shared.settings_files import TomlFileSettings, load_from
+from shared.settings_files import TomlFileSettings, load_from, unknown_env_vars
 from shared.telemetry.config import TelemetryConfig
 
 ENV_PREFIX = "AGL_HUB_"
@@ -125,12 +126,20 @@ class HubSettings(TomlFileSettings):
         le=65535,
         description="Port of the Prometheus /metrics endpoint (`hubctl serve` only); 0 = none.",
     )
-    metrics_host: str = Field("0.0.0.0", description="Address the /metrics endpoint listens on.")
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the /metrics endpoint listens on; 0.0.0.0 lets other hosts scrape it.",
+    )
     telemetry: TelemetryConfig = Field(
         default_factory=TelemetryConfig,
         description="Traces, metrics and logs: OTLP endpoint, sampling, Loki ([telemetry] table, "
         "AGL_HUB_TELEMETRY__ENDPOINT=…).",
     )
+
+    @property
+    def shown_nats_url(self) -> str:
+        """``nats_url`` without user names, passwords or tokens, for logs and messages."""
+        return ",".join(re.sub(r"//[^/@]*@", "//", u) for u in self.servers)
 
     @property
     def servers(self) -> list[str]:
@@ -149,3 +158,11 @@ class HubSettings(TomlFileSettings):
 def load_hub_settings(config_file: Path | None = None, **overrides: Any) -> HubSettings:
     """Build the effective settings; raise :class:`ConfigError` with a readable message."""
     return load_from(HubSettings, config_file, overrides, env_prefix=ENV_PREFIX)
+
+
+def unknown_env_warnings() -> list[str]:
+    """One line per ``AGL_HUB_*`` environment variable that sets nothing.
+
+    ``AGL_HUB__*`` (two underscores) belongs to the edge agent's ``[hub]`` table.
+    """
+    return unknown_env_vars(HubSettings, env_prefix=ENV_PREFIX, others=("AGL_HUB__",))

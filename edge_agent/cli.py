@@ -17,10 +17,16 @@ import uvicorn
 from edge_agent import __version__
 from edge_agent.api.http_protocol import bounded_http_protocol
 from edge_agent.calibrate_cli import calibrate_command
+from edge_agent.models import ModelRegistry
+from edge_agent.ops_cli import models_group, ps, top
 from edge_agent.plugins_cli import plugins
-from edge_agent.settings import EdgeSettings, load_settings
-from shared.cli_options import settings_options
+from edge_agent.settings import ENV_PREFIX, EdgeSettings, load_settings, unknown_env_warnings
+from shared.cli_options import flags_for, settings_options
 from shared.errors import AglError
+from shared.settings_files import setting_source, settings_toml
+from shared.telemetry.logs import UVICORN_LOG_CONFIG, JsonFormatter
+
+log = logging.getLogger("edge_agent")
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -43,6 +49,8 @@ SETTINGS_FLAGS = settings_options(
         "max_queue",
         "request_timeout_s",
         "log_level",
+        "plugins_dir",
+        "keep_running_on_load_error",
     ],
     flag_names={"request_timeout_s": "--request-timeout"},
 )
@@ -61,7 +69,7 @@ def _load(config_file: Path | None, overrides: dict[str, Any]) -> EdgeSettings:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="edge-agent")
+@click.version_option(__version__, "-V", "--version", prog_name="edge-agent")
 def main() -> None:
     """Open-AutoGLM edge agent: an OpenAI-compatible LLM endpoint on this device.
 
@@ -83,17 +91,19 @@ def run(config_file: Path | None, **overrides: Any) -> None:
 
     \b
     Endpoints: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models,
-               /v1/classify (ONNX), /healthz, /readyz, /metrics
+               /v1/classify (ONNX), /healthz, /readyz, /status, /metrics
+
+    \b
+    A model that fails to load stops the agent with the loader's message (exit code 1),
+    unless --keep-running-on-load-error is set.
     """
     from edge_agent.api.app import create_app
     from edge_agent.models import ModelRegistry, plan_models
 
     settings = _load(config_file, overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _configure_logging(settings)
+    for line in unknown_env_warnings():
+        log.warning("%s", line)
     try:
         specs = plan_models(settings)
     except AglError as exc:
@@ -105,19 +115,59 @@ def run(config_file: Path | None, **overrides: Any) -> None:
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick another --port"
         ) from exc
     port = sock.getsockname()[1]
-    app = create_app(settings, ModelRegistry(specs, settings))
+    registry = ModelRegistry(specs, settings)
+    app = create_app(settings, registry)
     config = uvicorn.Config(
         app,
         http=bounded_http_protocol(settings.max_header_bytes),
         log_level=settings.log_level,
+        log_config=UVICORN_LOG_CONFIG,  # uvicorn's lines as JSON, like ours
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
-        access_log=settings.log_level == "debug",
+        access_log=False,  # edge_agent.access logs one structured line per request
     )
     click.echo(
         f"edge-agent {__version__}: serving {specs[0].id} on http://{settings.host}:{port}/v1",
         err=True,
     )
-    DrainingServer(config).run(sockets=[sock])
+    server = AgentServer(
+        config, registry=registry, keep_running=settings.keep_running_on_load_error
+    )
+    server.run(sockets=[sock])
+    if server.load_failed:
+        raise click.ClickException(_load_failure(registry, config_file, overrides))
+
+
+def _configure_logging(settings: EdgeSettings) -> None:
+    """stderr logging from the first line on: JSON (unless turned off), uvicorn's lines too."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.telemetry.json_logs:
+        handler.setFormatter(JsonFormatter({"component": "edge", "device": settings.device_id}))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+
+
+def _load_failure(
+    registry: ModelRegistry, config_file: Path | None, overrides: dict[str, Any]
+) -> str:
+    """The loader's message, and where the failing model's path was set."""
+    failed = registry.failed_id
+    field = "model_path" if failed == registry.main_id else "extra_models"
+    source = setting_source(
+        field,
+        overrides=overrides,
+        config_file=config_file,
+        env_prefix=ENV_PREFIX,
+        flags=flags_for(EdgeSettings),
+    )
+    if field == "model_path" and source == "the default":
+        source = "the bundled default (no --model-path, AGL_MODEL_PATH or `model_path` set)"
+    return (
+        f"model {failed!r} failed to load: {registry.error}\n"
+        f"  its path came from {source}.\n"
+        "  Fix the path, or set keep_running_on_load_error = true "
+        "(--keep-running-on-load-error) to keep serving /healthz and /status."
+    )
 
 
 class DrainingServer(uvicorn.Server):
@@ -131,6 +181,27 @@ class DrainingServer(uvicorn.Server):
             self._captured_signals.clear()
 
 
+class AgentServer(DrainingServer):
+    """Stops, as llama-server does, when a model fails to load (``load_failed`` tells),
+    unless ``keep_running_on_load_error`` keeps it serving /healthz and /status."""
+
+    def __init__(
+        self, config: uvicorn.Config, *, registry: ModelRegistry, keep_running: bool
+    ) -> None:
+        super().__init__(config)
+        self.registry = registry
+        self.keep_running = keep_running
+        self.load_failed = False
+
+    async def on_tick(self, counter: int) -> bool:
+        if await super().on_tick(counter):
+            return True
+        if self.registry.state == "failed" and not self.keep_running and not self.load_failed:
+            log.error("stopping: a model failed to load (keep_running_on_load_error is off)")
+            self.load_failed = True
+        return self.load_failed
+
+
 @main.group()
 def config() -> None:
     """Inspect the effective configuration."""
@@ -138,17 +209,24 @@ def config() -> None:
 
 @config.command("show")
 @_settings_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML-like lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML.")
 def show(config_file: Path | None, as_json: bool, **overrides: Any) -> None:
-    """Print the settings after flags, AGL_* env vars and the config file are merged."""
+    """Print the settings after flags, AGL_* env vars and the config file are merged.
+
+    The TOML output is a valid edge.toml (pass it back with --config): unset values are
+    left out, since TOML has no null.
+    """
+    for line in unknown_env_warnings():
+        click.echo(f"warning: {line}", err=True)
     settings = _load(config_file, overrides)
-    data = settings.model_dump(mode="json")
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
         return
-    for key, value in data.items():
-        click.echo(f"{key} = {json.dumps(value)}")
+    click.echo(settings_toml(settings), nl=False)
 
 
 main.add_command(calibrate_command)
 main.add_command(plugins)
+main.add_command(ps)
+main.add_command(top)
+main.add_command(models_group)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -89,6 +90,22 @@ def load_runtime(spec: ModelSpec, settings: EdgeSettings) -> Runtime:
 Loader = Callable[[ModelSpec, EdgeSettings], Runtime]
 
 
+def model_facts(model: ServedModel) -> dict[str, str | int]:
+    """What the start-up log and ``/status`` say about a model: task, format, digest, size.
+
+    The digest is the pinned one (checked at load); an unpinned file is not hashed here, as
+    hashing gigabytes would delay the start.
+    """
+    facts: dict[str, str | int] = {"task": model.spec.task, "format": model.spec.path.suffix[1:]}
+    facts["sha256"] = model.spec.sha256 or "unpinned"
+    runtime = model.runtime
+    if isinstance(runtime, GgufRuntime):
+        facts["n_ctx"] = runtime.n_ctx
+    with contextlib.suppress(OSError):
+        facts["file_bytes"] = model.spec.path.stat().st_size
+    return facts
+
+
 class ModelRegistry:
     """Loads models on a background thread and answers lookups by model id.
 
@@ -104,18 +121,27 @@ class ModelRegistry:
         self.main_id = specs[0].id
         self.state: State = "loading"
         self.error: str | None = None
+        #: The id of the model that failed to load (``state == "failed"``).
+        self.failed_id: str | None = None
         self._ready = threading.Event()
 
     def load_all(self) -> None:
         """Load every model; blocking, so run it off the event loop."""
+        model: ServedModel | None = None
         try:
             for model in self.models.values():
                 log.info("loading model %s from %s", model.id, model.spec.path)
                 model.runtime = self._loader(model.spec, self._settings)
+                log.info(
+                    "loaded model %s",
+                    model.id,
+                    extra={"model": model.id, "path": str(model.spec.path), **model_facts(model)},
+                )
             self.state = "ready"
             log.info("all models loaded")
         except AglError as exc:
             self.state, self.error = "failed", str(exc)
+            self.failed_id = model.id if model is not None else None
             log.error("model loading failed: %s", exc)
         finally:
             self._ready.set()
@@ -128,7 +154,8 @@ class ModelRegistry:
         """The ready model called ``model_id``, or an API error saying what to do."""
         model = self.models.get(model_id)
         if model is None:
-            known = ", ".join(sorted(self.models))
+            aliases = [f"{a} (cloud)" for a in self._settings.router.cloud_aliases]
+            known = ", ".join([*sorted(self.models), *sorted(aliases)])
             raise ApiError(
                 404,
                 f"the model {model_id!r} does not exist on this agent; available: {known}",

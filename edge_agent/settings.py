@@ -18,7 +18,7 @@ from pydantic_settings import SettingsConfigDict
 
 from edge_agent.router.policy import RouterConfig
 from shared.model_files import BUNDLED_MODEL_ID
-from shared.settings_files import TomlFileSettings, load_from
+from shared.settings_files import TomlFileSettings, load_from, unknown_env_vars
 from shared.telemetry.config import TelemetryConfig
 
 
@@ -190,7 +190,14 @@ class EdgeSettings(TomlFileSettings):
     )
     plugins_dir: Path | None = Field(
         None,
-        description="Directory of Wasm plugins (*.plugin.toml + .wasm), hot-reloaded; empty disables plugins.",
+        description="Directory of Wasm plugins (*.plugin.toml + .wasm), hot-reloaded; a relative "
+        "path is taken from the directory the agent starts in. Empty disables plugins.",
+        json_schema_extra={"cli_default": "none (no plugins)"},
+    )
+    keep_running_on_load_error: bool = Field(
+        False,
+        description="When a model fails to load, keep serving (/healthz, /status; /readyz says 503) "
+        "instead of exiting with the loader's message.",
     )
     hub: HubLink = Field(default_factory=HubLink, description="The NATS link to the hub.")
     router: RouterConfig = Field(
@@ -207,6 +214,16 @@ class EdgeSettings(TomlFileSettings):
     )
 
 
+ENV_PREFIX = "AGL_"
+#: Variables of the hub's schema (``AGL_HUB_NATS_URL``), not unknown ones of the agent's.
+OTHER_ENV_PREFIXES = ("AGL_HUB_",)
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> EdgeSettings:
     """Build the effective settings; raise :class:`ConfigError` with a readable message."""
-    return load_from(EdgeSettings, config_file, overrides, env_prefix="AGL_")
+    return load_from(EdgeSettings, config_file, overrides, env_prefix=ENV_PREFIX)
+
+
+def unknown_env_warnings() -> list[str]:
+    """One line per ``AGL_*`` environment variable that sets nothing (a typo, an old name)."""
+    return unknown_env_vars(EdgeSettings, env_prefix=ENV_PREFIX, others=OTHER_ENV_PREFIXES)

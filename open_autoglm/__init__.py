@@ -2,3 +2,5 @@
 
 This is the only product package that imports both ``edge_agent`` and ``cloud_hub``.
 """
+
+__version__ = "0.1.0"

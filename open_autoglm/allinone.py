@@ -18,13 +18,14 @@ import uvicorn
 
 from cloud_hub.serving import running_hub
 from cloud_hub.settings import HubModelSpec, HubSettings
-from edge_agent.api.http_protocol import bounded_http_protocol
 from edge_agent.api.app import create_app
+from edge_agent.api.http_protocol import bounded_http_protocol
 from edge_agent.cli import DrainingServer
 from edge_agent.models import ModelRegistry, plan_models
 from edge_agent.settings import EdgeSettings, load_settings
 from shared.embedded_nats import embedded_nats
 from shared.model_files import bundled_model_path
+from shared.telemetry.logs import UVICORN_LOG_CONFIG
 
 log = logging.getLogger("open_autoglm")
 
@@ -119,6 +120,7 @@ async def run(opts: AllInOneOptions) -> None:
                 app,
                 http=bounded_http_protocol(settings.max_header_bytes),
                 log_level=settings.log_level,
+                log_config=UVICORN_LOG_CONFIG,
                 timeout_graceful_shutdown=int(settings.drain_timeout_s),
                 access_log=False,
             )

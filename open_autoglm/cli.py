@@ -9,11 +9,13 @@ from pathlib import Path
 
 import click
 
+from open_autoglm import __version__
 from open_autoglm.allinone import AllInOneOptions, run
 from shared.errors import AglError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="open-autoglm")
 def main() -> None:
     """Open-AutoGLM on one machine: embedded NATS + hub + edge agent."""
 

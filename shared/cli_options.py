@@ -36,12 +36,21 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-__all__ = ["CLI_DEFAULT_KEY", "SettingsOption", "settings_options"]
+__all__ = ["CLI_DEFAULT_KEY", "SettingsOption", "flags_for", "settings_options"]
 
 CLI_DEFAULT_KEY = "cli_default"
 """Key in a field's ``json_schema_extra`` that holds the default as ``--help`` should show it."""
 
 FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
+
+# Which fields of a schema have a flag, filled as the CLI modules declare their options, so a
+# settings error names a flag only when one exists (and under its real name).
+_FLAGS: dict[type[BaseModel], dict[str, str]] = {}
+
+
+def flags_for(settings_cls: type[BaseModel]) -> dict[str, str]:
+    """``{field: "--flag"}`` of every option generated for ``settings_cls`` so far."""
+    return dict(_FLAGS.get(settings_cls, {}))
 
 
 class SettingsOption(click.Option):
@@ -77,15 +86,12 @@ def settings_options(
     unknown = sorted((set(flag_names) | set(shown_defaults)) - set(fields))
     if unknown:
         raise TypeError(f"flag_names/shown_defaults name fields not in `fields`: {unknown}")
+    flags = {name: flag_names.get(name, "--" + name.replace("_", "-")) for name in fields}
     decorators = [
-        _option(
-            settings_cls,
-            name,
-            flag=flag_names.get(name, "--" + name.replace("_", "-")),
-            shown_default=shown_defaults.get(name),
-        )
-        for name in fields
+        _option(settings_cls, name, flag=flag, shown_default=shown_defaults.get(name))
+        for name, flag in flags.items()
     ]
+    _FLAGS.setdefault(settings_cls, {}).update(flags)
 
     def decorate(fn: FC) -> FC:
         for decorator in reversed(decorators):

@@ -7,6 +7,7 @@ itself. The hub's model name maps to the upstream's (``glm-4-plus`` → ``upstre
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
@@ -17,6 +18,8 @@ from cloud_hub.backends.base import BackendEvent, RequestContext
 from cloud_hub.errors import BackendError
 from shared.protocol import TRACEPARENT_HEADER, InferRequest
 from shared.runtimes.types import FinishReason, GenerationEnd
+
+log = logging.getLogger(__name__)
 
 
 class OpenAIUpstreamBackend:
@@ -91,6 +94,16 @@ class OpenAIUpstreamBackend:
         tp = incoming.get(TRACEPARENT_HEADER)
         return {TRACEPARENT_HEADER: tp} if tp else {}
 
+    def _failed(self, message: str) -> BackendError:
+        # The edge gets the error reply; the hub's operator needs the upstream's side of it.
+        log.warning(
+            "model %s: %s",
+            self.name,
+            message,
+            extra={"model": self.name, "upstream": self._base_url},
+        )
+        return BackendError(message)
+
     async def run(
         self, req: InferRequest, ctx: RequestContext
     ) -> AsyncGenerator[BackendEvent, None]:
@@ -106,7 +119,7 @@ class OpenAIUpstreamBackend:
             ) as resp:
                 if resp.status_code >= 400:
                     detail = (await resp.aread())[:300].decode("utf-8", "replace")
-                    raise BackendError(f"upstream answered HTTP {resp.status_code}: {detail}")
+                    raise self._failed(f"upstream answered HTTP {resp.status_code}: {detail}")
                 async for line in resp.aiter_lines():
                     if ctx.cancelled.is_set():
                         reason = "cancelled"
@@ -127,9 +140,10 @@ class OpenAIUpstreamBackend:
                             # content_filter, tool_calls …: the text ended normally.
                             reason = "length" if choice["finish_reason"] == "length" else "stop"
         except httpx.HTTPError as exc:
-            raise BackendError(f"upstream {self._base_url} failed: {exc}") from exc
+            message = str(exc) or type(exc).__name__
+            raise self._failed(f"upstream {self._base_url} failed: {message}") from exc
         except json.JSONDecodeError as exc:
-            raise BackendError(f"upstream sent a malformed SSE event: {exc}") from exc
+            raise self._failed(f"upstream sent a malformed SSE event: {exc}") from exc
         usage = usage or {}
         yield GenerationEnd(
             reason,

@@ -20,6 +20,7 @@ from edge_agent.api.middleware import EdgeHeadersMiddleware
 from edge_agent.api.openai_routes import OPENAI_ROUTES
 from edge_agent.api.ops import OPS_ROUTES
 from edge_agent.api.state import AgentState, SchedulerFactory
+from edge_agent.api.status import log_plugins
 from edge_agent.api.tracing import TracingMiddleware
 from edge_agent.models import ModelRegistry
 from edge_agent.scheduler import Scheduler, SerialScheduler
@@ -91,6 +92,7 @@ def create_app(
             watcher = PluginWatcher(settings.plugins_dir)
             await asyncio.to_thread(watcher.start)  # a bad plugin directory stops the start
             state.plugins = watcher
+            log_plugins(watcher)
         try:
             yield
         finally:

@@ -1,4 +1,9 @@
-"""Operations routes: liveness, readiness, Prometheus metrics and the model list."""
+"""Operations routes: liveness, readiness, status, Prometheus metrics and the model list.
+
+``/readyz`` only says whether the local models are loaded: a hub link that is down does not
+make the agent unready (local answers still work). ``/status`` (or ``/healthz?verbose=1``)
+shows the link, the models and the plugins.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,21 @@ from starlette.routing import Route
 
 from edge_agent.api.http_io import json_response
 from edge_agent.api.state import AgentState, agent_state
+from edge_agent.api.status import agent_status, cloud_model_cards
 
 __all__ = ["OPS_ROUTES"]
 
 
 async def healthz(request: Request) -> Response:
-    """Liveness: the process answers."""
+    """Liveness: the process answers; ``?verbose=1`` adds what ``/status`` shows."""
+    if request.query_params.get("verbose", "0").lower() not in ("", "0", "false", "no"):
+        return json_response({**agent_status(agent_state(request)), "health": "ok"})
     return json_response({"status": "ok"})
+
+
+async def status(request: Request) -> Response:
+    """``GET /status``: models, the hub link (connected, circuit, budget) and the plugins."""
+    return json_response(agent_status(agent_state(request)))
 
 
 async def readyz(request: Request) -> Response:
@@ -45,26 +58,30 @@ def _model_card(state: AgentState, model_id: str) -> dict[str, Any]:
         "object": "model",
         "created": model.created,
         "owned_by": "open-autoglm",
+        "tier": "edge",
         "task": model.spec.task,
         "ready": model.runtime is not None,
     }
 
 
 async def list_models(request: Request) -> Response:
-    """``GET /v1/models``."""
+    """``GET /v1/models``: local models (tier edge), then the cloud aliases (tier cloud)."""
     state = agent_state(request)
-    return json_response(
-        {"object": "list", "data": [_model_card(state, m) for m in state.registry.models]}
-    )
+    local = [_model_card(state, m) for m in state.registry.models]
+    return json_response({"object": "list", "data": [*local, *cloud_model_cards(state)]})
 
 
 async def get_model(request: Request) -> Response:
     """``GET /v1/models/{model}``."""
     state = agent_state(request)
     model_id = request.path_params["model"]
-    if model_id not in state.registry.models:
-        state.registry.get(model_id)  # raises the 404 with the list of models
-    return json_response(_model_card(state, model_id))
+    if model_id in state.registry.models:
+        return json_response(_model_card(state, model_id))
+    for card in cloud_model_cards(state):
+        if card["id"] == model_id:
+            return json_response(card)
+    state.registry.get(model_id)  # raises the 404 with the list of models
+    raise AssertionError("unreachable: the model is unknown")
 
 
 OPS_ROUTES = [
@@ -72,5 +89,6 @@ OPS_ROUTES = [
     Route("/v1/models/{model:path}", get_model, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
+    Route("/status", status, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
 ]

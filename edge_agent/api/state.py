@@ -73,7 +73,8 @@ class AgentState:
     def _circuit_state(self) -> dict[str, float]:
         if self.uplink is None:
             return {}
-        return {"hub": float(CIRCUIT_STATES[self.uplink.breaker.state])}
+        # Open while the link is down: nothing reaches the hub, whatever the breaker counted.
+        return {"hub": float(CIRCUIT_STATES[self.uplink.circuit_state])}
 
     def start_schedulers(self) -> None:
         """Give every loaded GGUF model its own scheduler."""
@@ -87,6 +88,10 @@ class AgentState:
         if scheduler is None:
             raise NotReadyError(f"model {model_id!r} is still starting; retry shortly")
         return scheduler
+
+    def queue_depths(self) -> dict[str, int]:
+        """Generations waiting or running, per GGUF model that has a scheduler."""
+        return {model_id: s.queue_depth for model_id, s in self._schedulers.items()}
 
     def close(self) -> None:
         """Stop schedulers and worker threads, then free the models."""

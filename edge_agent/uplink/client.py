@@ -8,7 +8,10 @@ if uplink.available():
         ...                       # str chunks, then one EndMessage
     async for msg in uplink.stream_messages(request, timeout=10, first_chunk_timeout=30):
         ...                       # ChunkMessages (text, logprobs), then one EndMessage
+uplink.status()                   # connected, servers, circuit, budget (GET /status)
 await uplink.close()
+
+A link that goes down, stays down or comes back is logged (``LinkState``), never silently.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import nats
 import nats.errors
@@ -26,9 +31,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from edge_agent.uplink.breaker import CircuitBreaker
+from edge_agent.uplink.breaker import BreakerState, CircuitBreaker
 from edge_agent.uplink.budget import TokenBudget
 from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
+from edge_agent.uplink.link import REMINDER_S, LinkState
 from shared.protocol import (
     PROBE_HEADER,
     TRACEPARENT_HEADER,
@@ -69,6 +75,7 @@ class Uplink:
         connect_timeout_s: float = 2.0,
         reconnect_wait_s: float = 1.0,
         max_reconnect_wait_s: float = 30.0,
+        reminder_s: float = REMINDER_S,
     ) -> None:
         self.servers = servers
         self.device = device
@@ -81,6 +88,9 @@ class Uplink:
         self._nc: Client | None = None
         self._connector: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        shown = servers if isinstance(servers, str) else ",".join(servers)
+        #: Up or down, since when, the last error; logs each change (see ``LinkState``).
+        self.link = LinkState(_redacted(shown), reminder_s=reminder_s)
 
     async def connect(self) -> None:
         """Start connecting in the background; never blocks or fails when NATS is down."""
@@ -107,18 +117,37 @@ class Uplink:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=wait,
                     error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnect,
+                    reconnected_cb=self._on_reconnect,
                 )
                 self._connected.set()
+                self.link.up(self._url())
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # nats raises OSError, TimeoutError, NoServersError …
-                log.info("NATS %s unreachable (%s); retrying in %.1f s", self.servers, exc, delay)
+                self.link.failed(_describe(exc))
+                log.debug("NATS %s unreachable (%s); retrying in %.1f s", self.servers, exc, delay)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self._max_reconnect_wait_s)
 
+    def _url(self) -> str:
+        url = self._nc.connected_url if self._nc is not None else None
+        return f"{url.hostname}:{url.port}" if url is not None else self.link.servers
+
     async def _on_error(self, exc: Exception) -> None:
         log.debug("NATS client error: %s", exc)
+        # nats-py retries the first connection itself (max_reconnect_attempts=-1) and reports
+        # each failed attempt only here; so do reconnects after a loss.
+        if not self.connected and self._connector is not None:
+            self.link.failed(_describe(exc))
+
+    async def _on_disconnect(self) -> None:
+        if self._connector is not None:  # not while close() shuts the link on purpose
+            self.link.lost()
+
+    async def _on_reconnect(self) -> None:
+        self.link.up(self._url())
 
     async def close(self) -> None:
         """Stop connecting and close the connection."""
@@ -136,6 +165,35 @@ class Uplink:
     def connected(self) -> bool:
         """Whether the NATS connection is up right now."""
         return self._nc is not None and self._nc.is_connected
+
+    @property
+    def circuit_state(self) -> BreakerState:
+        """``open`` while the link is down (nothing can go to the hub), else the breaker's."""
+        return self.breaker.state if self.connected else "open"
+
+    def status(self) -> dict[str, Any]:
+        """The link as ``GET /status`` shows it: connection, circuit, budget."""
+        budget = self.budget
+        return {
+            **self.link.snapshot(),
+            "connected": self.connected,
+            "servers": self.link.servers.split(","),
+            "circuit": self.circuit_state,
+            "breaker": self.breaker.state,
+            "available": self.available(),
+            "budget": {
+                "daily_tokens": budget.daily_tokens,
+                "spent_today": budget.spent,
+                "remaining_today": budget.remaining(),
+            },
+        }
+
+    def server_address(self) -> tuple[str, int] | None:
+        """Host and port of the NATS server the link is connected to now, if any."""
+        url = self._nc.connected_url if self._nc is not None and self.connected else None
+        if url is None or not url.hostname:
+            return None
+        return url.hostname, url.port or 4222
 
     def available(self) -> bool:
         """Whether a request may go to the cloud now (connected, circuit allows, budget left)."""
@@ -334,6 +392,15 @@ class Uplink:
         except StreamGapError as exc:
             raise self._fail(str(exc), tokens_sent=got_any, code="gap") from exc
         return reply
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _redacted(servers: str) -> str:
+    """Server URLs without user names, passwords or tokens, for logs and ``/status``."""
+    return ",".join(re.sub(r"//[^/@]*@", "//", u.strip()) for u in servers.split(","))
 
 
 async def _next_reply(sub: Subscription, wait: float) -> Msg:

@@ -29,7 +29,13 @@ from shared.telemetry.drops import DropCounter
 #: Loggers whose records never go to OTLP or Loki: the exporters themselves (a feedback loop
 #: when the collector is down) and their HTTP stacks.
 _SELF_LOGGERS = ("opentelemetry", "urllib3", "requests", "grpc", "loki_logger_handler", "Loki")
-_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# color_message: uvicorn's ANSI-coloured copy of the message, useless in JSON.
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 _TRACE_ID_MASK = (1 << 64) - 1
 
 
@@ -172,6 +178,18 @@ class BoundedLokiHandler(LokiLoggerHandler):  # type: ignore[misc]
             self._drops.add("logs", self.buffer.qsize())
         finally:
             super().close()
+
+
+#: ``uvicorn.Config(log_config=...)``: uvicorn's loggers keep no handlers of their own and
+#: propagate to the root logger, so its lines get the same JSON formatter (and shipping) as ours.
+UVICORN_LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {
+        name: {"handlers": [], "propagate": True}
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+    },
+}
 
 
 @dataclass

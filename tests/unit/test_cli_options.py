@@ -29,6 +29,8 @@ EDGE_FLAGS = [
     "--max-queue",
     "--request-timeout",
     "--log-level",
+    "--plugins-dir",
+    "--keep-running-on-load-error",
 ]
 HUB_FLAGS = [
     "--nats-url",
@@ -37,6 +39,7 @@ HUB_FLAGS = [
     "--request-timeout",
     "--log-level",
     "--metrics-port",
+    "--metrics-host",
 ]
 # (CLI, argv to the command, its schema, the flags it must offer)
 COMMANDS = [
@@ -45,6 +48,7 @@ COMMANDS = [
         edge_agent, ["config", "show"], EdgeSettings, EDGE_FLAGS, id="edge-agent config show"
     ),
     pytest.param(hubctl, ["serve"], HubSettings, HUB_FLAGS, id="hubctl serve"),
+    pytest.param(hubctl, ["config", "show"], HubSettings, HUB_FLAGS, id="hubctl config show"),
 ]
 
 
@@ -91,7 +95,9 @@ def test_every_flag_shows_the_schema_default_and_description(
         shown = text.split(anchor, 1)[1].split("]", 1)[0]
         expected = _schema_default(cls, option.field_name)
         assert expected is not None, f"{option.field_name}: give it a cli_default"
-        if isinstance(expected, int | float):
+        if isinstance(expected, bool):  # a --x/--no-x pair shows the default flag
+            assert shown == (option.opts[0] if expected else option.secondary_opts[0])
+        elif isinstance(expected, int | float):
             assert type(expected)(shown) == expected, option.opts[0]
         else:
             assert shown == str(expected), option.opts[0]
@@ -113,7 +119,7 @@ def test_every_generated_flag_sets_a_real_settings_field() -> None:
                 assert option.name == option.field_name  # the override key load_from gets
                 assert option.default is None  # unset flags must not beat env or TOML
                 seen += 1
-    assert seen == 2 * len(EDGE_FLAGS) + len(HUB_FLAGS)
+    assert seen == 2 * len(EDGE_FLAGS) + 2 * len(HUB_FLAGS)
 
 
 def test_a_passed_flag_beats_env_and_toml_and_unset_flags_do_not(
