@@ -81,6 +81,7 @@ def serve(config_file: Path | None, check: bool, **overrides: Any) -> None:
     \b
     Start as many `hubctl serve` processes as you like: they share the load through the
     NATS queue group `hub`. Find them with `nats micro ls` ($SRV.PING agl-hub).
+    SIGTERM or Ctrl-C stops it in any state, also while NATS is unreachable (exit code 0).
 
     \b
     Example hub.toml:

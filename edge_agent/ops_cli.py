@@ -1,7 +1,7 @@
 """``edge-agent ps``, ``top`` and ``models``: look at a running agent, as ``ollama ps`` does.
 
     edge-agent ps                      # loaded models (size, context, slots, queue) and the hub link
-    edge-agent top                     # live view from /metrics, refreshed every 2 s (q or Ctrl-C quits)
+    edge-agent top                     # live view from /metrics, refreshed every 2 s (Ctrl-C quits)
     edge-agent top --once              # one frame, for scripts and bug reports
     edge-agent models pull ID          # from the hub's model store (not in this version)
 

@@ -1,8 +1,13 @@
 """The hub process: ``await serve(settings)`` runs a hub until SIGTERM/SIGINT, then drains.
 
 It owns what belongs to the process, not to one :class:`~cloud_hub.serving.service.HubService`:
-signal handlers, telemetry (OTLP export; JSON, OTLP or Loki logs) and the Prometheus
-``/metrics`` server on ``settings.metrics_port``.
+signal handlers, the NATS connection, telemetry (OTLP export; JSON, OTLP or Loki logs) and the
+Prometheus ``/metrics`` server on ``settings.metrics_host:metrics_port``.
+
+SIGTERM and SIGINT stop the hub in every state: while it waits for a NATS that cannot be reached,
+while its models load, and while it serves (then in-flight requests get ``drain_timeout_s``).
+It returns normally (exit code 0). Should stopping itself hang, a watchdog ends the process with
+exit code 3 ``drain_timeout_s`` + 10 s after the signal.
 """
 
 from __future__ import annotations
