@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from shared.telemetry import DualCounter, DualGauge, DualHistogram, Instruments, Telemetry
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
-_SCORE_BUCKETS = (-5, -3, -2, -1.5, -1, -0.75, -0.5, -0.25, -0.1, 0)
+_NLL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5)
 _MODEL = {"model": "gen_ai.request.model"}
 
 
@@ -52,15 +52,6 @@ class AgentMetrics:
             unit="s",
             labels={"route": "http.route"},
             buckets=_LATENCY_BUCKETS,
-            registry=r,
-            meter=meter,
-        )
-        self.tokens = DualCounter(
-            "agl.tokens",
-            "agl_tokens",
-            "Tokens processed (kind: prompt, completion)",
-            unit="{token}",
-            labels={**_MODEL, "kind": "agl.token.kind"},
             registry=r,
             meter=meter,
         )
@@ -109,14 +100,12 @@ class AgentMetrics:
             registry=r,
             meter=meter,
         )
-        self.cascade_score = DualHistogram(
+        self.cascade_nll = DualHistogram(
             "agl.cascade.nll",
-            "agl_cascade_score",
-            "Mean token logprob judged by the cascade",
-            otel_description="Mean negative token logprob judged by the cascade (-agl_cascade_score)",
+            "agl_cascade_nll",
+            "Mean negative token logprob the cascade judged (its score, negated: never negative)",
             unit="1",
-            buckets=_SCORE_BUCKETS,
-            otel_negate=True,
+            buckets=_NLL_BUCKETS,
             registry=r,
             meter=meter,
         )

@@ -53,6 +53,8 @@ class GenerationHandle:
         self._lock = threading.Lock()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
+        self.first_token_at: float | None = None
+        """``time.monotonic()`` when the worker produced the first token (even if nobody woke)."""
 
     def cancel(self) -> None:
         """Ask the worker to stop; safe to call from any thread, any number of times."""
@@ -60,6 +62,8 @@ class GenerationHandle:
 
     def _post(self, item: object) -> None:
         # Called from the worker thread.
+        if self.first_token_at is None and isinstance(item, TokenPiece):
+            self.first_token_at = time.monotonic()
         with self._lock:
             self._buf.append(item)
             final = item is _DONE

@@ -86,7 +86,10 @@ def _start_call(
         kind=SpanKind.SERVER,
         parent=extract_context(ctx.headers),
         max_tokens=req.params.max_tokens,
-        temperature=req.params.temperature,
+        temperature=req.params.temperature
+        if "temperature" in req.params.model_fields_set
+        else None,
+        response_id=req.id,
     )
     if call.span.is_recording():
         call.span.set_attributes(
@@ -119,7 +122,7 @@ async def _answer_traced(
             if req.stream:
                 end = await _stream(request, req, backend, ctx, call)
             else:
-                end = await _complete(request, req, backend, ctx, max_payload, stats)
+                end = await _complete(request, req, backend, ctx, call, max_payload, stats)
     except TimeoutError:
         call.fail("timeout")
         ctx.cancelled.set()
@@ -160,6 +163,7 @@ async def _complete(
     req: InferRequest,
     backend: Backend,
     ctx: RequestContext,
+    call: GenAiCall,
     max_payload: int,
     stats: ErrorStats | None,
 ) -> GenerationEnd:
@@ -170,6 +174,8 @@ async def _complete(
             if isinstance(event, GenerationEnd):
                 end = event
             else:
+                if not pieces:
+                    call.first_token()
                 pieces.append(piece(event))
     await send_result(
         request, result_message(req, pieces, end), max_payload=max_payload, stats=stats

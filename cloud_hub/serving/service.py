@@ -67,12 +67,12 @@ class HubService:
         self.settings = settings
         self.telemetry = telemetry or Telemetry.disabled(component="hub")
         #: Prometheus registry (served by ``serve()`` on ``metrics_port``) + OTel instruments.
-        self.metrics = Instruments(self.telemetry, CollectorRegistry())
+        self.metrics = Instruments(self.telemetry, CollectorRegistry(), client_calls=False)
         self._running: Counter[str] = Counter()
         self.metrics.watch_gauge(
             otel_name="agl.queue.depth",
-            prom_name="agl_hub_queue_depth",
-            description="Requests this hub worker is serving, per model",
+            prom_name="agl_queue_depth",
+            description="Generations waiting or running, per model",
             label="model",
             read=lambda: {m: float(n) for m, n in self._running.items()},
         )

@@ -71,4 +71,4 @@ EXPOSE 9464
 HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \
   CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9464/metrics', timeout=4)"]
 ENTRYPOINT ["hubctl"]
-CMD ["serve", "--config", "/etc/agl/hub.toml", "--metrics-port", "9464"]
+CMD ["serve", "--config", "/etc/agl/hub.toml", "--metrics-port", "9464", "--metrics-host", "0.0.0.0"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 import uuid
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from starlette.requests import Request
@@ -20,6 +22,25 @@ from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
 from shared.protocol import ClassifyResult, InferRequest
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.onnx import Classification, OnnxRuntime
+from shared.telemetry import GenAiCall
+from shared.telemetry.genai import Operation
+
+
+@contextlib.contextmanager
+def _traced(state: AgentState, operation: Operation, model: str) -> Iterator[Callable[[int], None]]:
+    """A GenAI span and metrics around a one-shot model call; call ``done(inputs)`` on success."""
+    call = GenAiCall.start(state.metrics.genai, operation, request_model=model, tier="edge")
+
+    def done(inputs: int) -> None:
+        call.finish(
+            response_model=model, input_tokens=inputs, output_tokens=0, finish_reason="stop"
+        )
+
+    try:
+        yield done
+    except BaseException as exc:
+        call.fail(type(exc).__name__, str(exc))
+        raise
 
 
 async def embeddings(request: Request) -> Response:
@@ -50,7 +71,9 @@ async def embeddings(request: Request) -> Response:
                 f"model {req.model!r} embeds text; send `input` as a string or a list of strings",
                 param="input",
             )
-        vectors, used = await asyncio.to_thread(runtime.embed, texts, deadline=deadline)
+        with _traced(state, "embeddings", req.model) as done:
+            vectors, used = await asyncio.to_thread(runtime.embed, texts, deadline=deadline)
+            done(used)
     elif isinstance(runtime, OnnxRuntime) and runtime.task == "embed":
         if isinstance(raw, str) or any(isinstance(x, str) for x in raw):
             raise ApiError(
@@ -64,8 +87,10 @@ async def embeddings(request: Request) -> Response:
             if isinstance(raw[0], list)
             else [[int(x) for x in raw]]
         )
-        vectors = await asyncio.to_thread(runtime.embed, rows)
         used = sum(len(r) for r in rows)
+        with _traced(state, "embeddings", req.model) as done:
+            vectors = await asyncio.to_thread(runtime.embed, rows)
+            done(used)
     else:
         raise ApiError(
             400,
@@ -113,7 +138,9 @@ async def classify(request: Request) -> Response:
         raise ApiError(
             400, "every feature vector in `input` must have the same length", param="input"
         )
-    results = await asyncio.to_thread(runtime.classify, rows)
+    with _traced(state, "classify", req.model) as done:
+        results = await asyncio.to_thread(runtime.classify, rows)
+        done(len(rows))
     tiers = ["edge"] * len(rows)
     hard: list[int] = []
     answered: list[ClassifyResult] | None = None

@@ -5,7 +5,8 @@ job = chat_job(ChatCompletionRequest.model_validate(body))
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import uuid
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from edge_agent.api.formatter import CompletionFormat
@@ -28,12 +29,28 @@ class Job:
     stream: bool
     include_usage: bool = False
     """Streams end with a usage chunk (``stream_options.include_usage``)."""
+    temperature_set: bool = False
+    """Whether the client sent ``temperature`` (telemetry reports only what was asked)."""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """The answer's id suffix (``chatcmpl-<id>`` / ``cmpl-<id>``, ``gen_ai.response.id``)."""
+
+    @property
+    def response_id(self) -> str:
+        """The id the answer carries."""
+        return ("chatcmpl-" if self.kind == "chat" else "cmpl-") + self.id
+
+    @property
+    def asked_temperature(self) -> float | None:
+        """The temperature the client asked for, or None if it left the default."""
+        return self.params.temperature if self.temperature_set else None
+
     echo: str = ""
     """Text completions with ``echo``: the prompt, sent before the answer (from either tier)."""
 
     def answer_format(self, *, model: str) -> CompletionFormat:
         """How the answer is written: ``model`` names the model that answers it."""
         return CompletionFormat(
+            response_id=self.response_id,
             model=model,
             chat=self.kind == "chat",
             include_usage=self.include_usage,
@@ -83,6 +100,7 @@ def chat_job(req: ChatCompletionRequest) -> Job:
         params=_sampling(req, max_tokens, req.logprobs, req.top_logprobs or 0),
         stream=req.stream,
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        temperature_set="temperature" in req.model_fields_set,
     )
 
 
@@ -98,5 +116,6 @@ def completion_job(req: CompletionRequest) -> Job:
         params=_sampling(req, max_tokens, req.logprobs is not None, req.logprobs or 0),
         stream=req.stream,
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        temperature_set="temperature" in req.model_fields_set,
         echo=req.prompt_text() if req.echo else "",
     )

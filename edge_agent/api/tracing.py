@@ -18,7 +18,7 @@ from edge_agent.router.decide import RouteDecision
 from shared.telemetry import Instruments, extract_context
 from shared.telemetry.genai import ROUTE_REASON, ROUTE_SCORE, ROUTE_THRESHOLD, TIER
 
-_UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
+_UNTRACED = frozenset({"/healthz", "/readyz", "/metrics", "/status"})
 _ROUTES = frozenset(
     {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/classify", "/v1/models"}
 )
@@ -57,7 +57,7 @@ class TracingMiddleware:
                 f"{method} {route}",
                 context=extract_context(carrier) if carrier else None,
                 kind=SpanKind.SERVER,
-                attributes={"http.request.method": method, "http.route": route},
+                attributes=_server_attributes(scope, method, route),
             ) as span,
         ):
             if not span.is_recording():
@@ -80,6 +80,26 @@ class TracingMiddleware:
             await self.app(scope, receive, send_traced)
 
 
+def _server_attributes(scope: Scope, method: str, route: str) -> dict[str, str | int]:
+    """HTTP semantic-convention attributes of the server span."""
+    attrs: dict[str, str | int] = {
+        "http.request.method": method,
+        "http.route": route,
+        "url.scheme": str(scope.get("scheme", "http")),
+        "url.path": str(scope.get("path", "")),
+    }
+    client = scope.get("client")
+    if client:
+        attrs["client.address"] = str(client[0])
+        attrs["client.port"] = int(client[1])
+    server = scope.get("server")
+    if server:
+        attrs["server.address"] = str(server[0])
+        if server[1] is not None:
+            attrs["server.port"] = int(server[1])
+    return attrs
+
+
 def route_attributes(decision: RouteDecision) -> Mapping[str, str | bool]:
     """The decision as span attributes (``agl.route.reason``, tier, rule, detail)."""
     attrs: dict[str, str | bool] = {
@@ -100,9 +120,8 @@ def route_attributes(decision: RouteDecision) -> Mapping[str, str | bool]:
     return attrs
 
 
-def note_decision(decision: RouteDecision) -> None:
-    """Put the decision on the current span (the route span, then the request's server span)."""
-    span = trace.get_current_span()
+def note_decision(span: trace.Span, decision: RouteDecision) -> None:
+    """Put a decision on ``span`` (the route span, or the request's server span)."""
     if span.is_recording():
         span.set_attributes(route_attributes(decision))
 

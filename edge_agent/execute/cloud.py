@@ -1,6 +1,6 @@
 """The cloud executor: one escalation to the hub over NATS, as events.
 
-    events = await cloud_events(uplink, request, stream=True, timeouts=hub, metrics=m, call=call)
+    events = await cloud_events(uplink, request, hub=settings.hub, call=call)
 
 ``cloud_events`` returns only once the hub's first message has arrived, and raises
 ``CloudUnavailable``/``CloudFailed`` when nothing did: nothing has reached the client yet, so the
@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 from edge_agent.execute.events import Event, Failure, Pieces, Start
 from edge_agent.execute.local import finish_call
-from edge_agent.metrics import AgentMetrics
 from edge_agent.settings import HubLink
 from edge_agent.uplink.client import Uplink
 from edge_agent.uplink.errors import UplinkError
@@ -87,14 +86,13 @@ async def cloud_events(
     req: InferRequest,
     *,
     hub: HubLink,
-    metrics: AgentMetrics,
     call: GenAiCall | None = None,
 ) -> AsyncIterator[Event]:
     """The hub's answer to ``req`` as events, once its first message is in (see module doc)."""
     if not req.stream:
         with call.current() if call is not None else contextlib.nullcontext():
             result = await uplink.complete(req, timeout=hub.request_timeout_s)
-        return _whole(result, req.model, metrics, call)
+        return _whole(result, req.model, call)
     messages = uplink.stream_messages(
         req, timeout=hub.chunk_timeout_s, first_chunk_timeout=hub.first_chunk_timeout_s
     )
@@ -108,19 +106,11 @@ async def cloud_events(
         raise
     if call is not None:
         call.first_token()
-    return _streamed(first, messages, req.model, metrics, call)
+    return _streamed(first, messages, req.model, call)
 
 
-def _count(metrics: AgentMetrics, model: str, end: GenerationEnd) -> None:
-    metrics.tokens.labels(f"cloud:{model}", "prompt").inc(end.prompt_tokens)
-    metrics.tokens.labels(f"cloud:{model}", "completion").inc(end.completion_tokens)
-
-
-async def _whole(
-    result: ResultMessage, model: str, metrics: AgentMetrics, call: GenAiCall | None
-) -> AsyncIterator[Event]:
+async def _whole(result: ResultMessage, model: str, call: GenAiCall | None) -> AsyncIterator[Event]:
     end = _end(result)
-    _count(metrics, model, end)
     finish_call(call, result.model or model, end)
     yield Start(result.model or model)
     pieces = token_pieces(result.text, result.logprobs)
@@ -133,7 +123,6 @@ async def _streamed(
     first: ChunkMessage | EndMessage,
     rest: AsyncGenerator[ChunkMessage | EndMessage, None],
     model: str,
-    metrics: AgentMetrics,
     call: GenAiCall | None,
 ) -> AsyncIterator[Event]:
     try:
@@ -142,7 +131,6 @@ async def _streamed(
         while item is not None:
             if isinstance(item, EndMessage):
                 end = _end(item)
-                _count(metrics, model, end)
                 finish_call(call, model, end)
                 yield end
                 return

@@ -111,12 +111,11 @@ class LocalRun:
                 pieces = batch[:-1] if end is not None else batch
                 if pieces:
                     if first and call is not None:
-                        call.first_token()
+                        # The worker's own time: a non-streamed reader only wakes at the end.
+                        call.first_token(at=handle.first_token_at)
                     first = False
                     yield Pieces(pieces)  # type: ignore[arg-type]
                 if end is not None:
-                    metrics.tokens.labels(model_id, "prompt").inc(end.prompt_tokens)
-                    metrics.tokens.labels(model_id, "completion").inc(end.completion_tokens)
                     finish_call(call, model_id, end)
                     why = ""
                     yield end

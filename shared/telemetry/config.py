@@ -48,8 +48,14 @@ class TelemetryConfig(BaseModel):
         0.1,
         ge=0.1,
         le=1.0,
-        description="Share of new traces recorded, 0.1–1.0; a request that arrives with a "
-        "sampled traceparent is always recorded (parent-based).",
+        description="Share of new traces exported, 0.1–1.0, decided by trace id (edge and hub "
+        "agree); a request that arrives with a sampled traceparent is always exported, and so is "
+        "any trace with an error, a fallback or local error, or a span slower than slow_trace_s.",
+    )
+    slow_trace_s: float = Field(
+        5.0,
+        gt=0,
+        description="A trace with a span at least this slow (seconds) is exported whatever the ratio.",
     )
     info_log_sample_ratio: float = Field(
         0.1,

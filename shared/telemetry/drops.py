@@ -16,7 +16,8 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-Signal = Literal["traces", "logs"]
+Signal = Literal["traces", "logs", "loki"]
+"""``logs`` counts OTLP log records, ``loki`` lines pushed straight to Loki."""
 
 
 class DropCounter:
@@ -24,8 +25,8 @@ class DropCounter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._dropped: dict[str, int] = {"traces": 0, "logs": 0}
-        self._pending: dict[str, int] = {"traces": 0, "logs": 0}
+        self._dropped: dict[str, int] = {"traces": 0, "logs": 0, "loki": 0}
+        self._pending: dict[str, int] = {"traces": 0, "logs": 0, "loki": 0}
 
     def enqueued(self, signal: Signal, capacity: int) -> None:
         """One item entered a queue of ``capacity``; a full queue drops one (the oldest)."""

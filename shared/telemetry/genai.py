@@ -21,9 +21,15 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from shared.telemetry.instruments import Instruments
 
-Operation = Literal["chat", "text_completion", "embeddings"]
+Operation = Literal["chat", "text_completion", "embeddings", "classify"]
+"""GenAI operation names; ``classify`` is ours (ONNX classifiers), the rest are the semconv's."""
 
-SYSTEM = "open-autoglm"
+PROVIDER = "open-autoglm"
+"""``gen_ai.provider.name`` of generations made by our own tiers."""
+PROVIDER_NAME = "gen_ai.provider.name"
+RESPONSE_ID = "gen_ai.response.id"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
 OPERATION = "gen_ai.operation.name"
 REQUEST_MODEL = "gen_ai.request.model"
 RESPONSE_MODEL = "gen_ai.response.model"
@@ -51,12 +57,20 @@ class GenAiCall:
     """The span and the metric attributes of one generation; see the module docstring."""
 
     def __init__(
-        self, instruments: Instruments, span: Span, attrs: dict[str, str], started: float
+        self,
+        instruments: Instruments,
+        span: Span,
+        attrs: dict[str, str],
+        started: float,
+        *,
+        client: bool = False,
     ) -> None:
         self.instruments = instruments
         self.span = span
         self.attrs = attrs
         self.started = started
+        self.client = client
+        """A call to another tier (``gen_ai.client.*``), not a generation made here."""
         self.first_at: float | None = None
         self.ended = False
 
@@ -74,25 +88,50 @@ class GenAiCall:
         span_name: str | None = None,
         started: float | None = None,
         parent: Context | None = None,
+        server_address: str | None = None,
+        server_port: int | None = None,
+        response_id: str | None = None,
     ) -> GenAiCall:
-        """Start the span ``"<operation> <model>"`` as a child of ``parent`` (default: current)."""
-        attrs = {OPERATION: operation, REQUEST_MODEL: request_model, TIER: tier}
+        """Start the span ``"<operation> <model>"`` as a child of ``parent`` (default: current).
+
+        A ``SpanKind.CLIENT`` call is a call to another tier: it records ``gen_ai.client.*``
+        with ``server.address``; any other kind is a generation made here (``gen_ai.server.*``).
+        ``temperature`` is reported only when given: pass it only if the client set it.
+        """
+        attrs = {
+            OPERATION: operation,
+            REQUEST_MODEL: request_model,
+            TIER: tier,
+            PROVIDER_NAME: PROVIDER,
+        }
+        client = kind is SpanKind.CLIENT
+        if client and server_address:
+            attrs[SERVER_ADDRESS] = server_address
         span = instruments.telemetry.tracer.start_span(
             span_name or f"{operation} {request_model}", context=parent, kind=kind
         )
         if span.is_recording():
-            span.set_attributes({**attrs, "gen_ai.system": SYSTEM, "gen_ai.provider.name": SYSTEM})
+            span.set_attributes(attrs)
+            if client and server_port:
+                span.set_attribute(SERVER_PORT, server_port)
+            if response_id:
+                span.set_attribute(RESPONSE_ID, response_id)
             if max_tokens:
                 span.set_attribute(MAX_TOKENS, max_tokens)
             if temperature is not None:
                 span.set_attribute(TEMPERATURE, temperature)
-        return cls(instruments, span, attrs, time.monotonic() if started is None else started)
+        started_at = time.monotonic() if started is None else started
+        return cls(instruments, span, attrs, started_at, client=client)
 
-    def first_token(self) -> None:
-        """Note the first generated token (time to first token); later calls do nothing."""
+    def first_token(self, at: float | None = None) -> None:
+        """Note the first generated token (``time.monotonic()`` ``at``, default now); once only.
+
+        A client call notes it for TPOT-free bookkeeping only: TTFT is a server figure.
+        """
         if self.first_at is None:
-            self.first_at = time.monotonic()
-            self.instruments.first_token(self.attrs, self.first_at - self.started)
+            self.first_at = time.monotonic() if at is None else at
+            if not self.client:
+                self.instruments.first_token(self.attrs, max(0.0, self.first_at - self.started))
 
     def finish(
         self,
@@ -102,17 +141,29 @@ class GenAiCall:
         output_tokens: int,
         finish_reason: str,
     ) -> None:
-        """End a successful generation: usage on the span, token and duration metrics."""
+        """End a successful generation or call: usage on the span, its metrics."""
         if self.ended:
             return
         self.ended = True
         now = time.monotonic()
-        if self.first_at is not None and output_tokens > 1:
-            self.instruments.per_output_token(
-                self.attrs, (now - self.first_at) / (output_tokens - 1)
+        if self.client:
+            self.instruments.called(
+                self.attrs,
+                now - self.started,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
             )
-        self.instruments.tokens(self.attrs, input_tokens=input_tokens, output_tokens=output_tokens)
-        self.instruments.duration(self.attrs, now - self.started)
+        else:
+            tpot = None
+            if self.first_at is not None and output_tokens > 1:
+                tpot = max(0.0, now - self.first_at) / (output_tokens - 1)
+            self.instruments.served(
+                self.attrs,
+                now - self.started,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                per_output_token=tpot,
+            )
         if self.span.is_recording():
             self.span.set_attributes(
                 {
@@ -125,11 +176,13 @@ class GenAiCall:
         self.span.end()
 
     def fail(self, error_type: str, message: str = "") -> None:
-        """End a failed generation: error status on the span, duration with ``error.type``."""
+        """End a failed generation or call: error status on the span, duration with ``error.type``."""
         if self.ended:
             return
         self.ended = True
-        self.instruments.duration(self.attrs, time.monotonic() - self.started, error=error_type)
+        self.instruments.failed(
+            self.attrs, time.monotonic() - self.started, error=error_type, client=self.client
+        )
         if self.span.is_recording():
             self.span.set_attribute("error.type", error_type)
             self.span.set_status(Status(StatusCode.ERROR, message or error_type))

@@ -1,61 +1,11 @@
 """The metrics both daemons export: GenAI semantic conventions plus Open-AutoGLM's own.
 
 Each figure is written once and exported twice, over OTLP under its OpenTelemetry name and on
-``/metrics`` under its Prometheus name (see :mod:`shared.telemetry.dual`). Figures marked
-"read" are read by a callback at collection time instead of being recorded.
-
-===================================  ===========================================  ===============
-OpenTelemetry: name, attributes      Prometheus: name, labels                     kind, unit
-===================================  ===========================================  ===============
-**Both daemons** (:class:`Instruments`)
-gen_ai.client.token.usage            gen_ai_client_token_usage                    histogram
-  GenAI, gen_ai.token.type             GenAI, gen_ai_token_type                   {token}
-gen_ai.server.request.duration       gen_ai_server_request_duration_seconds       histogram, s
-  GenAI, error.type (errors only)      GenAI, error_type ("" if none)
-gen_ai.server.time_to_first_token    gen_ai_server_time_to_first_token_seconds    histogram, s
-  GenAI                                GenAI
-gen_ai.server.time_per_output_token  gen_ai_server_time_per_output_token_seconds  histogram, s
-  GenAI                                GenAI
-agl.escalations                      agl_escalations_total                        counter
-  agl.route.reason                     reason                                     {request}
-agl.plugin.errors                    agl_plugin_errors_total                      counter
-  agl.plugin.name, error.type          plugin, kind                               {error}
-agl.telemetry.dropped                agl_telemetry_dropped_total                  counter, read
-  signal                               signal                                     {item}
-**Edge** (``edge_agent.metrics.AgentMetrics`` and its ``watch_gauge``)
-agl.http.requests                    agl_http_requests_total                      counter
-  http.route,                          route, status, tier, reason                {request}
-  http.response.status_code,
-  agl.tier, agl.route.reason
-agl.http.request.duration            agl_http_request_duration_seconds            histogram, s
-  http.route                           route
-agl.tokens                           agl_tokens_total                             counter
-  gen_ai.request.model,                model, kind (prompt, completion)           {token}
-  agl.token.kind
-agl.queue.depth                      agl_queue_depth                              gauge
-  gen_ai.request.model                 model                                      {request}
-agl.queue.rejected                   agl_queue_rejected_total                     counter
-  gen_ai.request.model                 model                                      {request}
-agl.generations.cancelled            agl_generations_cancelled_total              counter
-  gen_ai.request.model,                model, why                                 {generation}
-  agl.cancel.reason
-agl.route.decisions                  agl_route_decisions_total                    counter
-  agl.tier, agl.route.reason           tier, reason                               {decision}
-agl.cloud.failures                   agl_cloud_failures_total                     counter
-  error.type                           kind                                       {failure}
-agl.cascade.nll (= -score)           agl_cascade_score                            histogram, 1
-agl.model.ready                      agl_model_ready                              gauge, 1
-agl.circuit.state                    agl_circuit_state (0 closed/1 half-open/2    gauge, read
-  peer                                 open); peer
-**Hub** (its ``watch_gauge``)
-agl.queue.depth                      agl_hub_queue_depth                          gauge, read
-  gen_ai.request.model                 model
-===================================  ===========================================  ===============
-
-GenAI stands for ``gen_ai.operation.name``, ``gen_ai.request.model`` and ``agl.tier``
-(Prometheus: ``gen_ai_operation_name``, ``gen_ai_request_model``, ``agl_tier``). OTel
-histograms take no negative values, so the cascade's mean token log-probability (never
-positive) goes out over OTLP negated, as the mean negative log-likelihood ``agl.cascade.nll``.
+``/metrics`` under its Prometheus name (see :mod:`shared.telemetry.dual`), which is the OTel name
+with ``.`` as ``_`` (plus ``_seconds``/``_total``). A daemon is a server for the generations it
+makes (``gen_ai.server.*``, ``agl.tokens``) and a client for its calls to another tier
+(``gen_ai.client.*`` with ``server.address``). The full list of figures, with labels and units,
+is generated from these objects (:mod:`shared.telemetry.catalog`) into the README.
 """
 
 from __future__ import annotations
@@ -64,11 +14,12 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from shared.telemetry.catalog import Figure
 from shared.telemetry.dual import DualCounter, DualHistogram
 from shared.telemetry.providers import Telemetry
 
@@ -80,7 +31,9 @@ _GENAI = {
     "gen_ai_operation_name": "gen_ai.operation.name",
     "gen_ai_request_model": "gen_ai.request.model",
     "agl_tier": "agl.tier",
+    "gen_ai_provider_name": "gen_ai.provider.name",
 }
+_SERVER = {"server_address": "server.address"}
 CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 _active: ContextVar[Instruments | None] = ContextVar("agl_instruments", default=None)
@@ -121,31 +74,58 @@ class _CallbackCollector(Collector):
 class Instruments:
     """Records one daemon's metrics into its Prometheus ``registry`` and its OTel meter.
 
-    Each figure is one dual instrument (``token_usage``, ``request_duration``,
-    ``time_to_first_token``, ``time_per_output_token``, ``escalations``, ``plugin_errors``);
-    the methods below fill in their labels. ``activate()`` makes it the one
-    :func:`current_instruments` returns in this context (the edge does that per request), so
-    plugin code can record without a handle.
+    Each figure is one dual instrument. A daemon is a *server* for the generations it makes
+    (``gen_ai.server.*`` and ``agl.tokens``) and a *client* for the calls it makes to another
+    tier (``gen_ai.client.*``, with ``server.address``): the edge is both, the hub only a server.
+    So summing ``agl.tokens`` over the fleet counts every token once, where it was generated.
+    ``activate()`` makes these the instruments :func:`current_instruments` returns in this
+    context (the edge does that per request), so plugin code can record without a handle.
     """
 
-    def __init__(self, telemetry: Telemetry, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, telemetry: Telemetry, registry: CollectorRegistry, *, client_calls: bool = True
+    ) -> None:
         self.telemetry = telemetry
         self.registry = registry
         meter = telemetry.meter
+        #: Figures read at collection time (``watch_gauge``), for the catalogue.
+        self.watched: list[Figure] = []
+        #: Whether this daemon calls another tier (the edge does; the hub does not, so it
+        #: exports no ``gen_ai.client.*`` figures at all).
+        self.client_calls = client_calls
+        if client_calls:
+            self._client_figures(meter)
+        self._server_figures(meter)
+
+    def _client_figures(self, meter: Meter) -> None:
+        registry = self.registry
         self.token_usage = DualHistogram(
             "gen_ai.client.token.usage",
             "gen_ai_client_token_usage",
-            "Tokens used per request (input and output)",
+            "Tokens per call to another tier (input and output), seen by the caller",
             unit="{token}",
-            labels={**_GENAI, "gen_ai_token_type": "gen_ai.token.type"},
+            labels={**_GENAI, "gen_ai_token_type": "gen_ai.token.type", **_SERVER},
             buckets=_TOKENS,
             registry=registry,
             meter=meter,
         )
+        self.client_duration = DualHistogram(
+            "gen_ai.client.operation.duration",
+            "gen_ai_client_operation_duration_seconds",
+            "Duration of a call to another tier, seen by the caller",
+            unit="s",
+            labels={**_GENAI, "error_type": "error.type", **_SERVER},
+            buckets=_SECONDS,
+            registry=registry,
+            meter=meter,
+        )
+
+    def _server_figures(self, meter: Meter) -> None:
+        registry, telemetry = self.registry, self.telemetry
         self.request_duration = DualHistogram(
             "gen_ai.server.request.duration",
             "gen_ai_server_request_duration_seconds",
-            "Generation request duration",
+            "Duration of a generation this daemon made",
             unit="s",
             labels={**_GENAI, "error_type": "error.type"},
             buckets=_SECONDS,
@@ -155,7 +135,7 @@ class Instruments:
         self.time_to_first_token = DualHistogram(
             "gen_ai.server.time_to_first_token",
             "gen_ai_server_time_to_first_token_seconds",
-            "Time to the first generated token",
+            "Time to the first generated token (streamed or not)",
             unit="s",
             labels=_GENAI,
             buckets=_SECONDS,
@@ -169,6 +149,15 @@ class Instruments:
             unit="s",
             labels=_GENAI,
             buckets=_PER_TOKEN,
+            registry=registry,
+            meter=meter,
+        )
+        self.generated = DualCounter(
+            "agl.tokens",
+            "agl_tokens",
+            "Tokens read and written by the generations this daemon made (each token once fleet-wide)",
+            unit="{token}",
+            labels={"model": "gen_ai.request.model", "kind": "agl.token.kind", "tier": "agl.tier"},
             registry=registry,
             meter=meter,
         )
@@ -211,23 +200,49 @@ class Instruments:
         finally:
             _active.reset(token)
 
-    def tokens(self, attrs: Mapping[str, str], *, input_tokens: int, output_tokens: int) -> None:
-        """Record ``gen_ai.client.token.usage`` for one request (input and output)."""
-        operation, model, tier = _labels(attrs)
-        self.token_usage.labels(operation, model, tier, "input").observe(input_tokens)
-        self.token_usage.labels(operation, model, tier, "output").observe(output_tokens)
+    def served(
+        self,
+        attrs: Mapping[str, str],
+        seconds: float,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        per_output_token: float | None,
+    ) -> None:
+        """A generation this daemon made ended well: duration, TPOT and its tokens."""
+        labels = _labels(attrs)
+        self.request_duration.labels(*labels, "").observe(seconds)
+        if per_output_token is not None:
+            self.time_per_output_token.labels(*labels).observe(per_output_token)
+        model, tier = labels[1], labels[2]
+        self.generated.labels(model, "prompt", tier).inc(input_tokens)
+        self.generated.labels(model, "completion", tier).inc(output_tokens)
 
-    def duration(self, attrs: Mapping[str, str], seconds: float, *, error: str = "") -> None:
-        """Record ``gen_ai.server.request.duration``; ``error`` is the error type, if any."""
-        self.request_duration.labels(*_labels(attrs), error).observe(seconds)
+    def called(
+        self,
+        attrs: Mapping[str, str],
+        seconds: float,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> None:
+        """A call to another tier ended well: client duration and token usage."""
+        labels, server = _labels(attrs), attrs.get("server.address", "")
+        self.client_duration.labels(*labels, "", server).observe(seconds)
+        self.token_usage.labels(*labels, "input", server).observe(input_tokens)
+        self.token_usage.labels(*labels, "output", server).observe(output_tokens)
+
+    def failed(self, attrs: Mapping[str, str], seconds: float, *, error: str, client: bool) -> None:
+        """A generation (server) or a call (client) failed with ``error``."""
+        if client:
+            server = attrs.get("server.address", "")
+            self.client_duration.labels(*_labels(attrs), error, server).observe(seconds)
+        else:
+            self.request_duration.labels(*_labels(attrs), error).observe(seconds)
 
     def first_token(self, attrs: Mapping[str, str], seconds: float) -> None:
         """Record ``gen_ai.server.time_to_first_token``."""
         self.time_to_first_token.labels(*_labels(attrs)).observe(seconds)
-
-    def per_output_token(self, attrs: Mapping[str, str], seconds: float) -> None:
-        """Record ``gen_ai.server.time_per_output_token``."""
-        self.time_per_output_token.labels(*_labels(attrs)).observe(seconds)
 
     def escalation(self, reason: str) -> None:
         """Count one request sent to the hub."""
@@ -277,6 +292,17 @@ class Instruments:
         counter: bool = False,
     ) -> None:
         """One figure read by ``read`` at collection time, on both sides."""
+        self.watched.append(
+            Figure(
+                otel_name=otel_name,
+                prom_name=(prom_name + "_total" if counter else prom_name) if prom_name else "",
+                kind="counter" if counter else "gauge",
+                unit=unit,
+                labels=(label,),
+                attributes=(otel_label,),
+                description=description,
+            )
+        )
         if prom_name is not None:
             self.registry.register(
                 _CallbackCollector(prom_name, description, label, read, counter=counter)
@@ -291,11 +317,12 @@ class Instruments:
         create(otel_name, callbacks=[observe], unit=unit, description=description)
 
 
-def _labels(attrs: Mapping[str, str]) -> tuple[str, str, str]:
+def _labels(attrs: Mapping[str, str]) -> tuple[str, str, str, str]:
     return (
         attrs.get("gen_ai.operation.name", ""),
         attrs.get("gen_ai.request.model", ""),
         attrs.get("agl.tier", ""),
+        attrs.get("gen_ai.provider.name", ""),
     )
 
 

@@ -22,6 +22,8 @@ from loki_logger_handler.loki_logger_handler import (  # type: ignore[import-unt
     LogLine,
     LokiLoggerHandler,
 )
+from loki_logger_handler.stream import Stream  # type: ignore[import-untyped]
+from loki_logger_handler.streams import Streams  # type: ignore[import-untyped]
 from opentelemetry import trace
 
 from shared.telemetry.drops import DropCounter
@@ -98,10 +100,16 @@ class InfoSampler(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING or self.ratio >= 1.0:
             return True
-        ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            return (ctx.trace_id & _TRACE_ID_MASK) < self._bound
-        return self._rng() < self.ratio
+        # Decided once per record, so every sink (OTLP, Loki) keeps or drops the same lines.
+        kept: bool | None = getattr(record, "_agl_sampled", None)
+        if kept is None:
+            ctx = trace.get_current_span().get_span_context()
+            if ctx.is_valid:
+                kept = (ctx.trace_id & _TRACE_ID_MASK) < self._bound
+            else:
+                kept = self._rng() < self.ratio
+            record._agl_sampled = kept
+        return kept
 
 
 class NotFromExporters(logging.Filter):
@@ -167,7 +175,29 @@ class BoundedLokiHandler(LokiLoggerHandler):  # type: ignore[misc]
         try:
             self.buffer.put_nowait(LogLine(labels, log_record))
         except queue.Full:
-            self._drops.add("logs", 1)
+            self._drops.add("loki", 1)
+
+    def _send(self) -> None:
+        """Push what is buffered in one request; lines of a push that fails are counted."""
+        streams: dict[Any, Stream] = {}
+        lines = 0
+        while True:
+            try:
+                log = self.buffer.get_nowait()
+            except queue.Empty:
+                break
+            lines += 1
+            if log.key not in streams:
+                streams[log.key] = Stream(
+                    log.labels, self.loki_metadata, self.message_in_json_format
+                )
+            streams[log.key].append_value(log.line, log.loki_metadata)
+        if not streams:
+            return
+        try:
+            self.request.send(Streams(list(streams.values())).serialize())
+        except Exception:  # Loki slow, down or refusing: the lines are lost, not the caller
+            self._drops.add("loki", lines)
 
     def close(self) -> None:
         """Push what is buffered (bounded by the request timeout), then close."""
@@ -175,7 +205,7 @@ class BoundedLokiHandler(LokiLoggerHandler):  # type: ignore[misc]
             if not self.buffer.empty():
                 self._send()
         except Exception:  # Loki down at shutdown: the lines are lost, not the process
-            self._drops.add("logs", self.buffer.qsize())
+            self._drops.add("loki", self.buffer.qsize())
         finally:
             super().close()
 

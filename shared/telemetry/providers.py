@@ -13,7 +13,10 @@ process globals, so one test process can run several agents with different setti
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -37,7 +40,6 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from shared.telemetry.config import TelemetryConfig
 from shared.telemetry.drops import (
@@ -47,6 +49,7 @@ from shared.telemetry.drops import (
     CountingSpanProcessor,
     DropCounter,
 )
+from shared.telemetry.keep_traces import KeepInterestingTraces, RecordAllSampler
 from shared.telemetry.logs import BoundedLokiHandler, LoggingInstall, install_logging
 
 INSTRUMENTATION = "open_autoglm"
@@ -143,8 +146,9 @@ class Telemetry:
         timeout_ms = cfg.export_timeout_s * 1000
         batch = min(cfg.max_export_batch_size, cfg.max_queue_size)
 
+        # Every span is recorded; errors, fallbacks and slow traces are exported at any ratio.
         self.tracer_provider = TracerProvider(
-            resource=resource, sampler=ParentBased(TraceIdRatioBased(cfg.traces_sample_ratio))
+            resource=resource, sampler=RecordAllSampler(cfg.traces_sample_ratio)
         )
         for exporter in span_exporters:
             processor = BatchSpanProcessor(
@@ -155,7 +159,10 @@ class Telemetry:
                 export_timeout_millis=timeout_ms,
             )
             self.tracer_provider.add_span_processor(
-                CountingSpanProcessor(processor, self.drops, cfg.max_queue_size)
+                KeepInterestingTraces(
+                    CountingSpanProcessor(processor, self.drops, cfg.max_queue_size),
+                    slow_s=cfg.slow_trace_s,
+                )
             )
         self.tracer = self.tracer_provider.get_tracer(INSTRUMENTATION)
 
@@ -199,6 +206,14 @@ class Telemetry:
                 # The SDK's handler is deprecated in favour of a contrib package; it still works.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 shipped.append(LoggingHandler(logger_provider=self.logger_provider))
+        if cfg.loki_url is not None and self.logger_provider is not None:
+            logging.getLogger(__name__).warning(
+                "logs go both over OTLP to %s and straight to Loki at %s; a collector that "
+                "forwards logs to Loki (as deploy/otel-collector.yaml does) stores every line "
+                "twice: set loki_url only where no collector ships logs",
+                cfg.endpoint,
+                cfg.loki_url,
+            )
         if cfg.loki_url is not None:
             shipped.append(
                 BoundedLokiHandler(
@@ -219,20 +234,40 @@ class Telemetry:
         )
 
     def shutdown(self) -> None:
-        """Flush and stop every exporter (each bounded by ``export_timeout_s``); idempotent."""
+        """Flush and stop every exporter at once; the whole takes at most ``export_timeout_s``.
+
+        Each signal flushes on its own thread, so a hanging collector costs one timeout, not
+        one per signal; what is still unsent after the deadline is abandoned. Idempotent.
+        """
         if self._closed:
             return
         self._closed = True
+        steps: list[Callable[[], object]] = []
         if self._logging is not None:
-            self._logging.undo()
+            steps.append(self._logging.undo)
             self._logging = None
-        for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
-            if provider is not None:
-                try:
-                    provider.shutdown()
-                except Exception as exc:  # a dead collector must not break shutdown
-                    logging.getLogger(__name__).warning("telemetry shutdown: %s", exc)
+        steps += [
+            provider.shutdown
+            for provider in (self.tracer_provider, self.logger_provider, self.meter_provider)
+            if provider is not None
+        ]
+        workers = [
+            threading.Thread(target=_quietly, args=(step,), name="agl-telemetry-flush", daemon=True)
+            for step in steps
+        ]
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + self.config.export_timeout_s
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
         self.tracer = trace.NoOpTracer()
+
+
+def _quietly(step: Callable[[], object]) -> None:
+    try:
+        step()
+    except Exception as exc:  # a dead collector must not break shutdown
+        logging.getLogger(__name__).warning("telemetry shutdown: %s", exc)
 
 
 def setup_telemetry(

@@ -168,10 +168,31 @@ def test_one_trace_spans_edge_and_hub_processes_with_genai_attributes(
         assert parent.attributes["gen_ai.usage.input_tokens"] > 0
         assert parent.attributes["gen_ai.request.max_tokens"] == 16
         assert parent.attributes["gen_ai.request.temperature"] == 0
-        assert parent.attributes["gen_ai.system"] == "open-autoglm"
+        assert "gen_ai.system" not in parent.attributes  # deprecated
+        for span in (parent, hub_span):
+            assert span.attributes["gen_ai.provider.name"] == "open-autoglm"
+            assert span.attributes["gen_ai.response.id"] == hub_span.attributes["agl.request.id"]
+        # the edge's call to the hub: a NATS client span naming the server and the subject
+        assert parent.attributes["server.address"] == "127.0.0.1"
+        assert parent.attributes["server.port"] == int(nats_server.url.rsplit(":", 1)[1])
+        assert parent.attributes["messaging.destination.name"] == f"agl.v1.infer.{ECHO}"
+        assert root.attributes["url.scheme"] == "http"
+        assert root.attributes["url.path"] == "/v1/chat/completions"
+        assert root.attributes["client.address"] == "127.0.0.1"
     assert edge_spans and next(iter(edge_spans.values())).resource["agl.device.id"] == "dev-otel"
     route_spans = [s for s in edge_spans.values() if s.name == "agl.route"]
     assert route_spans and route_spans[0].attributes["agl.route.reason"] == "policy"
+    # The fallback: its route span and its server span tell the final path, and keep the first.
+    fell_back = [s for s in route_spans if s.attributes["agl.route.reason"] == "fallback"]
+    assert len(fell_back) == 1
+    assert fell_back[0].attributes["agl.tier"] == "edge"
+    assert fell_back[0].attributes["agl.route.first_tier"] == "cloud"
+    assert fell_back[0].attributes["agl.route.first_reason"] == "policy"
+    server = edge_spans[fell_back[0].parent_span_id]
+    assert (server.attributes["agl.tier"], server.attributes["agl.route.reason"]) == (
+        "edge",
+        "fallback",
+    )
 
     genai = {
         "gen_ai.client.token.usage",
@@ -180,13 +201,31 @@ def test_one_trace_spans_edge_and_hub_processes_with_genai_attributes(
         "agl.escalations",
     }
     assert otlp.wait_for(lambda: genai <= otlp.metric_names), otlp.metric_names
+    edge_client = {"gen_ai_client_token_usage", "gen_ai_client_operation_duration_seconds"}
     for scrape, expected in (
-        (edge_scrape, {"gen_ai_client_token_usage", "agl_escalations", "agl_circuit_state"}),
-        (hub_scrape, {"gen_ai_client_token_usage", "gen_ai_server_request_duration_seconds"}),
+        (edge_scrape, {*edge_client, "agl_escalations", "agl_circuit_state", "agl_tokens"}),
+        (hub_scrape, {"gen_ai_server_request_duration_seconds", "agl_tokens", "agl_queue_depth"}),
     ):
         names = {f.name for f in text_string_to_metric_families(scrape)}
         assert expected <= names, names
         assert "agl_telemetry_dropped" in names
+    # The hub is only a server: it records no client figures.
+    assert not {
+        f.name
+        for f in text_string_to_metric_families(hub_scrape)
+        if f.name.startswith("gen_ai_client")
+    }
+    # Each token once: the hub counts the cloud answers' tokens, the edge its local one, and
+    # the edge's client view of the cloud tokens equals the hub's count.
+    edge_tokens, hub_tokens = _tokens(edge_scrape), _tokens(hub_scrape)
+    assert set(edge_tokens) == {("edge", "prompt"), ("edge", "completion")}
+    assert set(hub_tokens) == {("cloud", "prompt"), ("cloud", "completion")}
+    assert hub_tokens[("cloud", "completion")] == _sample(
+        edge_scrape, "gen_ai_client_token_usage_sum", gen_ai_token_type="output"
+    )
+    assert hub_tokens[("cloud", "prompt")] == _sample(
+        edge_scrape, "gen_ai_client_token_usage_sum", gen_ai_token_type="input"
+    )
 
     def warning_with_trace() -> bool:
         return any(
@@ -210,4 +249,25 @@ def test_one_trace_spans_edge_and_hub_processes_with_genai_attributes(
         labels
         == {"component": "hub", "device": labels["device"], "level": "warning", "env": "test"}
         for labels, _ in loki.lines
+    )
+
+
+def _tokens(scrape: str) -> dict[tuple[str, str], float]:
+    """``agl_tokens_total`` summed by (tier, kind)."""
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(scrape):
+        for sample in family.samples:
+            if sample.name == "agl_tokens_total":
+                key = (sample.labels["tier"], sample.labels["kind"])
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def _sample(scrape: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
     )

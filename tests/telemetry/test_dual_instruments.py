@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-import shared.telemetry.instruments as instruments_module
 from edge_agent.metrics import AgentMetrics
 from shared.telemetry import (
     DualCounter,
@@ -22,7 +21,6 @@ from shared.telemetry import (
     Instruments,
     Telemetry,
 )
-from shared.telemetry.dual import _Dual
 
 
 @pytest.fixture
@@ -236,14 +234,24 @@ def test_an_empty_label_value_is_left_out_of_the_otel_attributes(
     telemetry: Telemetry, reader: InMemoryMetricReader
 ) -> None:
     instruments = Instruments(telemetry, CollectorRegistry())
-    attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m", "agl.tier": "edge"}
-    instruments.duration(attrs, 0.2)
-    instruments.duration(attrs, 0.4, error="timeout")
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "m",
+        "agl.tier": "edge",
+        "gen_ai.provider.name": "open-autoglm",
+    }
+    instruments.served(attrs, 0.2, input_tokens=1, output_tokens=1, per_output_token=None)
+    instruments.failed(attrs, 0.4, error="timeout", client=False)
 
     points = otel_points(reader)["gen_ai.server.request.duration"]
     assert sorted(p.attributes.get("error.type", "") for p in points) == ["", "timeout"]
     assert all(dict(p.attributes).items() >= attrs.items() for p in points)
-    ok = {"gen_ai_operation_name": "chat", "gen_ai_request_model": "m", "agl_tier": "edge"}
+    ok = {
+        "gen_ai_operation_name": "chat",
+        "gen_ai_request_model": "m",
+        "agl_tier": "edge",
+        "gen_ai_provider_name": "open-autoglm",
+    }
     name = "gen_ai_server_request_duration_seconds_count"
     assert instruments.registry.get_sample_value(name, {**ok, "error_type": ""}) == 1
     assert instruments.registry.get_sample_value(name, {**ok, "error_type": "timeout"}) == 1
@@ -256,17 +264,31 @@ def test_a_genai_call_records_each_figure_once_on_each_side(
     call = GenAiCall.start(instruments, "chat", request_model="m", tier="edge")
     call.first_token()
     call.finish(response_model="m", input_tokens=12, output_tokens=5, finish_reason="stop")
+    client = GenAiCall.start(
+        instruments,
+        "chat",
+        request_model="big",
+        tier="cloud",
+        kind=SpanKind.CLIENT,
+        server_address="nats.example",
+        server_port=4222,
+    )
+    client.first_token()
+    client.finish(response_model="big", input_tokens=7, output_tokens=3, finish_reason="stop")
     instruments.escalation("policy")
     instruments.plugin_error("pii", "timeout")
 
     points = otel_points(reader)
     prom = instruments.registry
+    provider = {"gen_ai_provider_name": "open-autoglm"}
     genai = {"gen_ai_operation_name": "chat", "gen_ai_request_model": "m", "agl_tier": "edge"}
-    tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in points["gen_ai.client.token.usage"]}
-    assert tokens == {"input": 12, "output": 5}
-    for kind, count in tokens.items():
-        labels = {**genai, "gen_ai_token_type": kind}
-        assert prom.get_sample_value("gen_ai_client_token_usage_sum", labels) == count
+    genai |= provider
+    # The generation made here: server figures and the tokens it generated, once.
+    generated = {p.attributes["agl.token.kind"]: p.value for p in points["agl.tokens"]}
+    assert generated == {"prompt": 12, "completion": 5}
+    for kind, count in generated.items():
+        labels = {"model": "m", "kind": kind, "tier": "edge"}
+        assert prom.get_sample_value("agl_tokens_total", labels) == count
     for otel, prom_name in (
         ("gen_ai.server.request.duration", "gen_ai_server_request_duration_seconds"),
         ("gen_ai.server.time_to_first_token", "gen_ai_server_time_to_first_token_seconds"),
@@ -276,6 +298,26 @@ def test_a_genai_call_records_each_figure_once_on_each_side(
         labels = {**genai, "error_type": ""} if "duration" in otel else genai
         assert point.count == prom.get_sample_value(f"{prom_name}_count", labels) == 1
         assert point.sum == pytest.approx(prom.get_sample_value(f"{prom_name}_sum", labels))
+    # The call to another tier: client figures with server.address, and no server figures.
+    client_labels = {
+        "gen_ai_operation_name": "chat",
+        "gen_ai_request_model": "big",
+        "agl_tier": "cloud",
+        **provider,
+        "server_address": "nats.example",
+    }
+    usage = {p.attributes["gen_ai.token.type"]: p.sum for p in points["gen_ai.client.token.usage"]}
+    assert usage == {"input": 7, "output": 3}
+    assert all(
+        p.attributes["server.address"] == "nats.example"
+        for p in points["gen_ai.client.token.usage"]
+    )
+    for kind, count in usage.items():
+        labels = {**client_labels, "gen_ai_token_type": kind}
+        assert prom.get_sample_value("gen_ai_client_token_usage_sum", labels) == count
+    (duration,) = points["gen_ai.client.operation.duration"]
+    assert duration.count == 1 and duration.attributes["gen_ai.request.model"] == "big"
+    assert all(p.attributes["gen_ai.request.model"] == "m" for p in points["agl.tokens"])
     assert [(p.value, dict(p.attributes)) for p in points["agl.escalations"]] == [
         (1, {"agl.route.reason": "policy"})
     ]
@@ -294,13 +336,12 @@ def test_every_agent_figure_appears_under_its_otel_and_prometheus_names(
     metrics = AgentMetrics(telemetry=telemetry)
     metrics.requests.labels("/v1/chat/completions", "200", "edge", "default").inc()
     metrics.request_duration.labels("/v1/chat/completions").observe(0.3)
-    metrics.tokens.labels("m", "prompt").inc(12)
     metrics.queue_depth.labels("m").set(2)
     metrics.rejected.labels("all").inc()
     metrics.cancelled.labels("m", "timeout").inc()
     metrics.decisions.labels("cloud", "policy").inc()
     metrics.cloud_failures.labels("timeout").inc()
-    metrics.cascade_score.observe(-0.6)
+    metrics.cascade_nll.observe(0.6)
     metrics.model_ready.set(1)
     assert not hasattr(metrics, "ttft")  # the GenAI time to first token is the one TTFT
 
@@ -322,11 +363,6 @@ def test_every_agent_figure_appears_under_its_otel_and_prometheus_names(
             {"http.route": "/v1/chat/completions"},
             1,
         ),
-        "agl.tokens": (
-            "agl_tokens_total",
-            {"gen_ai.request.model": "m", "agl.token.kind": "prompt"},
-            12,
-        ),
         "agl.queue.depth": ("agl_queue_depth", {"gen_ai.request.model": "m"}, 2),
         "agl.queue.rejected": ("agl_queue_rejected_total", {"gen_ai.request.model": "all"}, 1),
         "agl.generations.cancelled": (
@@ -340,7 +376,7 @@ def test_every_agent_figure_appears_under_its_otel_and_prometheus_names(
             1,
         ),
         "agl.cloud.failures": ("agl_cloud_failures_total", {"error.type": "timeout"}, 1),
-        "agl.cascade.nll": ("agl_cascade_score_count", {}, 1),
+        "agl.cascade.nll": ("agl_cascade_nll_count", {}, 1),
         "agl.model.ready": ("agl_model_ready", {}, 1),
     }
     for otel_name, (prom_name, attributes, value) in expected.items():
@@ -353,37 +389,15 @@ def test_every_agent_figure_appears_under_its_otel_and_prometheus_names(
     assert not any(name.startswith("agl_time_to_first_token") for name, _ in samples)
 
 
-def test_the_cascade_score_goes_out_negated_with_mirrored_buckets(
+def test_the_cascade_score_goes_out_as_one_positive_figure(
     telemetry: Telemetry, reader: InMemoryMetricReader
 ) -> None:
     metrics = AgentMetrics(telemetry=telemetry)
-    for score in (-0.05, -0.6, -2.5, -9.0, 0.0):
-        metrics.cascade_score.observe(score)
+    for nll in (0.05, 0.6, 2.5, 9.0, 0.0):
+        metrics.cascade_nll.observe(nll)
 
     (point,) = otel_points(reader)["agl.cascade.nll"]
-    assert list(point.explicit_bounds) == [0, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5]
     assert point.count == 5 and point.sum == pytest.approx(12.15)
-    assert point.min == 0 and point.max == 9
-    assert list(point.bucket_counts) == [1, 1, 0, 0, 1, 0, 0, 0, 1, 0, 1]
-    # prometheus_client leaves out _sum when a bucket bound is negative, as before.
-    prom = {
-        le: metrics.registry.get_sample_value("agl_cascade_score_bucket", {"le": le})
-        for le in ("-5.0", "-2.0", "-0.5", "-0.1", "0.0")
-    }
-    assert prom == {"-5.0": 1, "-2.0": 2, "-0.5": 3, "-0.1": 3, "0.0": 5}
-    assert metrics.registry.get_sample_value("agl_cascade_score_count") == 5
-
-
-def test_the_instruments_docstring_table_lists_every_dual_figure(telemetry: Telemetry) -> None:
-    metrics = AgentMetrics(telemetry=telemetry)
-    duals = [
-        value
-        for holder in (metrics, metrics.genai)
-        for value in vars(holder).values()
-        if isinstance(value, _Dual)
-    ]
-    assert len(duals) == 16
-    doc = instruments_module.__doc__ or ""
-    for dual in duals:
-        prom = f"{dual.prom_name}_total" if isinstance(dual, DualCounter) else dual.prom_name
-        assert re.search(rf"^{re.escape(dual.otel_name)}\b.*\s{prom}\s", doc, re.M), dual
+    assert metrics.registry.get_sample_value("agl_cascade_nll_count") == 5
+    assert metrics.registry.get_sample_value("agl_cascade_nll_sum") == pytest.approx(12.15)
+    assert list(point.explicit_bounds) == [0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5]

@@ -1,0 +1,211 @@
+"""OpenAI's wire shapes for chat and text completions (pure: no I/O, no events).
+
+:class:`CompletionFormat` renders one answer's chunks and whole response; the streaming hot
+path renders each chunk from a pre-built prefix/suffix and one ``json.dumps`` of the token
+text, so the per-token cost stays in the microseconds. ``edge_agent.api.formatter`` drives it
+from the executors' events.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from shared.runtimes.types import GenerationEnd, TokenPiece
+
+__all__ = ["DONE", "CompletionFormat", "error_event", "finish_reason", "sse", "usage"]
+
+DONE = b"data: [DONE]\n\n"
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def sse(obj: Any) -> bytes:
+    """One SSE ``data:`` event."""
+    return f"data: {_dumps(obj)}\n\n".encode()
+
+
+def usage(end: GenerationEnd) -> dict[str, int]:
+    """OpenAI's usage object."""
+    return {
+        "prompt_tokens": end.prompt_tokens,
+        "completion_tokens": end.completion_tokens,
+        "total_tokens": end.prompt_tokens + end.completion_tokens,
+    }
+
+
+def finish_reason(end: GenerationEnd) -> str:
+    """OpenAI finish reasons are ``stop`` or ``length``."""
+    return "length" if end.finish_reason == "length" else "stop"
+
+
+class CompletionFormat:
+    """Chunks and full responses of one request (chat when ``chat`` is true, else text)."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        chat: bool,
+        include_usage: bool,
+        logprobs: bool,
+        echo: str = "",
+        response_id: str | None = None,
+    ) -> None:
+        self.chat = chat
+        self.model = model
+        #: Text completions with ``echo``: the prompt, sent before the answer.
+        self.echo = echo
+        self.id = response_id or ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.include_usage = include_usage
+        self.logprobs = logprobs
+        self._object = "chat.completion.chunk" if chat else "text_completion"
+        head = {"id": self.id, "object": self._object, "created": self.created, "model": self.model}
+        self._head = _dumps(head)[:-1]  # without the closing brace
+        tail = ',"usage":null' if include_usage else ""
+        if chat:
+            self._prefix = f'data: {self._head},"system_fingerprint":null,"choices":[{{"index":0,"delta":{{"content":'
+        else:
+            self._prefix = (
+                f'data: {self._head},"system_fingerprint":null,"choices":[{{"index":0,"text":'
+            )
+        self._suffix = (
+            '},"logprobs":null,"finish_reason":null}]' + tail + "}\n\n"
+            if chat
+            else ',"logprobs":null,"finish_reason":null}]' + tail + "}\n\n"
+        )
+        self._text_offset = 0
+
+    def _chunk(self, choice: dict[str, Any], *, with_usage: dict[str, int] | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": self._object,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [choice] if choice else [],
+        }
+        if self.include_usage:
+            body["usage"] = with_usage
+        return sse(body)
+
+    def opening(self) -> bytes:
+        """The first chat chunk announces the assistant role, as OpenAI's does."""
+        if not self.chat:
+            return b""
+        return self._chunk(
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "content": ""},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        )
+
+    def pieces(self, pieces: Sequence[TokenPiece]) -> bytes:
+        """One chunk carrying one or more generated tokens (empty when there is nothing to send)."""
+        text = pieces[0].text if len(pieces) == 1 else "".join(p.text for p in pieces)
+        if not self.logprobs:
+            return (self._prefix + _dumps(text) + self._suffix).encode() if text else b""
+        scored = [p for p in pieces if p.token_id >= 0]
+        if self.chat:
+            choice = {
+                "index": 0,
+                "delta": {"content": text},
+                "logprobs": {"content": self.chat_logprobs(scored)},
+                "finish_reason": None,
+            }
+        else:
+            choice = {
+                "index": 0,
+                "text": text,
+                "logprobs": self.text_logprobs(scored),
+                "finish_reason": None,
+            }
+        return self._chunk(choice)
+
+    def closing(self, end: GenerationEnd) -> bytes:
+        """The finish chunk, then the usage chunk when asked for, then ``[DONE]``."""
+        if self.chat:
+            choice: dict[str, Any] = {
+                "index": 0,
+                "delta": {},
+                "logprobs": None,
+                "finish_reason": finish_reason(end),
+            }
+        else:
+            choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": finish_reason(end)}
+        out = self._chunk(choice)
+        if self.include_usage:
+            out += self._chunk({}, with_usage=usage(end))
+        return out + DONE
+
+    def full(self, pieces: Sequence[TokenPiece], end: GenerationEnd) -> dict[str, Any]:
+        """The non-streamed response."""
+        prefix = self.echo
+        text = prefix + "".join(p.text for p in pieces)
+        choice: dict[str, Any]
+        scored = [p for p in pieces if p.token_id >= 0]
+        if self.chat:
+            lp = {"content": self.chat_logprobs(scored)} if self.logprobs else None
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": lp,
+                "finish_reason": finish_reason(end),
+            }
+            obj = "chat.completion"
+        else:
+            self._text_offset = len(prefix)
+            lp = self.text_logprobs(scored) if self.logprobs else None
+            choice = {"index": 0, "text": text, "logprobs": lp, "finish_reason": finish_reason(end)}
+            obj = "text_completion"
+        return {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [choice],
+            "usage": usage(end),
+        }
+
+    @staticmethod
+    def chat_logprobs(pieces: Sequence[TokenPiece]) -> list[dict[str, Any]]:
+        """Chat-style logprobs entries."""
+        return [
+            {
+                "token": p.text,
+                "logprob": p.logprob,
+                "bytes": list(p.text.encode()),
+                "top_logprobs": [
+                    {"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode())}
+                    for t in p.top_logprobs
+                ],
+            }
+            for p in pieces
+        ]
+
+    def text_logprobs(self, pieces: Sequence[TokenPiece]) -> dict[str, Any]:
+        """Legacy completions-style logprobs."""
+        offsets = []
+        for p in pieces:
+            offsets.append(self._text_offset)
+            self._text_offset += len(p.text)
+        return {
+            "tokens": [p.text for p in pieces],
+            "token_logprobs": [p.logprob for p in pieces],
+            "top_logprobs": [{t.token: t.logprob for t in p.top_logprobs} for p in pieces],
+            "text_offset": offsets,
+        }
+
+
+def error_event(message: str, *, code: str, type: str = "server_error") -> bytes:
+    """An error in the middle of a stream, as OpenAI sends it."""
+    return sse({"error": {"message": message, "type": type, "param": None, "code": code}})
