@@ -11,12 +11,13 @@ out. The final decision is counted once and answered in ``x-agl-tier``/``x-agl-r
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from edge_agent.api.errors import api_error_for
-from edge_agent.api.formatter import json_answer, sse_answer
+from edge_agent.api.formatter import CompletionFormat, json_answer, sse_answer
 from edge_agent.api.http_io import json_response
 from edge_agent.api.jobs import Job
 from edge_agent.api.launch import escalate, local_run
@@ -30,6 +31,7 @@ from edge_agent.errors import ApiError
 from edge_agent.execute.cascade import run_cascade
 from edge_agent.execute.events import Event
 from edge_agent.router.decide import (
+    RouteDecision,
     RouteInput,
     decide,
     fallback,
@@ -40,17 +42,26 @@ from shared.reasons import Tier
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.types import PreparedPrompt
 
-__all__ = ["answer"]
+__all__ = ["JobAnswer", "answer", "run_job"]
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-async def answer(state: AgentState, request: Request, job: Job) -> Response:
-    """Route ``job``, run it, and render the answer as JSON or SSE."""
-    try:
-        tier_header = parse_tier_header(request.headers.get("x-agl-tier"))
-    except ValueError as exc:
-        raise ApiError(400, str(exc), param="x-agl-tier") from None
+@dataclass
+class JobAnswer:
+    """A routed, running job: the final decision, the answer's events and how to write them."""
+
+    decision: RouteDecision
+    events: AsyncIterator[Event]
+    format: CompletionFormat
+
+
+async def run_job(state: AgentState, job: Job, *, tier_header: Tier | None) -> JobAnswer:
+    """Route ``job`` and start it: the transport-free core that REST and gRPC share.
+
+    Raises :class:`ApiError` (with the real path's ``x-agl-*`` headers when a decision was made);
+    the returned events already went through the ``on_response`` plugins.
+    """
     check_size(state, job)
     local_id, runtime = local_runtime(state, job.model)
     filtered = await filter_request(
@@ -97,15 +108,25 @@ async def answer(state: AgentState, request: Request, job: Job) -> Response:
     cloud = decision.tier is Tier.CLOUD
     fmt = job.answer_format(model=(decision.cloud_model or job.model) if cloud else job.model)
     events = filter_events(events, filtered.chain, stream=job.stream, pool=state.plugin_workers)
-    events = watch_events(request.scope, events)  # the access log's model, TTFT and usage
-    headers = decision.headers()
+    return JobAnswer(decision, events, fmt)
+
+
+async def answer(state: AgentState, request: Request, job: Job) -> Response:
+    """Route ``job``, run it, and render the answer as JSON or SSE."""
+    try:
+        tier_header = parse_tier_header(request.headers.get("x-agl-tier"))
+    except ValueError as exc:
+        raise ApiError(400, str(exc), param="x-agl-tier") from None
+    started = await run_job(state, job, tier_header=tier_header)
+    events = watch_events(request.scope, started.events)  # access log: model, TTFT, usage
+    headers = started.decision.headers()
     if job.stream:
         return StreamingResponse(
-            sse_answer(events, fmt),
+            sse_answer(events, started.format),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **headers},
         )
-    return json_response(await json_answer(events, fmt), headers=headers)
+    return json_response(await json_answer(events, started.format), headers=headers)
 
 
 async def _carry_out(
