@@ -20,6 +20,7 @@ def agent() -> Iterator[RunningAgent]:
 
 
 @pytest.fixture()
-def client(agent: RunningAgent) -> openai.OpenAI:
-    """The official OpenAI client pointed at the shared agent."""
-    return openai.OpenAI(base_url=agent.v1, api_key="unused", max_retries=0, timeout=60)
+def client(agent: RunningAgent) -> Iterator[openai.OpenAI]:
+    """The official OpenAI client pointed at the shared agent (closed after the test)."""
+    with openai.OpenAI(base_url=agent.v1, api_key="unused", max_retries=0, timeout=60) as c:
+        yield c

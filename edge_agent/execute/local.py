@@ -94,7 +94,10 @@ class LocalRun:
             yield Start(model_id)
             while True:
                 try:
-                    async with asyncio.timeout(self.deadline - time.monotonic()):
+                    left = self.deadline - time.monotonic()
+                    if left <= 0:  # checked first: a ready batch is returned without waiting
+                        raise TimeoutError
+                    async with asyncio.timeout(left):
                         batch = await anext(batches, None)
                 except TimeoutError:
                     why = "timeout"

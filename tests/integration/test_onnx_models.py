@@ -101,18 +101,22 @@ def test_classify_single_vector_and_bad_shapes(onnx_agent, digits_classifier) ->
 
 
 def test_onnx_embedder_takes_token_ids(onnx_agent) -> None:  # type: ignore[no-untyped-def]
-    client = openai.OpenAI(base_url=onnx_agent.v1, api_key="x", max_retries=0)
-    out = client.embeddings.create(model="tiny-embed", input=[[1, 2, 3], [1, 2, 3], [9, 9]])
-    vecs = [np.asarray(d.embedding) for d in out.data]
-    assert len(vecs[0]) == 8
-    assert np.allclose(vecs[0], vecs[1]) and not np.allclose(vecs[0], vecs[2])
-    assert out.usage.prompt_tokens == 8
-    bad = httpx.post(f"{onnx_agent.v1}/embeddings", json={"model": "tiny-embed", "input": "text"})
-    assert bad.status_code == 400 and "token ids" in bad.json()["error"]["message"]
+    with openai.OpenAI(base_url=onnx_agent.v1, api_key="x", max_retries=0) as client:
+        out = client.embeddings.create(model="tiny-embed", input=[[1, 2, 3], [1, 2, 3], [9, 9]])
+        vecs = [np.asarray(d.embedding) for d in out.data]
+        assert len(vecs[0]) == 8
+        assert np.allclose(vecs[0], vecs[1]) and not np.allclose(vecs[0], vecs[2])
+        assert out.usage.prompt_tokens == 8
+        bad = httpx.post(
+            f"{onnx_agent.v1}/embeddings", json={"model": "tiny-embed", "input": "text"}
+        )
+        assert bad.status_code == 400 and "token ids" in bad.json()["error"]["message"]
 
 
 def test_models_lists_every_model_and_chat_on_onnx_is_refused(onnx_agent) -> None:  # type: ignore[no-untyped-def]
-    client = openai.OpenAI(base_url=onnx_agent.v1, api_key="x", max_retries=0)
-    assert {m.id for m in client.models.list()} == {MODEL, "digits", "tiny-embed"}
-    with pytest.raises(openai.BadRequestError, match="/v1/classify"):
-        client.chat.completions.create(model="digits", messages=[{"role": "user", "content": "hi"}])
+    with openai.OpenAI(base_url=onnx_agent.v1, api_key="x", max_retries=0) as client:
+        assert {m.id for m in client.models.list()} == {MODEL, "digits", "tiny-embed"}
+        with pytest.raises(openai.BadRequestError, match="/v1/classify"):
+            client.chat.completions.create(
+                model="digits", messages=[{"role": "user", "content": "hi"}]
+            )

@@ -92,8 +92,10 @@ def test_full_queue_answers_503_with_retry_after() -> None:
 
 
 def test_request_timeout_gives_504_and_stream_error_event() -> None:
-    with run_agent(request_timeout_s=0.3) as agent:
-        client = openai.OpenAI(base_url=agent.v1, api_key="x", max_retries=0)
+    with (
+        run_agent(request_timeout_s=0.3) as agent,
+        openai.OpenAI(base_url=agent.v1, api_key="x", max_retries=0) as client,
+    ):
         started = time.monotonic()
         with pytest.raises(openai.APIStatusError) as info:
             client.chat.completions.create(**{**LONG, "stream": False, "max_tokens": 450})
