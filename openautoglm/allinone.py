@@ -27,7 +27,7 @@ from shared.embedded_nats import embedded_nats
 from shared.model_files import bundled_model_path
 from shared.telemetry.logs import UVICORN_LOG_CONFIG
 
-log = logging.getLogger("open_autoglm")
+log = logging.getLogger("openautoglm")
 
 CLOUD_MODEL = "glm-4-plus"
 
