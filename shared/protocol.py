@@ -403,6 +403,10 @@ def _explain(data: bytes, exc: ValidationError, what: str) -> ProtocolError:
         )
     try:
         obj: Any = json.loads(text)
+    except RecursionError:
+        return ProtocolError(
+            f"{what} is nested too deeply; protocol messages need only a few levels"
+        )
     except json.JSONDecodeError as err:
         return ProtocolError(
             f"{what} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"

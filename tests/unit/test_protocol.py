@@ -235,3 +235,19 @@ def test_result_and_chunk_without_logprobs_omit_nothing_old_peers_need() -> None
     assert isinstance(chunk, ChunkMessage) and chunk.logprobs is None
     result = decode_reply(b'{"v":1,"type":"result","id":"r","model":"m","finish_reason":"stop"}')
     assert isinstance(result, ResultMessage) and result.logprobs is None
+
+
+def test_deeply_nested_messages_are_a_protocol_error_not_a_crash() -> None:
+    from shared.protocol import ProtocolError, decode_reply, decode_request
+
+    for raw in (
+        b'{"id":"a","messages":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"a":' * 5000 + b"1" + b"}" * 5000,
+    ):
+        for decode in (decode_request, decode_reply):
+            try:
+                decode(raw)
+            except ProtocolError as exc:
+                assert "nested too deeply" in str(exc)
+            else:
+                raise AssertionError("accepted a message nested 100k deep")
