@@ -12,6 +12,7 @@ from edge_agent.api.inference import classify, embeddings
 from edge_agent.api.jobs import chat_job, completion_job
 from edge_agent.api.schemas import ChatCompletionRequest, CompletionRequest
 from edge_agent.api.state import agent_state
+from edge_agent.errors import ApiError
 
 __all__ = ["OPENAI_ROUTES"]
 
@@ -20,6 +21,15 @@ async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, streamed or not."""
     state = agent_state(request)
     body = await read_json(request, max_bytes=state.settings.max_body_bytes)
+    # Counted before validation: validating a huge message list would hold the loop.
+    messages = body.get("messages")
+    if isinstance(messages, list) and len(messages) > state.settings.max_messages:
+        raise ApiError(
+            400,
+            f"the chat has {len(messages)} messages; at most {state.settings.max_messages} are "
+            "accepted (setting max_messages)",
+            param="messages",
+        )
     return await answer(state, request, chat_job(parse_body(ChatCompletionRequest, body)))
 
 
