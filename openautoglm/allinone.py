@@ -23,23 +23,28 @@ from edge_agent.api.http_protocol import bounded_http_protocol
 from edge_agent.cli import DrainingServer
 from edge_agent.models import ModelRegistry, plan_models
 from edge_agent.settings import EdgeSettings, load_settings
+from openautoglm.aliases import CLOUD_MODEL, cloud_aliases, local_aliases
 from shared.embedded_nats import embedded_nats
 from shared.model_files import bundled_model_path
 from shared.telemetry.logs import UVICORN_LOG_CONFIG
 
 log = logging.getLogger("openautoglm")
 
-CLOUD_MODEL = "glm-4-plus"
-
-#: Routing used by the demo: long prompts and the cloud alias go to the hub; other
-#: requests are answered locally first and escalated when the local answer is unsure.
+#: Routing used by the demo: long prompts and the cloud aliases (GLM, Claude and GPT family
+#: names) go to the hub; other requests are answered locally first and escalated when the local
+#: answer is unsure. ``glm-small`` is answered by the local model.
 DEMO_ROUTER: dict[str, Any] = {
-    "cloud_aliases": {CLOUD_MODEL: CLOUD_MODEL},
+    "cloud_aliases": cloud_aliases(),
     "default_cloud_model": CLOUD_MODEL,
     "rules": [{"name": "long-prompts", "min_prompt_tokens": 400, "tier": "cloud"}],
     "load_slo_s": 20.0,
     "cascade": {"enabled": True, "min_mean_logprob": -0.9, "first_k": 8},
 }
+
+
+def demo_router(local_model: str) -> dict[str, Any]:
+    """``DEMO_ROUTER`` with ``glm-small`` aliasing ``local_model``."""
+    return {**DEMO_ROUTER, "local_aliases": local_aliases(local_model)}
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,8 @@ Ctrl-C stops everything (in-flight requests finish first).
 def edge_settings(opts: AllInOneOptions, nats_url: str) -> EdgeSettings:
     """The agent's settings: the user's config and env, plus the hub link and demo routing."""
     base = load_settings(opts.config_file, host=opts.host, port=opts.port, log_level=opts.log_level)
-    router = base.router if base.router.rules or base.router.cascade.enabled else DEMO_ROUTER
+    routes_itself = base.router.rules or base.router.cascade.enabled
+    router = base.router if routes_itself else demo_router(base.model_id)
     return load_settings(
         opts.config_file,
         host=opts.host,

@@ -48,6 +48,7 @@ def local_runtime(state: AgentState, model: str) -> tuple[str, GgufRuntime]:
     """The local model that serves (or stands in for) ``model``."""
     if model not in state.registry.models and model in state.settings.router.cloud_aliases:
         model = state.registry.main_id  # a cloud alias: the main model counts tokens and falls back
+    model = state.settings.router.local_aliases.get(model, model)
     served = state.registry.get(model)
     if not isinstance(served.runtime, GgufRuntime):
         raise ApiError(

@@ -119,6 +119,13 @@ class RouterConfig(BaseModel):
             'e.g. {"glm-4-plus" = "glm-4-plus"}.'
         ),
     )
+    local_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Requested model name -> local model id; the alias is answered (and routed) like that "
+            'model, e.g. {"glm-small" = "smollm2-135m-instruct"}.'
+        ),
+    )
     default_cloud_model: str = Field(
         "glm-4-plus",
         min_length=1,
