@@ -11,11 +11,15 @@ threads (coroutine functions are awaited), so a slow function never blocks the l
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from opentelemetry import trace
@@ -40,6 +44,17 @@ __all__ = [
 ]
 
 TRACER_NAME = "openautoglm.pipelines"
+FUNCTION_THREADS = 32
+"""Threads that run sync function tasks, shared by every run in the process."""
+_pool: list[ThreadPoolExecutor] = []
+_pool_lock = threading.Lock()
+
+
+def _function_pool() -> ThreadPoolExecutor:
+    with _pool_lock:
+        if not _pool:
+            _pool.append(ThreadPoolExecutor(FUNCTION_THREADS, thread_name_prefix="pipeline-task"))
+        return _pool[0]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -252,7 +267,12 @@ async def _once(
     if task.func is not None:
         if inspect.iscoroutinefunction(task.func):
             return await task.func(*args)
-        return await asyncio.to_thread(task.func, *args)
+        # Our own pool, not the loop's default one: asyncio.run() waits for the default pool
+        # at exit, so a failed run would wait for a sibling still running on a thread.
+        ctx = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            _function_pool(), partial(ctx.run, task.func, *args)
+        )
     assert task.model is not None
     messages = [{"role": "system", "content": task.system}] if task.system else []
     messages.append({"role": "user", "content": task.prompt(values)})

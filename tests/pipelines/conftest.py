@@ -1,0 +1,73 @@
+"""Fixtures for the SDK tests: a real all-in-one (`open-autoglm up`) on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_LINE = "open-autoglm is up"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def allinone() -> Iterator[str]:
+    """`open-autoglm up` in a child process; yields its OpenAI base URL once its banner is out."""
+    port = _free_port()
+    cli = Path(sys.executable).with_name("open-autoglm")
+    proc = subprocess.Popen(
+        [str(cli), "up", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    ready = threading.Event()
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if READY_LINE in line:
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 180
+        while not ready.wait(0.2):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("open-autoglm up did not come up:\n" + "".join(lines[-40:]))
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        reader.join(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@pytest.fixture()
+def agent_env(allinone: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """OPENAUTOGLM_BASE_URL points at the all-in-one for this test."""
+    monkeypatch.setenv("OPENAUTOGLM_BASE_URL", allinone)
+    return allinone
