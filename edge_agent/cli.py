@@ -41,6 +41,8 @@ SETTINGS_FLAGS = settings_options(
     fields=[
         "host",
         "port",
+        "grpc_port",
+        "grpc_max_message_bytes",
         "model_path",
         "model_id",
         "n_ctx",

@@ -124,6 +124,19 @@ class EdgeSettings(TomlFileSettings):
     )
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    grpc_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="gRPC port (KServe v2 inference protocol, agl.v1.Chat, health, reflection) on `host`; 0 picks a free one; empty = off.",
+        json_schema_extra={"cli_default": "off"},
+    )
+    grpc_max_message_bytes: int = Field(
+        4_194_304,
+        ge=1024,
+        le=1_073_741_824,
+        description="Largest gRPC message received or sent (RESOURCE_EXHAUSTED above).",
+    )
     model_id: str = Field(
         BUNDLED_MODEL_ID, min_length=1, description="Name of the main chat model."
     )

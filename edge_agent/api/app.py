@@ -93,9 +93,17 @@ def create_app(
             await asyncio.to_thread(watcher.start)  # a bad plugin directory stops the start
             state.plugins = watcher
             log_plugins(watcher)
+        grpc_server = None
+        if settings.grpc_port is not None:
+            from edge_agent.grpc import start_grpc_server  # grpcio loads only when it is on
+
+            grpc_server = await start_grpc_server(state)
+            state.grpc_port = grpc_server.port
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop()
             if state.plugins is not None:
                 state.plugins.stop()
             if not loader.done():

@@ -1,4 +1,7 @@
-"""``/v1/embeddings`` and ``/v1/classify``: one-shot model calls, run off the event loop."""
+"""``/v1/embeddings`` and ``/v1/classify``: one-shot model calls, run off the event loop.
+
+``classify_rows`` is the transport-free core of ``/v1/classify`` that gRPC ``ModelInfer`` shares.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from starlette.requests import Request
@@ -20,6 +24,7 @@ from edge_agent.errors import ApiError
 from edge_agent.router.hard_example import batch_confidence, joint_route
 from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
 from shared.protocol import ClassifyResult, InferRequest
+from shared.reasons import RouteReason, Tier
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.onnx import Classification, OnnxRuntime
 from shared.telemetry import GenAiCall
@@ -88,9 +93,7 @@ async def embeddings(request: Request) -> Response:
             else [[int(x) for x in raw]]
         )
         used = sum(len(r) for r in rows)
-        with _traced(state, "embeddings", req.model) as done:
-            vectors = await asyncio.to_thread(runtime.embed, rows)
-            done(used)
+        vectors = await embed_token_rows(state, req.model, rows)
     else:
         raise ApiError(
             400,
@@ -111,6 +114,24 @@ async def embeddings(request: Request) -> Response:
     )
 
 
+async def embed_token_rows(
+    state: AgentState, model: str, rows: list[list[int]]
+) -> list[list[float]]:
+    """Embed token id ``rows`` with the ONNX embedder ``model`` (REST and gRPC share it)."""
+    runtime = state.registry.get(model).runtime
+    if not (isinstance(runtime, OnnxRuntime) and runtime.task == "embed"):
+        raise ApiError(
+            400,
+            f"model {model!r} is not an ONNX embedder",
+            param="model",
+            code="wrong_model_type",
+        )
+    with _traced(state, "embeddings", model) as done:
+        vectors = await asyncio.to_thread(runtime.embed, rows)
+        done(sum(len(r) for r in rows))
+    return vectors
+
+
 def _encode(vector: list[float], encoding: str) -> list[float] | str:
     # The official client asks for base64: little-endian float32, as OpenAI sends it.
     if encoding == "base64":
@@ -124,21 +145,62 @@ async def classify(request: Request) -> Response:
     req = parse_body(
         ClassifyRequest, await read_json(request, max_bytes=state.settings.max_body_bytes)
     )
-    served = state.registry.get(req.model)
+    rows: list[list[float]] = req.input if isinstance(req.input[0], list) else [req.input]
+    answer = await classify_rows(state, req.model, rows)
+    return json_response(
+        {
+            "object": "list",
+            "model": req.model,
+            "data": [
+                {
+                    "index": i,
+                    "label": r.label,
+                    "probabilities": r.probabilities,
+                    "confidence": r.confidence,
+                    "tier": answer.tiers[i],
+                }
+                for i, r in enumerate(answer.results)
+            ],
+            "usage": {"input_rows": len(rows), "escalated_rows": answer.tiers.count("cloud")},
+        },
+        headers=answer.headers(),
+    )
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A classified batch: one result and one tier per row, and the batch's tier and reason."""
+
+    results: list[Classification]
+    tiers: list[str]
+    tier: Tier
+    reason: RouteReason
+
+    def headers(self) -> dict[str, str]:
+        """``x-agl-tier``/``x-agl-reason`` of the batch."""
+        return {"x-agl-tier": str(self.tier), "x-agl-reason": str(self.reason)}
+
+
+async def classify_rows(state: AgentState, model: str, rows: list[list[float]]) -> Classified:
+    """Classify ``rows`` with the ONNX classifier ``model``; hard rows may go to the hub.
+
+    The transport-free part of ``/v1/classify`` (REST and gRPC ``ModelInfer`` share it);
+    raises :class:`ApiError` for an unknown model, a model of another kind or ragged rows.
+    """
+    served = state.registry.get(model)
     runtime = served.runtime
     if not (isinstance(runtime, OnnxRuntime) and runtime.task == "classify"):
         raise ApiError(
             400,
-            f"model {req.model!r} is not an ONNX classifier; /v1/classify needs one",
+            f"model {model!r} is not an ONNX classifier; /v1/classify needs one",
             param="model",
             code="wrong_model_type",
         )
-    rows: list[list[float]] = req.input if isinstance(req.input[0], list) else [req.input]
     if len({len(r) for r in rows}) != 1:
         raise ApiError(
             400, "every feature vector in `input` must have the same length", param="input"
         )
-    with _traced(state, "classify", req.model) as done:
+    with _traced(state, "classify", model) as done:
         results = await asyncio.to_thread(runtime.classify, rows)
         done(len(rows))
     tiers = ["edge"] * len(rows)
@@ -156,24 +218,7 @@ async def classify(request: Request) -> Response:
         results[i] = Classification(found.label, dict(found.probabilities), found.confidence)
         tiers[i] = "cloud"
     tier, reason = joint_route(rows=len(rows), hard=len(hard), escalated=answered is not None)
-    return json_response(
-        {
-            "object": "list",
-            "model": req.model,
-            "data": [
-                {
-                    "index": i,
-                    "label": r.label,
-                    "probabilities": r.probabilities,
-                    "confidence": r.confidence,
-                    "tier": tiers[i],
-                }
-                for i, r in enumerate(results)
-            ],
-            "usage": {"input_rows": len(rows), "escalated_rows": tiers.count("cloud")},
-        },
-        headers={"x-agl-tier": str(tier), "x-agl-reason": str(reason)},
-    )
+    return Classified(results, tiers, tier, reason)
 
 
 async def _classify_in_cloud(

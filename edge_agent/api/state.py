@@ -67,6 +67,8 @@ class AgentState:
         self.started = time.time()
         self.uplink: Uplink | None = None
         self.plugins: PluginWatcher | None = None
+        self.grpc_port: int | None = None
+        """The bound gRPC port while the gRPC API serves (``grpc_port`` set), else None."""
         self.workers = ThreadPoolExecutor(_WORKERS, thread_name_prefix="agl-prompt")
         self.plugin_workers = ThreadPoolExecutor(_WORKERS, thread_name_prefix="agl-plugin")
 

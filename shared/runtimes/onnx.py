@@ -41,6 +41,8 @@ class OnnxRuntime:
         self._outputs = session.get_outputs()
         self._labels = list(labels) if labels else None
         self.n_features = self._feature_count()
+        self.input_name: str = self._inputs[0].name
+        """The graph's first input (the one ``classify``/``embed`` feed)."""
 
     @classmethod
     def load(

@@ -1,0 +1,1 @@
+"""Protos of the ``agl`` proto package."""
