@@ -42,6 +42,9 @@ DEMO_ROUTER: dict[str, Any] = {
 }
 
 
+DEFAULT_GRPC_PORT = 50051
+
+
 def demo_router(local_model: str) -> dict[str, Any]:
     """``DEMO_ROUTER`` with ``glm-small`` aliasing ``local_model``."""
     return {**DEMO_ROUTER, "local_aliases": local_aliases(local_model)}
@@ -53,17 +56,21 @@ class AllInOneOptions:
 
     host: str = "127.0.0.1"
     port: int = 8080
+    grpc_port: int | None = None
+    """gRPC (KServe v2 + agl.v1.Chat); None: the config file's ``grpc_port``, else 50051 or,
+    when that is taken, a free one (the banner says which)."""
     nats_port: int | None = None
     config_file: Path | None = None
     hub_threads: int = 1
     log_level: str = "warning"
 
 
-def _banner(url: str, nats_url: str, model: str) -> str:
+def _banner(url: str, nats_url: str, model: str, grpc: str) -> str:
     chat = f"{url}/v1/chat/completions"
     return f"""
 open-autoglm is up
   edge agent (OpenAI API)  {url}/v1      local model: {model}
+  edge agent (gRPC)        {grpc}      KServe v2 inference protocol, agl.v1.Chat
   hub                      {CLOUD_MODEL} (stand-in: the bundled SmolLM2, served over NATS)
   embedded NATS            {nats_url}  (loopback only, JetStream, temporary store)
 
@@ -89,9 +96,22 @@ def edge_settings(opts: AllInOneOptions, nats_url: str) -> EdgeSettings:
         host=opts.host,
         port=opts.port,
         log_level=opts.log_level,
+        grpc_port=_grpc_port(opts, base),
         hub={**base.hub.model_dump(), "nats_url": nats_url},
         router=router,
     )
+
+
+def _grpc_port(opts: AllInOneOptions, base: EdgeSettings) -> int:
+    if opts.grpc_port is not None:
+        return opts.grpc_port
+    if base.grpc_port is not None:
+        return base.grpc_port
+    try:  # the conventional gRPC port, unless something else holds it
+        socket.create_server((opts.host, DEFAULT_GRPC_PORT)).close()
+    except OSError:
+        return 0
+    return DEFAULT_GRPC_PORT
 
 
 async def run(opts: AllInOneOptions) -> None:
@@ -137,7 +157,8 @@ async def run(opts: AllInOneOptions) -> None:
                 uplink = app.state.agent.uplink
                 if uplink is not None:
                     await uplink.wait_connected(10)
-                click.echo(_banner(url, nats.url, settings.model_id), err=True)
+                grpc = f"{settings.host}:{app.state.agent.grpc_port}"
+                click.echo(_banner(url, nats.url, settings.model_id, grpc), err=True)
 
             announcer = asyncio.create_task(announce())
             try:

@@ -29,6 +29,12 @@ def main() -> None:
     type=int,
     help="Edge agent HTTP port (0 = any free one).",
 )
+@click.option(
+    "--grpc-port",
+    type=int,
+    help="Edge agent gRPC port: KServe v2 inference protocol and agl.v1.Chat (0 = any free one). "
+    "[default: 50051, or a free one when 50051 is taken]",
+)
 @click.option("--nats-port", type=int, help="Embedded NATS port. [default: a free one]")
 @click.option(
     "--config",
@@ -48,6 +54,7 @@ def main() -> None:
 def up(
     host: str,
     port: int,
+    grpc_port: int | None,
     nats_port: int | None,
     config_file: Path | None,
     hub_threads: int,
@@ -68,6 +75,7 @@ def up(
     opts = AllInOneOptions(
         host=host,
         port=port,
+        grpc_port=grpc_port,
         nats_port=nats_port,
         config_file=config_file,
         hub_threads=hub_threads,
