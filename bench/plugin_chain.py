@@ -8,7 +8,7 @@ One run measures both:
    model (median of several); ``chain ratio`` is their quotient, target < 0.01;
 2. the time to first token of a streamed chat answer through two real agents side by side
    (``edge-agent run``: one without plugins, one with the three samples, so streams hold back
-   the samples' declared window), measured with the official ``openai`` client as the time
+   what ``pii_redact``'s hold hints ask for, at most its declared window), measured with the official ``openai`` client as the time
    from sending the request to the first SSE chunk with text (median of ``--ttft-runs``,
    requests alternating between the two agents so drift hits both).
 
@@ -127,7 +127,7 @@ def main() -> None:
     without, with_ = ttft_side_by_side(args.threads, args.ttft_runs)
     print(
         f"streamed TTFT, median of {args.ttft_runs}: without plugins {without:.1f} ms, "
-        f"with the samples {with_:.1f} ms (stream window {chain.stream_window} characters)"
+        f"with the samples {with_:.1f} ms (hold hints, window at most {chain.stream_window} characters)"
     )
     print(f"ttft ratio {with_ / without:.2f} (target <= 1.5)")
 

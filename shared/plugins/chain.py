@@ -98,9 +98,18 @@ class RequestResult:
 
 @dataclass(frozen=True, kw_only=True)
 class ResponseResult:
-    """The chain's answer for a piece of response text (whole or a stream window)."""
+    """The chain's answer for a piece of response text (whole or a stream window).
+
+    For streamed text (``final`` false), ``hold`` is how many trailing characters of ``text``
+    must not be released yet: the largest hold hint of the chain's plugins, a plugin that
+    gave none counting its whole ``stream_window_chars``. ``whole_words`` is true when some
+    plugin with a window gave no hint: the stream then also never cuts inside a word (the
+    contract such plugins were written against). Both are 0/False for final text.
+    """
 
     text: str
+    hold: int = 0
+    whole_words: bool = False
     rejected: bool = False
     status: int | None = None
     message: str | None = None
@@ -125,7 +134,9 @@ class LoadedPlugin:
     def run(self, hook: Hook, payload: bytes) -> Verdict:
         """Call ``hook`` and parse its verdict; raises ``PluginCallError`` on any failure."""
         raw = self.module.call(hook, payload)
-        return parse_verdict(raw, hook=hook, plugin=self.name)
+        return parse_verdict(
+            raw, hook=hook, plugin=self.name, max_hold=self.manifest.stream_window_chars
+        )
 
 
 def _recycle_pages(manifest: PluginManifest, limits: HostLimits) -> int | None:
@@ -169,6 +180,40 @@ def load_plugin(
         recycle_pages=_recycle_pages(manifest, limits),
     )
     return LoadedPlugin(manifest, module, key)
+
+
+def common_prefix(a: str, b: str) -> int:
+    """Length of the longest common prefix of ``a`` and ``b``."""
+    if a.startswith(b) or b.startswith(a):
+        return min(len(a), len(b))
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def common_suffix(a: str, b: str) -> int:
+    """Length of the longest common suffix of ``a`` and ``b``."""
+    if a.endswith(b) or b.endswith(a):
+        return min(len(a), len(b))
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[-1 - i] == b[-1 - i]:
+        i += 1
+    return i
+
+
+def carry_hold(before: str, after: str, hold: int) -> int:
+    """The hold on ``before``'s tail, carried over to ``after`` (a later plugin's rewrite).
+
+    If the rewrite left those characters alone they stay held; if it reached into them,
+    everything from the first change (or the start of the held tail, if earlier) is held.
+    """
+    if hold <= 0 or common_suffix(before, after) >= hold:
+        return hold
+    start = max(0, min(common_prefix(before, after), len(before) - hold))
+    return len(after) - start
 
 
 def _encode(doc: Mapping[str, Any]) -> bytes:
@@ -336,14 +381,34 @@ class PluginChain:
             request=body, model=model, route_target=route, modified=modified, trace=tuple(trace)
         )
 
-    def on_response(self, text: str, *, final: bool = True) -> ResponseResult:
-        """Run every on_response plugin over ``text`` (``final`` is False for stream windows)."""
+    def on_response(
+        self, text: str, *, final: bool = True, unhinted: int | None = None
+    ) -> ResponseResult:
+        """Run every on_response plugin over ``text`` (``final`` is False for stream windows).
+
+        Streamed (``final`` false), each plugin also gets ``"window"`` (its
+        ``stream_window_chars``, the most it may hold) and may answer a ``hold`` hint; the
+        result's ``hold`` combines them. A plugin that gives no hint, or fails open, holds
+        ``unhinted`` characters (default: its own ``stream_window_chars``).
+        """
         modified = False
+        hold = 0
+        whole_words = False
         trace: list[PluginOutcome] = []
         for plugin in self._response_plugins:
-            got = self._call(plugin, "on_response", _encode({"text": text, "final": final}), trace)
+            window = plugin.manifest.stream_window_chars
+            doc: dict[str, Any] = {"text": text, "final": final}
+            if not final:
+                doc["window"] = window
+            got = self._call(plugin, "on_response", _encode(doc), trace)
+            if not isinstance(got, PluginCallError) and got.hold is not None:
+                hint = got.hold
+            else:  # no hint (or no usable answer): hold the whole window, as before hints
+                hint = window if unhinted is None else unhinted
+                whole_words = whole_words or hint > 0
             if isinstance(got, PluginCallError):
                 if plugin.manifest.fail == "open":
+                    hold = max(hold, hint)
                     continue
                 return ResponseResult(
                     text=text,
@@ -363,9 +428,19 @@ class PluginChain:
                     trace=tuple(trace),
                 )
             if got.action == "modify" and got.text is not None:
+                hold = carry_hold(text, got.text, hold)
                 text = got.text
                 modified = True
-        return ResponseResult(text=text, modified=modified, trace=tuple(trace))
+            hold = max(hold, hint)
+        if final:
+            hold, whole_words = 0, False
+        return ResponseResult(
+            text=text,
+            hold=min(hold, len(text)),
+            whole_words=whole_words,
+            modified=modified,
+            trace=tuple(trace),
+        )
 
     def names(self) -> Sequence[str]:
         """Plugin names in on_request order."""

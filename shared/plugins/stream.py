@@ -1,63 +1,55 @@
 """Running response plugins over streamed text without missing what spans two chunks.
 
-The window is the look-ahead the plugins declare: each plugin's manifest says how many
-characters of a streamed answer it must see ahead (``stream_window_chars``, its longest
-match that may span a space), and the stream holds back the largest of those in the chain
-(``PluginChain.stream_window``). With a window of 0 (no plugin declares one), each chunk is
-run through the hooks on its own and sent at once: nothing is held, so the time to the first
-token is that of the plugins' calls alone.
+Each plugin's manifest declares how far it may need to see ahead (``stream_window_chars``,
+its longest match that may still be growing at the end of the text), and on each streamed
+call it may say how much it needs *now*: the ``hold`` hint of its verdict, the number of
+trailing characters of its output that might be the beginning of a match (``"The"`` could
+become ``"The@example.com"``; ``"4111 1111"`` could become a card number). The host holds
+back the largest hold of the chain (``ResponseResult.hold``), each hint capped by that
+plugin's window; a plugin that gives no hint holds its whole window, as before hints existed.
 
-Strategy for a window > 0 (a sliding hold-back window):
+* Window 0 (``PluginChain.stream_window``: no plugin declares one, or ``window=0``): each
+  chunk is run through the hooks on its own and sent at once; hints are ignored.
+* Otherwise each ``feed(chunk)`` appends the chunk to the *pending* text and runs the chain's
+  on_response hooks over all of pending (``final = false``). Everything but the held tail
+  is released, and the tail stays pending, shown to the plugins again with the next chunk.
+  With hints only, the cut may fall anywhere (the plugins said what they need). When some
+  plugin with a window gave no hint, the cut is moved back to the last whitespace as well,
+  so such a plugin still never sees a word split: the contract it was written against.
+* If a change reaches into the held tail, it may be a premature match on a partial token
+  (``a@b.co`` of ``a@b.com``), so only the text before the first change is released and the
+  rest is kept *unmodified* for the next call.
+* ``close()`` runs the hooks once more with ``final = true`` and releases the rest: nothing is
+  held at the end.
 
-* Each ``feed(chunk)`` appends the chunk to the *pending* text and runs the chain's
-  on_response hooks over all of pending (``final = false``).
-* If the plugins changed nothing in the last ``window`` characters, the (modified) text
-  before them is released, cut back to the last whitespace so a word is never split; the
-  tail stays pending and is shown to the plugins again with the next chunk.
-* If a change reaches into that tail, it may be a premature match on a partial token
-  (``a@b.co`` of ``a@b.com``, 12 digits of a card read as a phone number), so only the text
-  before the first change is released and the rest is kept *unmodified* for the next call.
-* ``close()`` runs the hooks once more with ``final = true`` and releases the rest.
-
-So anything a plugin must see whole (an e-mail address, a card number) is caught as long as
-it is shorter than ``window`` characters: while incomplete it sits inside the held tail.
 Released text is never shown again. Plugins should be idempotent (running one on its own
 output changes nothing; ``[EMAIL]`` is not an e-mail address) since modified text may be held
-and fed again. Past ``4 × window`` characters without a place to cut, text is released anyway. The cost is latency of up to ``window`` characters, and one
-chain call per chunk. Without on_response plugins chunks pass straight through.
+and fed again. Past ``4 × window`` characters without a place to cut, text is released
+anyway. Without on_response plugins chunks pass straight through.
 
 A reject raises ``PluginRejectedError``: stop the stream and report its status and message
 (the held text has not been sent). Every plugin failure on the way (whatever its ``fail``
-setting) goes to ``on_failure``, which by default counts it in ``agl_plugin_errors_total``.
+setting; a bad hold hint is one) goes to ``on_failure``, which by default counts it in
+``agl_plugin_errors_total``; a plugin that failed open holds its whole window.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from shared.plugins.chain import PluginChain, PluginOutcome, ResponseResult
+from shared.plugins.chain import (
+    PluginChain,
+    PluginOutcome,
+    ResponseResult,
+    common_prefix,
+    common_suffix,
+)
 from shared.plugins.errors import PluginRejectedError
 from shared.telemetry import record_plugin_error
 
 __all__ = ["ResponseStream", "count_failure"]
 
 _MAX_HOLD_FACTOR = 4  # with no whitespace at all, release anyway past 4 windows
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def _common_suffix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[-1 - i] == b[-1 - i]:
-        i += 1
-    return i
 
 
 def _cut_at_space(text: str, limit: int) -> int:
@@ -76,7 +68,7 @@ def count_failure(outcome: PluginOutcome) -> None:
 class ResponseStream:
     """Feed streamed text through a chain's on_response hooks.
 
-    stream = ResponseStream(chain)   # holds back chain.stream_window characters
+    stream = ResponseStream(chain)   # holds back what the plugins ask for
     for chunk in tokens:
         send(stream.feed(chunk))   # may be "" while text is held back
     send(stream.close())
@@ -89,12 +81,13 @@ class ResponseStream:
         window: int | None = None,
         on_failure: Callable[[PluginOutcome], None] | None = count_failure,
     ) -> None:
-        window = chain.stream_window if window is None else window
-        if window < 0:
+        if window is not None and window < 0:
             raise ValueError("window must be 0 (no look-ahead) or more characters")
         self.chain = chain
-        self.window = window
-        """Characters held back: the chain's declared window unless one was given."""
+        self.window = chain.stream_window if window is None else window
+        """The most held for a plugin without a hint: the chain's largest declared window,
+        unless one was given (then every plugin without a hint holds that; 0: no look-ahead)."""
+        self._unhinted = window
         self.on_failure = on_failure
         self._pending = ""
         self._closed = False
@@ -108,8 +101,8 @@ class ResponseStream:
             if outcome.error is not None:
                 self.on_failure(outcome)
 
-    def _run(self, final: bool) -> str:
-        result = self.chain.on_response(self._pending, final=final)
+    def _run(self, final: bool) -> ResponseResult:
+        result = self.chain.on_response(self._pending, final=final, unhinted=self._unhinted)
         self._report(result)
         if result.rejected:
             self._closed = True
@@ -120,7 +113,7 @@ class ResponseStream:
                 message=result.message or "",
             )
         self.modified = self.modified or result.modified
-        return result.text
+        return result
 
     def feed(self, chunk: str) -> str:
         """Add a chunk; return the text that is now safe to send (possibly empty)."""
@@ -128,32 +121,34 @@ class ResponseStream:
             raise RuntimeError("feed() after close() or a rejection")
         if not self.chain.has_response_hooks:
             return chunk
+        if not chunk:
+            return ""
         if self.window == 0:  # no look-ahead: this chunk alone, sent at once
-            if not chunk:
-                return ""
             self._pending = chunk
-            text = self._run(final=False)
+            text = self._run(final=False).text
             self._pending = ""
             return text
         self._pending += chunk
         original = self._pending
-        if len(original) <= self.window:
-            return ""  # nothing could be released yet; skip the call
-        text = self._run(final=False)
-        if _common_suffix(original, text) < self.window:
+        result = self._run(final=False)
+        text, hold, words = result.text, result.hold, result.whole_words
+        most = _MAX_HOLD_FACTOR * max(self.window, 1)
+        if common_suffix(original, text) < hold:
             # A change reaches into the held tail: it may be a partial match ("a@b.co" of
             # "a@b.com"), so release only the untouched prefix and show the rest again.
-            limit = min(_common_prefix(original, text), len(original) - self.window)
-            cut = _cut_at_space(original, limit)
-            if cut > 0 or len(original) < _MAX_HOLD_FACTOR * self.window:
+            limit = min(common_prefix(original, text), len(text) - hold)
+            cut = _cut_at_space(original, limit) if words else max(limit, 0)
+            if cut > 0 or len(original) < most:
                 self._pending = original[cut:]
                 return original[:cut]
-        # Every change lies before the held tail: release up to the tail, cut at a space.
-        cut = _cut_at_space(text, len(text) - self.window)
+            hold = min(hold, self.window)  # no place to cut for too long: stop holding
+        # Every change lies before the held tail: release up to the tail.
+        limit = len(text) - hold
+        cut = _cut_at_space(text, limit) if words else max(limit, 0)
         if cut == 0:
-            if len(text) < _MAX_HOLD_FACTOR * self.window:
-                return ""  # one long word so far: keep holding it (as the original text)
-            cut = len(text) - self.window  # no place to cut: stop holding
+            if limit <= 0 or len(text) < most:
+                return ""  # all of it may still be a match: keep holding (the original text)
+            cut = limit  # one long word: stop holding it
         self._pending = text[cut:]
         return text[:cut]
 
@@ -164,6 +159,6 @@ class ResponseStream:
         self._closed = True
         if not self.chain.has_response_hooks or not self._pending:
             return self._pending
-        text = self._run(final=True)
+        text = self._run(final=True).text
         self._pending = ""
         return text

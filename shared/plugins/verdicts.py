@@ -6,9 +6,12 @@ A hook's output is one JSON object:
                  {"action": "modify", "request": {"messages": [...], ...}, "target": "local_only"?}
                  {"action": "reject", "status": 400, "message": "..."}
                  {"action": "route", "target": "edge" | "cloud" | "local_only"}
-    on_response: {"action": "continue"}
-                 {"action": "modify", "text": "..."}
+    on_response: {"action": "continue", "hold": 0?}
+                 {"action": "modify", "text": "...", "hold": 0?}
                  {"action": "reject", "status": 400, "message": "..."}
+
+``hold`` (streamed text only) is how many trailing characters of the text may still be the
+start of a match: an int from 0 to the plugin's ``stream_window_chars`` (``max_hold``).
 
 ``parse_verdict`` turns bytes into a ``Verdict`` or raises ``PluginOutputError`` (and nothing
 else, whatever the bytes: a hostile verdict must reach the plugin's ``fail`` strategy, never
@@ -77,6 +80,9 @@ class Verdict:
     """``reject``: why, for the client."""
     target: RouteTarget | None = None
     """``route`` (and optionally ``modify``): where the request must run."""
+    hold: int | None = None
+    """``continue``/``modify`` on_response: trailing characters a stream must not release yet
+    (None: no hint, the plugin's whole ``stream_window_chars`` is held)."""
 
 
 def _fail(name: str, hook: Hook, detail: str) -> PluginOutputError:
@@ -147,8 +153,26 @@ def _request_problem(request: Any) -> str | None:
     return None
 
 
-def parse_verdict(raw: bytes, *, hook: Hook, plugin: str = "plugin") -> Verdict:
-    """Validate a hook's output and return its verdict; raises ``PluginOutputError`` if invalid."""
+def _hold(doc: dict[str, Any], plugin: str, max_hold: int) -> int | None:
+    if "hold" not in doc:
+        return None
+    hold = doc["hold"]
+    if not isinstance(hold, int) or isinstance(hold, bool) or not 0 <= hold <= max_hold:
+        raise _fail(
+            plugin,
+            "on_response",
+            f"hold must be an integer from 0 to {max_hold} (the manifest's stream_window_chars), "
+            f"not {hold!r}",
+        )
+    return hold
+
+
+def parse_verdict(raw: bytes, *, hook: Hook, plugin: str = "plugin", max_hold: int = 0) -> Verdict:
+    """Validate a hook's output and return its verdict; raises ``PluginOutputError`` if invalid.
+
+    ``max_hold`` is the largest ``hold`` an on_response verdict may give (the plugin's
+    ``stream_window_chars``).
+    """
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -184,12 +208,13 @@ def parse_verdict(raw: bytes, *, hook: Hook, plugin: str = "plugin") -> Verdict:
         if problem := _request_problem(request):
             raise _fail(plugin, hook, problem)
         return Verdict(action="modify", request=request, target=target)
+    hold = _hold(doc, plugin, max_hold) if hook == "on_response" else None
     if action == "modify":
         text = doc.get("text")
         if not isinstance(text, str):
             raise _fail(plugin, hook, "modify needs a text string")
-        return Verdict(action="modify", text=text)
-    return Verdict(action="continue")
+        return Verdict(action="modify", text=text, hold=hold)
+    return Verdict(action="continue", hold=hold)
 
 
 def order_key(manifest: PluginManifest) -> tuple[int, int, str]:
