@@ -207,6 +207,12 @@ class EdgeSettings(TomlFileSettings):
         "path is taken from the directory the agent starts in. Empty disables plugins.",
         json_schema_extra={"cli_default": "none (no plugins)"},
     )
+    pipelines_dir: Path | None = Field(
+        None,
+        description="Directory of declared pipelines (*.toml) served at /v1/pipelines; reloaded "
+        "when a file changes, and a file that fails to load is logged and skipped.",
+        json_schema_extra={"cli_default": "none (no pipelines)"},
+    )
     keep_running_on_load_error: bool = Field(
         False,
         description="When a model fails to load, keep serving (/healthz, /status; /readyz says 503) "

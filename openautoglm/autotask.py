@@ -18,6 +18,9 @@ from shared.pipelines import PipelineBuildError, PipelineResult, Task, TaskTrace
 
 __all__ = ["TASK_TYPES", "AutoTask", "AutoTaskResult"]
 
+DEFAULT_MAX_TOKENS = 128
+"""An answer's length unless ``max_tokens`` says otherwise (None: as long as the model's context allows)."""
+
 #: task_type → the system message of its inference stage.
 TASK_TYPES: dict[str, str | None] = {
     "text-generation": None,
@@ -51,7 +54,7 @@ class AutoTask:
         *,
         model: str = "auto",
         prompt: str,
-        max_tokens: int | None = None,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
         temperature: float | None = None,
         mode: Mode = "agent",
         base_url: str | None = None,

@@ -19,6 +19,7 @@ from edge_agent.api.errors import EXCEPTION_HANDLERS
 from edge_agent.api.middleware import EdgeHeadersMiddleware
 from edge_agent.api.openai_routes import OPENAI_ROUTES
 from edge_agent.api.ops import OPS_ROUTES
+from edge_agent.api.pipelines_routes import PIPELINE_ROUTES
 from edge_agent.api.state import AgentState, SchedulerFactory
 from edge_agent.api.status import log_plugins
 from edge_agent.api.tracing import TracingMiddleware
@@ -115,7 +116,7 @@ def create_app(
             await asyncio.to_thread(telemetry.shutdown)
 
     app = Starlette(
-        routes=[*OPENAI_ROUTES, *OPS_ROUTES],
+        routes=[*OPENAI_ROUTES, *OPS_ROUTES, *PIPELINE_ROUTES],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,
     )

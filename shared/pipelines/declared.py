@@ -17,7 +17,7 @@
     output_key = "summary"
     stream = true
 
-``func`` and ``when`` name callables; every other key is a :class:`Task` field. A file that
+``func`` and ``when`` name callables (modules next to the file are importable); every other key is a :class:`Task` field. A file that
 cannot be loaded raises :class:`PipelineLoadError` naming the file, the task and the fix.
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,10 @@ def load_pipeline_file(path: Path) -> DeclaredPipeline:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PipelineLoadError(f"{path}: cannot read it as TOML: {exc}") from None
+    # Like Airflow's dags folder: modules next to the file are importable by their names.
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     name = doc.get("name") or path.stem
     raw_tasks = doc.get("tasks")
     if not isinstance(raw_tasks, list) or not raw_tasks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,8 +24,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+BROKEN = """\
+name = "broken"
+
+[[tasks]]
+name = "clean"
+func = "no_such_module_here:clean"
+input_key = "raw"
+"""
+
+
 @pytest.fixture(scope="session")
-def allinone() -> Iterator[str]:
+def pipelines_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The all-in-one's pipelines_dir: the README's example pipeline and one broken file."""
+    folder = tmp_path_factory.mktemp("pipelines")
+    for name in ("summarize.toml", "textops.py"):
+        shutil.copy(ROOT / "examples" / "pipelines" / name, folder / name)
+    (folder / "broken.toml").write_text(BROKEN)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def allinone(pipelines_dir: Path) -> Iterator[str]:
     """`open-autoglm up` in a child process; yields its OpenAI base URL once its banner is out."""
     port = _free_port()
     cli = Path(sys.executable).with_name("open-autoglm")
@@ -34,7 +55,7 @@ def allinone() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env=dict(os.environ),
+        env={**os.environ, "AGL_PIPELINES_DIR": str(pipelines_dir)},
     )
     ready = threading.Event()
     lines: list[str] = []

@@ -59,7 +59,7 @@ def test_each_task_gets_a_span_under_the_runs_span(agent_env: str) -> None:
             Task(name="answer", model="glm-4-plus", input_key="question", max_tokens=8),
         ]
     )
-    original = trace.get_tracer_provider()
+    original = trace._TRACER_PROVIDER  # type: ignore[attr-defined]  # None unless set
     trace._TRACER_PROVIDER = provider  # type: ignore[attr-defined]  # the SDK reads the global one
     try:
         with tracer.start_as_current_span("app"):
