@@ -11,6 +11,7 @@ import click
 
 from openautoglm import __version__
 from openautoglm.allinone import AllInOneOptions, run
+from openautoglm.pipeline_cli import pipeline
 from shared.errors import AglError
 
 
@@ -87,3 +88,6 @@ def up(
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         pass
+
+
+main.add_command(pipeline)

@@ -81,3 +81,18 @@ def test_the_sdk_runs_the_same_declared_file(agent_env: str) -> None:
     pipeline = Pipeline.from_toml(ROOT / "examples" / "pipelines" / "summarize.toml")
     result = pipeline.run(raw_text=RAW)
     assert result["summary"] and result.task("generate_summary").tier == "cloud"
+
+
+@pytest.mark.timeout(240)
+def test_the_cli_runs_a_declared_file_with_inputs(agent_env: str) -> None:
+    from click.testing import CliRunner
+
+    from openautoglm.cli import main
+
+    file = ROOT / "examples" / "pipelines" / "summarize.toml"
+    out = CliRunner().invoke(
+        main, ["pipeline", "run", str(file), "--input", f"raw_text={RAW}", "--trace"]
+    )
+    assert out.exit_code == 0, out.output
+    body = json.loads(out.stdout)
+    assert body["cleaned_text"] == RAW.strip().lower() and body["summary"]
