@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test check lint format bench plugins plugins-check deploy-check
+.PHONY: setup run test check lint format bench plugins plugins-check deploy-check protos
 
 setup:
 	./scripts/setup.sh
@@ -18,6 +18,10 @@ test: lint plugins-check
 # Rebuild the sample and test plugins into the working tree.
 plugins: setup
 	./wasm_plugins/build.sh
+
+# Rewrite shared/proto's generated gRPC code after a .proto changed (tests/grpc/test_protos.py checks it).
+protos: setup
+	$(BIN)/python scripts/gen_protos.py
 
 # Fail unless a fresh build of the plugins matches the committed .wasm byte for byte.
 plugins-check: setup
@@ -44,3 +48,4 @@ bench: setup
 	$(BIN)/python bench/joint_inference.py
 	$(BIN)/python bench/plugin_chain.py
 	$(BIN)/python bench/telemetry_overhead.py
+	$(BIN)/python bench/grpc_vs_rest.py

@@ -81,10 +81,13 @@ class ChatService(pb_grpc.ChatServicer):
         deadline = _deadline(context)
         async with api_errors(self._state, context):
             started, first = await self._start(request, context, stream=False, deadline=deadline)
-            await context.send_initial_metadata(tuple(started.decision.headers().items()))
-            async with _bounded(deadline):
-                held = [first] if first is not None else []
-                pieces, end = await collect(replay(held, started.events))
+            try:
+                await context.send_initial_metadata(tuple(started.decision.headers().items()))
+                async with _bounded(deadline):
+                    held = [first] if first is not None else []
+                    pieces, end = await collect(replay(held, started.events))
+            finally:
+                await _close(started.events)  # a no-op once collect has read the end
             return pb.ChatResponse(
                 id=started.format.id,
                 model=started.format.model,
@@ -127,10 +130,7 @@ class ChatService(pb_grpc.ChatServicer):
                     event = await anext(events, None)
         finally:
             # A cancelled call or a deadline lands here: closing the events cancels generation.
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+            await _close(events)
 
     async def _start(
         self, request: pb.ChatRequest, context: Context, *, stream: bool, deadline: float | None
@@ -152,12 +152,16 @@ class ChatService(pb_grpc.ChatServicer):
             async with _bounded(deadline):
                 first = await anext(started.events, None)
         except BaseException:
-            aclose = getattr(started.events, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+            await _close(started.events)
             raise
         return started, first
+
+
+async def _close(events: AsyncIterator[Event]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
 
 
 def _metadata(context: Context) -> dict[str, str]:
