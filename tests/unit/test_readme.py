@@ -187,14 +187,16 @@ def test_links_stay_inside_the_repository() -> None:
 
 
 def test_every_example_file_named_in_the_readme_exists_and_loads() -> None:
-    named = set(re.findall(r"examples/[\w.-]+", README.read_text(encoding="utf-8")))
+    named = {
+        n.rstrip(".") for n in re.findall(r"examples/[\w./-]+", README.read_text(encoding="utf-8"))
+    }
     assert {
         "examples/prompts.jsonl",
         "examples/request.json",
         "examples/hub.toml",
         "examples/edge.toml",
     } <= named
-    assert [n for n in named if not (ROOT / n).is_file()] == []
+    assert [n for n in named if not (ROOT / n).exists()] == []
     load_settings(ROOT / "examples/edge.toml")
     problems, _ = check_hub(load_hub_settings(ROOT / "examples/hub.toml"))
     assert problems == []
