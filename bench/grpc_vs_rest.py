@@ -65,7 +65,7 @@ def grpc_tok_s(stub: chat_pb2_grpc.ChatStub, model: str) -> float:
     )
     started = time.perf_counter()
     tokens = 0
-    for chunk in stub.Stream(request, timeout=120):
+    for chunk in stub.Stream(request, timeout=600):
         if chunk.finish_reason:
             tokens = chunk.usage.completion_tokens
     elapsed = time.perf_counter() - started
