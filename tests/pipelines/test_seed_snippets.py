@@ -62,7 +62,7 @@ def _run(snippet: str) -> dict[str, Any]:
     return namespace
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(450)
 def test_the_summarization_flow_runs_word_for_word_and_the_cloud_tier_writes_the_summary(
     agent_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -76,7 +76,7 @@ def test_the_summarization_flow_runs_word_for_word_and_the_cloud_tier_writes_the
     assert result["summary"] in capsys.readouterr().out
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(450)
 def test_the_autotask_snippet_runs_word_for_word_on_the_local_alias(
     agent_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
