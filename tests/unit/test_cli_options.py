@@ -21,6 +21,8 @@ from shared.cli_options import CLI_DEFAULT_KEY, SettingsOption, settings_options
 EDGE_FLAGS = [
     "--host",
     "--port",
+    "--grpc-port",
+    "--grpc-max-message-bytes",
     "--model-path",
     "--model-id",
     "--n-ctx",
