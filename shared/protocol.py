@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from shared.errors import AglError
+from shared.runtimes.grammar import MAX_SCHEMA_BYTES
 from shared.runtimes.types import SamplingParams, TokenPiece, TopLogprob
 
 PROTOCOL_VERSION = 1
@@ -169,6 +170,10 @@ class InferParams(BaseModel):
     seed: int | None = None
     logprobs: bool = False
     top_logprobs: int = Field(default=0, ge=0, le=20)
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    grammar: str | None = Field(default=None, max_length=MAX_SCHEMA_BYTES)
+    """Constrained decoding: ``"json_object"`` or a JSON schema's text (``shared.runtimes.grammar``)."""
 
 
 class InferRequest(_Message):
@@ -312,6 +317,9 @@ def wire_params(p: SamplingParams) -> InferParams:
             seed=p.seed,
             logprobs=p.logprobs,
             top_logprobs=p.top_logprobs,
+            frequency_penalty=p.frequency_penalty,
+            presence_penalty=p.presence_penalty,
+            grammar=p.grammar,
         )
     except ValidationError as exc:
         problems = "; ".join(
@@ -331,6 +339,9 @@ def sampling_params(p: InferParams) -> SamplingParams:
         seed=p.seed,
         logprobs=p.logprobs,
         top_logprobs=p.top_logprobs,
+        frequency_penalty=p.frequency_penalty,
+        presence_penalty=p.presence_penalty,
+        grammar=p.grammar,
     )
 
 

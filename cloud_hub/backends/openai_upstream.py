@@ -17,6 +17,7 @@ import httpx
 from cloud_hub.backends.base import BackendEvent, RequestContext
 from cloud_hub.errors import BackendError
 from shared.protocol import TRACEPARENT_HEADER, InferRequest
+from shared.runtimes.grammar import JSON_OBJECT
 from shared.runtimes.types import FinishReason, GenerationEnd
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,12 @@ class OpenAIUpstreamBackend:
             body["stop"] = p.stop
         if p.seed is not None:
             body["seed"] = p.seed
+        if p.frequency_penalty:
+            body["frequency_penalty"] = p.frequency_penalty
+        if p.presence_penalty:
+            body["presence_penalty"] = p.presence_penalty
+        if p.grammar is not None:
+            body["response_format"] = response_format(p.grammar)
         if req.kind == "chat":
             body["messages"] = [m.model_dump() for m in req.messages or []]
             return "/chat/completions", body
@@ -150,3 +157,13 @@ class OpenAIUpstreamBackend:
             int(usage.get("prompt_tokens", 0)),
             int(usage.get("completion_tokens", pieces)),
         )
+
+
+def response_format(grammar: str) -> dict[str, Any]:
+    """OpenAI's ``response_format`` for a grammar source (``shared.runtimes.grammar``)."""
+    if grammar == JSON_OBJECT:
+        return {"type": "json_object"}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "response", "schema": json.loads(grammar), "strict": True},
+    }

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from edge_agent.api.http_io import json_response, parse_body, read_json
+from edge_agent.api.openai_fields import shorten
 from edge_agent.api.schemas import ClassifyRequest, EmbeddingRequest
 from edge_agent.api.state import AgentState, agent_state
 from edge_agent.errors import ApiError
@@ -101,11 +102,17 @@ async def embeddings(request: Request) -> Response:
             param="model",
             code="wrong_model_type",
         )
+    if req.dimensions is not None:
+        vectors = shorten(vectors, req.dimensions)
     return json_response(
         {
             "object": "list",
             "data": [
-                {"object": "embedding", "index": i, "embedding": _encode(v, req.encoding_format)}
+                {
+                    "object": "embedding",
+                    "index": i,
+                    "embedding": _encode(v, req.encoding_format or "float"),
+                }
                 for i, v in enumerate(vectors)
             ],
             "model": req.model,

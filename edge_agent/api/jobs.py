@@ -11,6 +11,9 @@ from typing import Any, Literal
 
 from edge_agent.api.formatter import CompletionFormat
 from edge_agent.api.schemas import ChatCompletionRequest, CompletionRequest
+from edge_agent.errors import ApiError
+from shared.errors import InvalidInput
+from shared.runtimes.grammar import JSON_OBJECT, schema_source
 from shared.runtimes.types import SamplingParams
 
 __all__ = ["Job", "chat_job", "completion_job"]
@@ -76,31 +79,59 @@ def _sampling(
     max_tokens: int | None,
     logprobs: bool,
     top_logprobs: int,
+    grammar: str | None = None,
 ) -> SamplingParams:
+    # OpenAI's defaults stand in for explicit nulls.
     return SamplingParams(
         max_tokens=max_tokens or 0,
-        temperature=req.temperature,
-        top_p=req.top_p,
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=1.0 if req.top_p is None else req.top_p,
         stop=req.stop_list(),
         seed=req.seed,
         logprobs=logprobs,
         top_logprobs=top_logprobs,
+        frequency_penalty=req.frequency_penalty or 0.0,
+        presence_penalty=req.presence_penalty or 0.0,
+        grammar=grammar,
     )
+
+
+def _set(req: ChatCompletionRequest | CompletionRequest, name: str) -> bool:
+    return name in req.model_fields_set and getattr(req, name) is not None
+
+
+def response_grammar(req: ChatCompletionRequest) -> str | None:
+    """The grammar source of ``response_format`` (a 400 naming what cannot be enforced)."""
+    fmt = req.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return JSON_OBJECT
+    assert fmt.json_schema is not None  # the schema's validator guarantees it
+    schema = fmt.json_schema.json_schema
+    try:
+        return schema_source({} if schema is None else schema)
+    except InvalidInput as exc:
+        raise ApiError(400, str(exc), param="response_format.json_schema.schema") from None
 
 
 def chat_job(req: ChatCompletionRequest) -> Job:
     """The job of a ``/v1/chat/completions`` request."""
     max_tokens = req.max_completion_tokens or req.max_tokens
+    if req.tools and req.tool_choice != "none":
+        raise ApiError(400, "`tools` are not supported yet", param="tools")
     return Job(
         model=req.model,
         kind="chat",
         messages=[{"role": m.role, "content": m.text()} for m in req.messages],
         prompt_text=None,
         max_tokens=max_tokens,
-        params=_sampling(req, max_tokens, req.logprobs, req.top_logprobs or 0),
-        stream=req.stream,
+        params=_sampling(
+            req, max_tokens, bool(req.logprobs), req.top_logprobs or 0, response_grammar(req)
+        ),
+        stream=bool(req.stream),
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
-        temperature_set="temperature" in req.model_fields_set,
+        temperature_set=_set(req, "temperature"),
     )
 
 
@@ -114,8 +145,8 @@ def completion_job(req: CompletionRequest) -> Job:
         prompt_text=req.prompt_text(),
         max_tokens=max_tokens,
         params=_sampling(req, max_tokens, req.logprobs is not None, req.logprobs or 0),
-        stream=req.stream,
+        stream=bool(req.stream),
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
-        temperature_set="temperature" in req.model_fields_set,
+        temperature_set=_set(req, "temperature"),
         echo=req.prompt_text() if req.echo else "",
     )

@@ -25,6 +25,7 @@ from shared.errors import (
     UnsupportedOperation,
 )
 from shared.runtimes.chat_prompt import chat_tokens
+from shared.runtimes.grammar import gbnf_for
 from shared.runtimes.stops import StopStringFilter
 from shared.runtimes.types import (
     GenerationEnd,
@@ -59,6 +60,7 @@ class GgufRuntime:
         self._formatter = self._chat_formatter(llm)
         self._embedder: Any | None = None
         self._embed_lock = threading.Lock()
+        self._grammars: dict[str, Any] = {}
 
     @classmethod
     def load(
@@ -229,11 +231,15 @@ class GgufRuntime:
         greedy = params.temperature <= 0
         n_out = 0
         finish: str = "length"
+        grammar = None if params.grammar is None else self.grammar(params.grammar)
         tokens = llm.generate(
             prompt.tokens,
             temp=0.0 if greedy else params.temperature,
             top_p=params.top_p,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
             reset=True,
+            grammar=grammar,
         )
         try:
             for token in tokens:
@@ -264,6 +270,27 @@ class GgufRuntime:
             prompt_tokens=len(prompt.tokens),
             completion_tokens=n_out,
         )
+
+    def grammar(self, source: str) -> Any:
+        """The compiled ``LlamaGrammar`` of a grammar source; :class:`InvalidInput` if it has none.
+
+        llama.cpp's own parser checks the GBNF here (a grammar it rejects would crash the
+        sampler chain), once per source.
+        """
+        found = self._grammars.get(source)
+        if found is not None:
+            return found
+        gbnf = gbnf_for(source)
+        lib = self._lib
+        probe = lib.llama_sampler_init_grammar(self._vocab, gbnf.encode(), b"root")
+        if not probe:
+            raise InvalidInput("llama.cpp could not parse the grammar made from the JSON schema")
+        lib.llama_sampler_free(probe)
+        compiled = lib.LlamaGrammar.from_string(gbnf, verbose=False)
+        if len(self._grammars) >= 64:
+            self._grammars.pop(next(iter(self._grammars)))
+        self._grammars[source] = compiled
+        return compiled
 
     def _logprobs(self, token: int, params: SamplingParams) -> tuple[float, tuple[TopLogprob, ...]]:
         # At yield time the context still holds the logits that produced `token`.

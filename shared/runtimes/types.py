@@ -19,6 +19,10 @@ class SamplingParams:
     seed: int | None = None
     logprobs: bool = False
     top_logprobs: int = 0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    grammar: str | None = None
+    """Constrained decoding: ``"json_object"`` or a JSON schema's text (``shared.runtimes.grammar``)."""
 
 
 @dataclass(frozen=True, slots=True)
