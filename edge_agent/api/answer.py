@@ -29,7 +29,7 @@ from edge_agent.api.state import AgentState
 from edge_agent.api.tracing import note_judgement
 from edge_agent.errors import ApiError
 from edge_agent.execute.cascade import run_cascade
-from edge_agent.execute.events import Event
+from edge_agent.execute.events import Event, paced
 from edge_agent.router.decide import (
     RouteDecision,
     RouteInput,
@@ -108,6 +108,8 @@ async def run_job(state: AgentState, job: Job, *, tier_header: Tier | None) -> J
     cloud = decision.tier is Tier.CLOUD
     fmt = job.answer_format(model=(decision.cloud_model or job.model) if cloud else job.model)
     events = filter_events(events, filtered.chain, stream=job.stream, pool=state.plugin_workers)
+    if job.stream:
+        events = paced(events, state.settings.stream_interval_ms / 1000)
     return JobAnswer(decision, events, fmt)
 
 

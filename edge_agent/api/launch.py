@@ -57,7 +57,6 @@ def local_run(
             temperature=job.asked_temperature,
             response_id=job.response_id,
         ),
-        interval_s=settings.stream_interval_ms / 1000 if job.stream else 0.0,
         on_close=lambda: depth.set(scheduler.queue_depth),
     )
 

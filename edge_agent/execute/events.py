@@ -12,12 +12,22 @@ turns events into bytes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 from shared.runtimes.types import GenerationEnd, TokenPiece
 
-__all__ = ["Event", "Failure", "GenerationEnd", "Pieces", "Start", "TokenPiece", "replay"]
+__all__ = [
+    "Event",
+    "Failure",
+    "GenerationEnd",
+    "Pieces",
+    "Start",
+    "TokenPiece",
+    "paced",
+    "replay",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +77,27 @@ async def replay(
             aclose = getattr(rest, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+async def paced(events: AsyncIterator[Event], interval_s: float) -> AsyncIterator[Event]:
+    """``events``, with text sent at most every ``interval_s`` seconds (the first at once).
+
+    After each ``Pieces`` it lets the tokens that arrive during the rest of the interval pile up,
+    so a stream costs one wake-up and one chunk per interval instead of one per token. It paces
+    what the client gets: text a plugin holds back never reached it, so it never costs a pause.
+    """
+    if interval_s <= 0:
+        async for event in events:
+            yield event
+        return
+    loop = asyncio.get_running_loop()
+    try:
+        async for event in events:
+            sent = loop.time()
+            yield event
+            if isinstance(event, Pieces) and (pause := interval_s - (loop.time() - sent)) > 0:
+                await asyncio.sleep(pause)
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -59,7 +59,6 @@ class LocalRun:
         timeout_s: float,
         metrics: AgentMetrics,
         call: GenAiCall | None = None,
-        interval_s: float = 0.0,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self.handle = handle
@@ -70,7 +69,6 @@ class LocalRun:
         self.timeout_s = timeout_s
         self.metrics = metrics
         self.call = call
-        self.interval_s = interval_s
         self._abandoned = False
 
     def abandon(self, why: str) -> None:
@@ -81,14 +79,10 @@ class LocalRun:
             self.call.abandon(why)
 
     async def events(self) -> AsyncIterator[Event]:
-        """Events of the generation, ending by the deadline (``time.monotonic()``).
-
-        ``interval_s`` > 0 lets tokens pile up between wake-ups (one chunk for several tokens).
-        """
+        """Events of the generation, ending by the deadline (``time.monotonic()``)."""
         why = "disconnect"
         handle, model_id, call, metrics = self.handle, self.model_id, self.call, self.metrics
         batches = handle.batches()
-        loop = asyncio.get_running_loop()
         first = True
         try:
             yield Start(model_id)
@@ -109,7 +103,6 @@ class LocalRun:
                         500, "generation_failed", "generation ended without a final event"
                     )
                     return
-                woke = loop.time()
                 end = batch[-1] if isinstance(batch[-1], GenerationEnd) else None
                 pieces = batch[:-1] if end is not None else batch
                 if pieces:
@@ -123,8 +116,6 @@ class LocalRun:
                     why = ""
                     yield end
                     return
-                if self.interval_s and (pause := self.interval_s - (loop.time() - woke)) > 0:
-                    await asyncio.sleep(pause)
         except AglError as exc:
             why = "error"
             log.error("local generation failed: %s", exc)
