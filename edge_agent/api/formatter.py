@@ -12,7 +12,7 @@ that ends cut short (``cancelled``) or fails is an error, never a complete-looki
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from edge_agent.api.openai_shapes import CompletionFormat, error_event
@@ -20,9 +20,28 @@ from edge_agent.errors import ApiError
 from edge_agent.execute.events import Event, Failure, Pieces
 from shared.runtimes.types import GenerationEnd, TokenPiece
 
-__all__ = ["CompletionFormat", "collect", "error_event", "json_answer", "sse_answer"]
+__all__ = [
+    "CompletionFormat",
+    "collect",
+    "cut_short",
+    "error_event",
+    "json_answer",
+    "no_final_event",
+    "sse_answer",
+]
 
 _CUT_SHORT = "the answer was cut short before it was complete (cancelled); retry the request"
+_NO_END = "the answer ended without a final event; retry, and see the agent's log if it repeats"
+
+
+def cut_short() -> ApiError:
+    """The error for an answer that ended ``cancelled`` (it must never look complete)."""
+    return ApiError(502, _CUT_SHORT, type="server_error", code="incomplete")
+
+
+def no_final_event() -> ApiError:
+    """The error for an event stream that stopped without an end or a failure."""
+    return ApiError(500, _NO_END, type="server_error", code="generation_failed")
 
 
 async def sse_answer(events: AsyncIterator[Event], fmt: CompletionFormat) -> AsyncIterator[bytes]:
@@ -46,25 +65,30 @@ async def sse_answer(events: AsyncIterator[Event], fmt: CompletionFormat) -> Asy
             elif isinstance(event, Failure):
                 yield error_event(event.message, code=event.code, type=event.type)
                 return
-        yield error_event("the answer ended without a final event", code="generation_failed")
+        yield error_event(_NO_END, code="generation_failed")
 
 
-async def collect(events: AsyncIterator[Event]) -> tuple[list[TokenPiece], GenerationEnd]:
-    """The pieces and end of a whole answer; a failure raises the :class:`ApiError` it names."""
+async def collect(
+    events: AsyncIterator[Event], *, on_pieces: Callable[[Pieces], None] | None = None
+) -> tuple[list[TokenPiece], GenerationEnd]:
+    """The pieces and end of a whole answer; a failure raises the :class:`ApiError` it names.
+
+    ``on_pieces`` sees each batch of text as it arrives (a caller that streams while collecting).
+    """
     pieces: list[TokenPiece] = []
     async with contextlib.aclosing(events):  # type: ignore[type-var]
         async for event in events:
             if isinstance(event, Pieces):
                 pieces.extend(event.pieces)
+                if on_pieces is not None:
+                    on_pieces(event)
             elif isinstance(event, GenerationEnd):
                 if event.finish_reason == "cancelled":
-                    raise ApiError(502, _CUT_SHORT, type="server_error", code="incomplete")
+                    raise cut_short()
                 return pieces, event
             elif isinstance(event, Failure):
                 raise ApiError(event.status, event.message, type=event.type, code=event.code)
-    raise ApiError(
-        500, "the answer ended without a final event", type="server_error", code="generation_failed"
-    )
+    raise no_final_event()
 
 
 async def json_answer(events: AsyncIterator[Event], fmt: CompletionFormat) -> dict[str, Any]:

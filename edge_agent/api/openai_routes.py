@@ -10,9 +10,9 @@ from edge_agent.api.answer import answer
 from edge_agent.api.http_io import parse_body, read_json
 from edge_agent.api.inference import classify, embeddings
 from edge_agent.api.jobs import chat_job, completion_job
+from edge_agent.api.prompt import check_message_count
 from edge_agent.api.schemas import ChatCompletionRequest, CompletionRequest
 from edge_agent.api.state import agent_state
-from edge_agent.errors import ApiError
 
 __all__ = ["OPENAI_ROUTES"]
 
@@ -23,13 +23,8 @@ async def chat_completions(request: Request) -> Response:
     body = await read_json(request, max_bytes=state.settings.max_body_bytes)
     # Counted before validation: validating a huge message list would hold the loop.
     messages = body.get("messages")
-    if isinstance(messages, list) and len(messages) > state.settings.max_messages:
-        raise ApiError(
-            400,
-            f"the chat has {len(messages)} messages; at most {state.settings.max_messages} are "
-            "accepted (setting max_messages)",
-            param="messages",
-        )
+    if isinstance(messages, list):
+        check_message_count(state, len(messages))
     return await answer(state, request, chat_job(parse_body(ChatCompletionRequest, body)))
 
 

@@ -28,7 +28,7 @@ from edge_agent.api.http_io import json_response, read_json
 from edge_agent.api.jobs import Job
 from edge_agent.api.state import AgentState, agent_state
 from edge_agent.errors import ApiError
-from edge_agent.execute.events import Failure, Pieces
+from edge_agent.execute.events import Pieces
 from shared.pipelines import (
     MissingInputError,
     ModelCall,
@@ -169,18 +169,14 @@ def _model_call(state: AgentState) -> ModelCall:
 
 
 async def _stream(events: AsyncIterator[Any], on_piece: Any) -> tuple[str, GenerationEnd]:
-    text: list[str] = []
-    async with contextlib.aclosing(events):  # type: ignore[type-var]
-        async for event in events:
-            if isinstance(event, Pieces):
-                if piece := event.text:
-                    text.append(piece)
-                    on_piece(piece)
-            elif isinstance(event, GenerationEnd):
-                return "".join(text), event
-            elif isinstance(event, Failure):
-                raise ApiError(event.status, event.message, type=event.type, code=event.code)
-    raise ApiError(500, "the answer ended without a final event", code="generation_failed")
+    """Collect an answer while handing each piece of text to ``on_piece`` as it arrives."""
+
+    def forward(batch: Pieces) -> None:
+        if text := batch.text:  # a batch may hold only a partial UTF-8 character
+            on_piece(text)
+
+    pieces, end = await collect(events, on_pieces=forward)
+    return "".join(p.text for p in pieces), end
 
 
 def _api_error(exc: MissingInputError | TaskFailedError) -> ApiError:

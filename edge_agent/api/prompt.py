@@ -14,18 +14,32 @@ from edge_agent.errors import ApiError
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.types import PreparedPrompt
 
-__all__ = ["check_size", "local_runtime", "overflow", "prepare", "text_chars"]
+__all__ = [
+    "check_message_count",
+    "check_size",
+    "local_runtime",
+    "overflow",
+    "prepare",
+    "text_chars",
+]
+
+
+def check_message_count(state: AgentState, count: int) -> None:
+    """A 400 when a chat holds more than ``max_messages`` messages."""
+    limit = state.settings.max_messages
+    if count > limit:
+        raise ApiError(
+            400,
+            f"the chat has {count} messages; at most {limit} are accepted; split the "
+            "conversation or raise max_messages",
+            param="messages",
+        )
 
 
 def check_size(state: AgentState, job: Job) -> None:
-    limit = state.settings.max_messages
-    if job.messages is not None and len(job.messages) > limit:
-        raise ApiError(
-            400,
-            f"the chat has {len(job.messages)} messages; at most {limit} are accepted "
-            "(setting max_messages)",
-            param="messages",
-        )
+    """``check_message_count`` for a job (again after plugins, which may add messages)."""
+    if job.messages is not None:
+        check_message_count(state, len(job.messages))
 
 
 def text_chars(job: Job) -> int:

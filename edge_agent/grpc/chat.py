@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 from edge_agent.api.answer import JobAnswer, run_job
-from edge_agent.api.formatter import collect
+from edge_agent.api.formatter import collect, cut_short, no_final_event
 from edge_agent.api.http_io import parse_body
 from edge_agent.api.jobs import Job, chat_job
 from edge_agent.api.schemas import ChatCompletionRequest
@@ -31,18 +31,6 @@ from shared.proto.agl.v1 import chat_pb2_grpc as pb_grpc
 from shared.runtimes.types import TokenPiece
 
 __all__ = ["ChatService", "chat_request_job"]
-
-_CUT_SHORT = "the answer was cut short before it was complete (cancelled); retry the request"
-
-
-def _cut_short() -> ApiError:
-    return ApiError(502, _CUT_SHORT, type="server_error", code="incomplete")
-
-
-def _no_end() -> ApiError:
-    return ApiError(
-        500, "the answer ended without a final event", type="server_error", code="generation_failed"
-    )
 
 
 def chat_request_job(request: pb.ChatRequest, *, stream: bool) -> Job:
@@ -114,7 +102,7 @@ class ChatService(pb_grpc.ChatServicer):
                         yield pb.ChatChunk(id=rid, model=model, pieces=_pieces(event.pieces))
                 elif isinstance(event, GenerationEnd):
                     if event.finish_reason == "cancelled":
-                        await abort(context, _cut_short())
+                        await abort(context, cut_short())
                     yield pb.ChatChunk(
                         id=rid, model=model, finish_reason=event.finish_reason, usage=_usage(event)
                     )
@@ -125,7 +113,7 @@ class ChatService(pb_grpc.ChatServicer):
                         ApiError(event.status, event.message, type=event.type, code=event.code),
                     )
                 elif event is None:
-                    await abort(context, _no_end())
+                    await abort(context, no_final_event())
                 async with api_errors(self._state, context), _bounded(deadline):
                     event = await anext(events, None)
         finally:
