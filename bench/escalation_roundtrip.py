@@ -27,8 +27,8 @@ from nats.aio.msg import Msg
 from cloud_hub.serving import running_hub
 from cloud_hub.settings import HubModelSpec, HubSettings
 from edge_agent.uplink import Uplink
+from shared.embedded_nats import embedded_nats as nats_server
 from shared.protocol import ChatTurn, InferRequest, ResultMessage, Usage, encode
-from tests.nats_server import nats_server
 
 MODEL = "echo-bench"
 BARE_SUBJECT = "bench.bare"

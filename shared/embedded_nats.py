@@ -56,6 +56,8 @@ class NatsServer:
     port: int
     process: subprocess.Popen[bytes]
     store_dir: str
+    monitor_port: int | None = None
+    """The HTTP monitoring port (``/varz``, ``/connz``) when started with ``monitor=True``."""
 
     @property
     def url(self) -> str:
@@ -81,14 +83,24 @@ def _wait_accepting(port: int, proc: subprocess.Popen[bytes], timeout: float) ->
 
 @contextlib.contextmanager
 def embedded_nats(
-    *, port: int | None = None, max_payload: int | None = None, attempts: int = 3
+    *,
+    port: int | None = None,
+    max_payload: int | None = None,
+    monitor: bool = False,
+    attempts: int = 3,
 ) -> Iterator[NatsServer]:
-    """Run nats-server on loopback (``port`` or a free one) with JetStream; stop it on exit."""
+    """Run nats-server on loopback (``port`` or a free one) with JetStream; stop it on exit.
+
+    ``monitor`` also opens its HTTP monitoring port (a free one) on loopback.
+    """
     binary = nats_server_binary()
     with tempfile.TemporaryDirectory(prefix="agl-nats-") as store:
         for attempt in range(attempts):
             chosen = port or free_port()
             args = [binary, "-a", "127.0.0.1", "-p", str(chosen), "-js", "-sd", store]
+            monitor_port = free_port() if monitor else None
+            if monitor_port is not None:
+                args += ["-m", str(monitor_port)]
             if max_payload is not None:
                 config = Path(store) / "nats.conf"
                 config.write_text(f"max_payload: {max_payload}\n")
@@ -107,7 +119,9 @@ def embedded_nats(
                     raise
                 continue  # another process took the port between our probe and the server's bind
             try:
-                yield NatsServer(port=chosen, process=proc, store_dir=store)
+                yield NatsServer(
+                    port=chosen, process=proc, store_dir=store, monitor_port=monitor_port
+                )
             finally:
                 proc.terminate()
                 try:

@@ -12,7 +12,7 @@ from skl2onnx import to_onnx
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from tests.agent_server import RunningAgent, run_agent
+from tests.fixtures.agents import RunningAgent, run_agent
 
 MAX_MESSAGE = 64 * 1024
 """The agent's grpc_max_message_bytes in these tests (small, so oversize is cheap to send)."""

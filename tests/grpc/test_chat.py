@@ -17,18 +17,11 @@ from shared.proto.agl.v1 import chat_pb2 as pb
 from shared.proto.agl.v1 import chat_pb2_grpc as pb_grpc
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.types import GenerationEnd, PreparedPrompt, SamplingParams, TokenPiece
-from tests.agent_server import RunningAgent, run_agent
-from tests.integration.hub_fixtures import (
-    CLOUD_MODEL,
-    LOCAL_MODEL,
-    PLAIN,
-    edge_settings,
-    hub_in_thread,
-    hub_settings,
-    metric,
-    poll,
-    wait_uplink,
-)
+from tests.fixtures.agents import RunningAgent, edge_settings, run_agent, wait_uplink
+from tests.fixtures.calls import metric
+from tests.fixtures.hubs import hub_in_thread, hub_settings
+from tests.fixtures.names import CLOUD_MODEL, LOCAL_MODEL, PLAIN
+from tests.fixtures.waiting import poll
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from shared.proto import grpc_predict_v2_pb2 as pb
 from shared.proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from tests.agent_server import RunningAgent
+from tests.fixtures.agents import RunningAgent
 from tests.grpc.conftest import DIGITS, MAX_MESSAGE
 
 pytestmark = pytest.mark.timeout(120)

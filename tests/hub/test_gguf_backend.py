@@ -8,11 +8,12 @@ from typing import Any
 from cloud_hub.serving import HubService
 from edge_agent.uplink import Uplink
 from shared.protocol import ChunkMessage, EndMessage, InferParams, InferRequest
-from tests.hub.conftest import GGUF, chat
+from tests.fixtures.hubs import infer_request
+from tests.fixtures.names import GGUF
 
 
 async def test_gguf_completes_a_chat(gguf_hub: HubService, uplink: Uplink) -> None:
-    req = chat("Say hello.", model=GGUF, max_tokens=8, temperature=0)
+    req = infer_request("Say hello.", model=GGUF, max_tokens=8, temperature=0)
     result = await uplink.complete(req, timeout=30)
     assert result.text.strip()
     assert 0 < result.usage.completion_tokens <= 8
@@ -45,7 +46,7 @@ async def test_cancel_stops_generation_on_the_hub(gguf_hub: HubService, uplink: 
 async def test_context_overflow_is_a_bad_request(gguf_hub: HubService, uplink: Uplink) -> None:
     from edge_agent.uplink import CloudFailed
 
-    req = chat("word " * 600, model=GGUF, max_tokens=8)
+    req = infer_request("word " * 600, model=GGUF, max_tokens=8)
     try:
         await uplink.complete(req, timeout=30)
     except CloudFailed as exc:
@@ -58,7 +59,7 @@ async def test_logprobs_travel_with_results_and_streams(
     gguf_hub: HubService, uplink: Uplink
 ) -> None:
     params: dict[str, Any] = {"max_tokens": 8, "temperature": 0, "logprobs": True}
-    req = chat("Say hello.", model=GGUF, top_logprobs=2, **params)
+    req = infer_request("Say hello.", model=GGUF, top_logprobs=2, **params)
     result = await uplink.complete(req, timeout=30)
     assert result.logprobs is not None
     assert len(result.logprobs) == result.usage.completion_tokens
@@ -66,7 +67,7 @@ async def test_logprobs_travel_with_results_and_streams(
     assert all(e.logprob <= 0 and len(e.top_logprobs) == 2 for e in result.logprobs)
 
     chunks: list[ChunkMessage] = []
-    req = chat("Say hello.", model=GGUF, stream=True, **params)
+    req = infer_request("Say hello.", model=GGUF, stream=True, **params)
     end: EndMessage | None = None
     async for msg in uplink.stream_messages(req, timeout=30, first_chunk_timeout=30):
         if isinstance(msg, EndMessage):

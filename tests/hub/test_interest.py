@@ -11,8 +11,9 @@ import pytest
 from cloud_hub.settings import HubModelSpec
 from edge_agent.uplink import Uplink
 from shared.protocol import EndMessage, encode, infer_subject, probe_subject
-from tests.hub.conftest import ECHO, chat, hub_settings, serving_hub
-from tests.nats_server import NatsServer
+from tests.fixtures.hubs import hub_settings, infer_request, serving_hub
+from tests.fixtures.names import DEVICE, ECHO
+from tests.fixtures.nats import NatsServer
 
 WORDS = " ".join(f"w{i}" for i in range(400))
 """An answer of 400 words: at 20 ms a word the echo stand-in needs 8 s for it."""
@@ -38,9 +39,9 @@ async def test_a_request_nobody_listens_for_is_stopped(
     async with serving_hub(slow_echo(nats_server.url)) as hub:  # type: ignore[arg-type]
         nc = await nats.connect(nats_server.url)
         try:
-            req = chat(WORDS, stream=stream, max_tokens=1000)
+            req = infer_request(WORDS, stream=stream, max_tokens=1000)
             # A reply subject with no subscriber: a dead edge, or a forged subject.
-            await nc.publish(infer_subject(ECHO), encode(req), reply="_INBOX.gone.reply")
+            await nc.publish(infer_subject(DEVICE, ECHO), encode(req), reply=f"_INBOX.{DEVICE}.gone.reply")
             async with asyncio.timeout(5):  # far less than the 8 s the answer would take
                 while not hub.finished:
                     await asyncio.sleep(0.05)
@@ -60,7 +61,7 @@ async def test_a_long_stream_with_a_listener_survives_the_probes(
         pieces = [
             p
             async for p in uplink.stream(
-                chat(words, stream=True, max_tokens=100), timeout=5, first_chunk_timeout=5
+                infer_request(words, stream=True, max_tokens=100), timeout=5, first_chunk_timeout=5
             )
         ]
     assert isinstance(pieces[-1], EndMessage)
@@ -73,7 +74,7 @@ async def test_a_long_answer_with_a_listener_survives_the_probes(
 ) -> None:
     async with serving_hub(slow_echo(nats_server.url)) as hub:  # type: ignore[arg-type]
         words = " ".join(f"w{i}" for i in range(60))
-        result = await uplink.complete(chat(words, max_tokens=100), timeout=5)
+        result = await uplink.complete(infer_request(words, max_tokens=100), timeout=5)
     assert result.text == words
     assert hub.finished[-1].finish_reason != "cancelled"
 
@@ -85,7 +86,7 @@ async def test_a_request_without_a_reply_subject_is_one_warning(
         nc = await nats.connect(nats_server.url)
         try:
             with caplog.at_level(logging.DEBUG, logger="cloud_hub"):
-                await nc.publish(infer_subject(ECHO), encode(chat("hi")))
+                await nc.publish(infer_subject(DEVICE, ECHO), encode(infer_request("hi")))
                 await nc.flush()
                 async with asyncio.timeout(5):
                     while not any("no reply subject" in r.message for r in caplog.records):

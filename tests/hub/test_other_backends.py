@@ -13,8 +13,8 @@ from cloud_hub.backends.openai_upstream import OpenAIUpstreamBackend
 from cloud_hub.settings import HubModelSpec
 from edge_agent.uplink import Uplink
 from shared.protocol import ChatTurn, EndMessage, InferRequest
-from tests.hub.conftest import chat, hub_settings, serving_hub
-from tests.nats_server import NatsServer
+from tests.fixtures.hubs import hub_settings, infer_request, serving_hub
+from tests.fixtures.nats import NatsServer
 
 
 def softmax_model(path: Path) -> Path:
@@ -83,7 +83,7 @@ async def test_openai_upstream_maps_the_model_and_streams(
     )
     tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     async with serving_hub(hub_settings(nats_server.url), backends={"glm-4-plus": backend}):
-        req = chat("Hi", model="glm-4-plus", stream=True)
+        req = infer_request("Hi", model="glm-4-plus", stream=True)
         pieces: AsyncGenerator[str | EndMessage, None] = uplink.stream(
             req, timeout=5, first_chunk_timeout=5, traceparent=tp
         )

@@ -11,9 +11,11 @@ from cloud_hub.serving import HubService
 from cloud_hub.serving.replies import StreamFramer, result_message
 from cloud_hub.settings import HubModelSpec
 from shared.protocol import ChunkMessage, EndMessage, ErrorMessage, decode_reply, encode
+from shared.subjects import inbox_prefix, infer_subject
 from shared.runtimes.types import Classification, GenerationEnd, TokenPiece
-from tests.hub.conftest import ECHO, chat, hub_settings, serving_hub
-from tests.nats_server import NatsServer
+from tests.fixtures.hubs import hub_settings, infer_request, serving_hub
+from tests.fixtures.names import DEVICE, ECHO
+from tests.fixtures.nats import NatsServer
 
 
 async def hub_stats(url: str) -> dict[str, Any]:
@@ -39,9 +41,9 @@ async def test_refused_request_is_a_micro_error_counted_in_srv_stats(
     echo_hub: HubService, nats_server: NatsServer
 ) -> None:
     before = await hub_stats(nats_server.url)
-    nc = await nats.connect(nats_server.url)
+    nc = await nats.connect(nats_server.url, inbox_prefix=inbox_prefix(DEVICE))
     try:
-        msg = await nc.request(f"agl.v1.infer.{ECHO}", b"{not json", timeout=3)
+        msg = await nc.request(infer_subject(DEVICE, ECHO), b"{not json", timeout=3)
     finally:
         await nc.close()
     assert msg.headers is not None and msg.headers["Nats-Service-Error-Code"] == "400"
@@ -58,9 +60,9 @@ async def test_error_sent_by_a_request_task_is_counted_too(nats_server: NatsServ
     slow = HubModelSpec(name=ECHO, backend="echo", echo_delay_s=0.5)
     async with serving_hub(hub_settings(nats_server.url, slow, request_timeout_s=0.1)):
         before = await hub_stats(nats_server.url)
-        nc = await nats.connect(nats_server.url)
+        nc = await nats.connect(nats_server.url, inbox_prefix=inbox_prefix(DEVICE))
         try:
-            msg = await nc.request(f"agl.v1.infer.{ECHO}", encode(chat("a b")), timeout=3)
+            msg = await nc.request(infer_subject(DEVICE, ECHO), encode(infer_request("a b")), timeout=3)
         finally:
             await nc.close()
         reply = decode_reply(msg.data)
@@ -90,7 +92,7 @@ def test_result_carries_text_logprobs_and_classifications() -> None:
     pieces = [TokenPiece("a", 1, logprob=-1.0), TokenPiece("b", -1)]
     found = (Classification(label="cat", probabilities={"cat": 0.9, "dog": 0.1}, confidence=0.9),)
     end = GenerationEnd("stop", 2, 1, classifications=found)
-    msg = result_message(chat("x"), pieces, end)
+    msg = result_message(infer_request("x"), pieces, end)
     assert msg.text == "ab" and msg.usage.total_tokens == 3
     assert msg.logprobs is not None and [e.token for e in msg.logprobs] == ["ab"]
     assert msg.classifications is not None and msg.classifications[0].label == "cat"

@@ -13,14 +13,16 @@ from cloud_hub.backends.echo import EchoBackend
 from cloud_hub.serving import HubService
 from edge_agent.uplink import Uplink
 from shared.protocol import EndMessage, InferRequest
-from tests.hub.conftest import ECHO, chat, hub_settings, serving_hub
-from tests.nats_server import NatsServer
+from shared.subjects import hub_infer_wildcard
+from tests.fixtures.hubs import hub_settings, infer_request, serving_hub
+from tests.fixtures.names import ECHO
+from tests.fixtures.nats import NatsServer
 
 
 async def test_complete_returns_the_echoed_text_and_usage(
     echo_hub: HubService, uplink: Uplink
 ) -> None:
-    result = await uplink.complete(chat("hello there hub"), timeout=5)
+    result = await uplink.complete(infer_request("hello there hub"), timeout=5)
     assert result.text == "hello there hub"
     assert result.finish_reason == "stop"
     assert result.usage.completion_tokens == 3
@@ -30,7 +32,10 @@ async def test_complete_returns_the_echoed_text_and_usage(
 
 async def test_stream_yields_chunks_in_order_then_end(echo_hub: HubService, uplink: Uplink) -> None:
     pieces = [
-        p async for p in uplink.stream(chat("one two three"), timeout=5, first_chunk_timeout=5)
+        p
+        async for p in uplink.stream(
+            infer_request("one two three"), timeout=5, first_chunk_timeout=5
+        )
     ]
     assert pieces[:-1] == ["one", " two", " three"]
     end = pieces[-1]
@@ -39,7 +44,7 @@ async def test_stream_yields_chunks_in_order_then_end(echo_hub: HubService, upli
 
 
 async def test_max_tokens_limits_the_answer(echo_hub: HubService, uplink: Uplink) -> None:
-    result = await uplink.complete(chat("a b c d e", max_tokens=2), timeout=5)
+    result = await uplink.complete(infer_request("a b c d e", max_tokens=2), timeout=5)
     assert result.text == "a b"
     assert result.finish_reason == "length"
 
@@ -65,8 +70,10 @@ async def test_traceparent_header_reaches_the_backend(
     backend = HeaderRecordingEcho(ECHO)
     tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     async with serving_hub(hub_settings(nats_server.url), backends={ECHO: backend}):
-        await uplink.complete(chat("hi"), timeout=5, traceparent=tp)
-        async for _ in uplink.stream(chat("hi"), timeout=5, first_chunk_timeout=5, traceparent=tp):
+        await uplink.complete(infer_request("hi"), timeout=5, traceparent=tp)
+        async for _ in uplink.stream(
+            infer_request("hi"), timeout=5, first_chunk_timeout=5, traceparent=tp
+        ):
             pass
     assert [h.get("traceparent") for h in backend.seen] == [tp, tp]
 
@@ -74,7 +81,9 @@ async def test_traceparent_header_reaches_the_backend(
 async def test_two_workers_share_the_load(nats_server: NatsServer, uplink: Uplink) -> None:
     settings = hub_settings(nats_server.url, concurrency=64)
     async with serving_hub(settings) as first, serving_hub(settings) as second:
-        await asyncio.gather(*(uplink.complete(chat(f"req {i}"), timeout=5) for i in range(40)))
+        await asyncio.gather(
+            *(uplink.complete(infer_request(f"req {i}"), timeout=5) for i in range(40))
+        )
         assert len(first.finished) + len(second.finished) == 40
         assert first.finished and second.finished
 
@@ -90,5 +99,5 @@ async def test_micro_ping_and_info_find_the_hub(
         await nc.close()
     assert ping["name"] == "agl-hub" and ping["id"] == echo_hub.service_id
     subjects = {e["subject"] for e in info["endpoints"]}
-    assert "agl.v1.infer.echo-test" in subjects
+    assert hub_infer_wildcard(ECHO) in subjects
     assert {e["queue_group"] for e in info["endpoints"]} == {"hub"}

@@ -11,7 +11,7 @@ import pytest
 from cloud_hub.backends.base import RequestContext
 from cloud_hub.backends.openai_upstream import OpenAIUpstreamBackend
 from cloud_hub.errors import BackendError
-from tests.hub.conftest import chat
+from tests.fixtures.hubs import infer_request
 
 
 async def _run(transport: httpx.MockTransport) -> None:
@@ -21,7 +21,7 @@ async def _run(transport: httpx.MockTransport) -> None:
     await backend.start()
     try:
         ctx = RequestContext(cancelled=threading.Event(), headers={})
-        async for _ in backend.run(chat("hi", model="glm-4-plus"), ctx):
+        async for _ in backend.run(infer_request("hi", model="glm-4-plus"), ctx):
             pass
     finally:
         await backend.close()

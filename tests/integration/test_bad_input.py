@@ -6,8 +6,8 @@ import httpx
 import openai
 import pytest
 
-from tests.agent_server import run_agent
-from tests.conftest import MODEL
+from tests.fixtures.agents import run_agent
+from tests.fixtures.names import MODEL
 
 OK_CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from edge_agent.cli import main
 from edge_agent.router.cascade import Confidence, judge
 from edge_agent.router.policy import CascadeConfig
-from tests.conftest import MODEL
+from tests.fixtures.names import MODEL
 
 PROMPTS = Path(__file__).parent.parent / "data" / "calibration_prompts.jsonl"
 

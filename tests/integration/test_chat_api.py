@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import openai
 
-from tests.conftest import MODEL
+from tests.fixtures.names import MODEL
 
 HELLO = [{"role": "user", "content": "What is the capital of France?"}]
 

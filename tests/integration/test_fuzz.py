@@ -17,10 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.protocol import decode_reply, infer_subject
-from tests.agent_server import RunningAgent
-from tests.conftest import MODEL
-from tests.hub.conftest import ECHO, hub_settings, serving_hub
-from tests.nats_server import nats_server
+from shared.subjects import inbox_prefix
+from tests.fixtures.agents import RunningAgent
+from tests.fixtures.hubs import hub_settings, serving_hub
+from tests.fixtures.names import DEVICE, ECHO, MODEL
+from tests.fixtures.nats import nats_server
 
 ANY_CHAR = st.characters(exclude_categories=())  # lone surrogates and control characters too
 SCALARS = (
@@ -155,10 +156,10 @@ def test_hub_messages_always_get_a_protocol_reply(messages: list[bytes]) -> None
     async def run() -> None:
         with nats_server() as server:
             async with serving_hub(hub_settings(server.url)):
-                nc = await nats.connect(server.url)
+                nc = await nats.connect(server.url, inbox_prefix=inbox_prefix(DEVICE))
                 try:
                     for data in messages:
-                        reply = await nc.request(infer_subject(ECHO), data, timeout=5)
+                        reply = await nc.request(infer_subject(DEVICE, ECHO), data, timeout=5)
                         decode_reply(reply.data)  # an error reply or an answer, never junk
                 finally:
                     await nc.close()

@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
-from tests.agent_server import RunningAgent
-from tests.conftest import MODEL
+from tests.fixtures.agents import RunningAgent
+from tests.fixtures.names import MODEL
 
 
 def _post(agent: RunningAgent, path: str, **kwargs: object) -> httpx.Response:

@@ -9,56 +9,30 @@ official ``openai`` client.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
 
-from shared.embedded_nats import NatsServer, embedded_nats, free_port
-from tests.agent_server import RunningAgent, run_agent
-from tests.integration.hub_fixtures import (
-    CLOUD,
-    PLAIN,
-    chat,
+from shared.embedded_nats import NatsServer, free_port
+from tests.fixtures.agents import edge
+from tests.fixtures.calls import chat, long_prompt, metric, oai, route_decisions, stream_chat
+from tests.fixtures.hubs import (
     echo_spec,
-    edge_settings,
     hub_in_thread,
     hub_process,
     hub_request_counts,
     hub_settings,
-    long_prompt,
-    metric,
-    monitored_nats,
-    oai,
-    poll,
-    route_decisions,
-    stream_chat,
-    wait_uplink,
 )
+from tests.fixtures.names import CLOUD, PLAIN
+from tests.fixtures.nats import nats_server as start_nats
+from tests.fixtures.waiting import poll
 
 pytestmark = pytest.mark.timeout(60)
 
 SLOW_WORDS = long_prompt(40)
 """40 words for a slowed echo hub to repeat."""
-
-
-@pytest.fixture()
-def nats_server() -> Iterator[NatsServer]:
-    with embedded_nats() as server:
-        yield server
-
-
-@contextlib.contextmanager
-def edge(nats_url: str, *, wait: bool = True, **hub: Any) -> Iterator[RunningAgent]:
-    """A real agent linked to ``nats_url`` (``hub`` overrides the HubLink settings)."""
-    with run_agent(edge_settings(hub={"nats_url": nats_url, **hub})) as agent:
-        if wait:
-            wait_uplink(agent)
-        yield agent
 
 
 def test_hub_killed_mid_request_falls_back_to_a_local_answer(
@@ -68,7 +42,7 @@ def test_hub_killed_mid_request_falls_back_to_a_local_answer(
     settings = hub_settings(nats_server.url, echo_spec(delay_s=0.3))
     with (
         hub_process(settings, tmp_path) as hub,
-        edge(nats_server.url, request_timeout_s=3) as agent,
+        edge(nats_server.url, hub={"request_timeout_s": 3}) as agent,
         oai(agent) as client,
         concurrent.futures.ThreadPoolExecutor(1) as pool,
     ):
@@ -99,7 +73,7 @@ def test_hub_killed_mid_stream_ends_the_stream_with_an_error(
     settings = hub_settings(nats_server.url, echo_spec(delay_s=0.2))
     with (
         hub_process(settings, tmp_path) as hub,
-        edge(nats_server.url, chunk_timeout_s=1.5) as agent,
+        edge(nats_server.url, hub={"chunk_timeout_s": 1.5}) as agent,
         oai(agent) as client,
     ):
         raw = client.chat.completions.with_raw_response.create(
@@ -180,8 +154,8 @@ def test_unreachable_nats_falls_back_fast() -> None:
 
 def test_circuit_opens_after_failures_and_closes_when_the_hub_is_back() -> None:
     with (
-        monitored_nats() as server,
-        edge(server.url, breaker_failures=2, breaker_cooldown_s=1) as agent,
+        start_nats(monitor=True) as server,
+        edge(server.url, hub={"breaker_failures": 2, "breaker_cooldown_s": 1}) as agent,
         oai(agent) as client,
     ):
         uplink = agent.state.uplink

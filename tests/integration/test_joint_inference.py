@@ -18,8 +18,8 @@ from sklearn.svm import SVC
 
 from cloud_hub.settings import HubModelSpec, HubSettings
 from shared.embedded_nats import embedded_nats
-from tests.agent_server import run_agent
-from tests.hub.conftest import serving_hub
+from tests.fixtures.agents import run_agent
+from tests.fixtures.hubs import serving_hub
 
 
 def _export(model: object, x: np.ndarray, path: Path) -> Path:

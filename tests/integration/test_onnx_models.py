@@ -15,8 +15,8 @@ from skl2onnx import to_onnx
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from tests.agent_server import RunningAgent, run_agent
-from tests.conftest import MODEL
+from tests.fixtures.agents import RunningAgent, run_agent
+from tests.fixtures.names import MODEL
 
 
 @pytest.fixture(scope="module")

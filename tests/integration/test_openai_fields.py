@@ -9,7 +9,7 @@ from openai.types import embedding_create_params as embed_params
 from openai.types.chat import completion_create_params as chat_params
 
 from edge_agent.api.openai_fields import IGNORED_FIELDS, UNSUPPORTED
-from tests.conftest import MODEL
+from tests.fixtures.names import MODEL
 
 BASE = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}

@@ -23,12 +23,12 @@ from click.testing import CliRunner
 from edge_agent.cli import main as edge_agent
 from edge_agent.settings import load_settings
 from shared.embedded_nats import embedded_nats, free_port
-from tests.agent_server import RunningAgent, run_agent
-from tests.integration.hub_fixtures import metric, poll
+from tests.fixtures.agents import RunningAgent, run_agent
+from tests.fixtures.calls import metric
+from tests.fixtures.names import MODEL
+from tests.fixtures.waiting import poll
 
 pytestmark = pytest.mark.timeout(120)
-
-MODEL = "smollm2-135m-instruct"
 
 
 def _status(agent: RunningAgent) -> dict[str, Any]:

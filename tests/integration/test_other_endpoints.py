@@ -8,7 +8,7 @@ import httpx
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import MODEL
+from tests.fixtures.names import MODEL
 
 
 def test_completions_with_legacy_logprobs(client: openai.OpenAI) -> None:

@@ -14,16 +14,9 @@ import pytest
 from shared.embedded_nats import embedded_nats
 from shared.model_files import sha256_file
 from shared.plugins import PluginIntegrityError, PluginWatcher
-from tests.agent_server import RunningAgent, run_agent
-from tests.integration.hub_fixtures import (
-    CLOUD,
-    LOCAL_MODEL,
-    edge_settings,
-    hub_in_thread,
-    hub_request_counts,
-    hub_settings,
-    wait_uplink,
-)
+from tests.fixtures.agents import RunningAgent, edge_settings, run_agent, wait_uplink
+from tests.fixtures.hubs import hub_in_thread, hub_request_counts, hub_settings
+from tests.fixtures.names import CLOUD, LOCAL_MODEL
 from tests.plugins.conftest import HOSTILE, write_plugin
 
 SAMPLES = Path(__file__).parent.parent.parent / "wasm_plugins"

@@ -20,8 +20,8 @@ from edge_agent.scheduler import Scheduler
 from edge_agent.settings import EdgeSettings, ModelSpec
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.types import GenerationEnd
-from tests.agent_server import run_agent
-from tests.conftest import MODEL
+from tests.fixtures.agents import run_agent
+from tests.fixtures.names import MODEL
 
 LONG = {
     "model": MODEL,

@@ -8,38 +8,20 @@ is recognisable by its text; one test uses the real GGUF back-end. Each test che
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from cloud_hub.serving import HubService
 from cloud_hub.settings import HubModelSpec
-from shared.embedded_nats import NatsServer, embedded_nats
-from tests.agent_server import RunningAgent, run_agent
-from tests.integration.hub_fixtures import (
-    CLOUD,
-    CLOUD_MODEL,
-    LOCAL_MODEL,
-    PLAIN,
-    chat,
-    echo_spec,
-    edge_settings,
-    hub_in_thread,
-    hub_request_counts,
-    hub_settings,
-    long_prompt,
-    metric,
-    oai,
-    poll,
-    route,
-    route_decisions,
-    stream_chat,
-    wait_uplink,
-)
+from shared.embedded_nats import NatsServer
+from tests.fixtures.agents import edge
+from tests.fixtures.calls import chat, long_prompt, metric, oai, route, route_decisions, stream_chat
+from tests.fixtures.hubs import echo_spec, hub_in_thread, hub_request_counts, hub_settings
+from tests.fixtures.names import CLOUD, CLOUD_MODEL, LOCAL_MODEL, PLAIN
+from tests.fixtures.waiting import poll
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,26 +34,10 @@ LOCAL_TEXT = "Say hello."
 
 
 @pytest.fixture()
-def nats_server() -> Iterator[NatsServer]:
-    with embedded_nats() as server:
-        yield server
-
-
-@pytest.fixture()
 def echo_hub(nats_server: NatsServer) -> Iterator[HubService]:
     """A hub serving the ECHO test stand-in as ``glm-4-plus`` (answers unknown models with an error)."""
     with hub_in_thread(hub_settings(nats_server.url)) as hub:
         yield hub
-
-
-@contextlib.contextmanager
-def edge(nats_url: str, hub: dict[str, Any] | None = None, **router: Any) -> Iterator[RunningAgent]:
-    """A real agent (bundled model, n_ctx 512) linked to ``nats_url``, uplink connected."""
-    with run_agent(
-        edge_settings(hub={"nats_url": nats_url, **(hub or {})}, router=router)
-    ) as agent:
-        wait_uplink(agent)
-        yield agent
 
 
 def test_tier_header_forces_the_tier(nats_server: NatsServer, echo_hub: HubService) -> None:
@@ -92,7 +58,10 @@ def test_tier_header_forces_the_tier(nats_server: NatsServer, echo_hub: HubServi
 
 
 def test_cloud_alias_goes_to_the_cloud(nats_server: NatsServer, echo_hub: HubService) -> None:
-    with edge(nats_server.url, cloud_aliases={ALIAS: CLOUD_MODEL}) as agent, oai(agent) as client:
+    with (
+        edge(nats_server.url, router={"cloud_aliases": {ALIAS: CLOUD_MODEL}}) as agent,
+        oai(agent) as client,
+    ):
         where, answer = chat(client, PLAIN, model=ALIAS, max_tokens=32)
         assert where == ("cloud", "policy")
         assert answer.choices[0].message.content == PLAIN
@@ -108,7 +77,7 @@ def test_prompt_token_rule_sends_long_prompts_to_the_cloud(
 ) -> None:
     rules = [{"name": "long-prompts", "min_prompt_tokens": 100, "tier": "cloud"}]
     prompt = long_prompt(40)  # ~140 tokens with the chat template: fits n_ctx 512 too
-    with edge(nats_server.url, rules=rules) as agent, oai(agent) as client:
+    with edge(nats_server.url, router={"rules": rules}) as agent, oai(agent) as client:
         where, answer = chat(client, prompt, max_tokens=64)
         assert where == ("cloud", "policy")
         assert answer.choices[0].message.content == prompt
@@ -168,7 +137,7 @@ def test_unsure_local_answer_escalates_with_confidence(
     nats_server: NatsServer, echo_hub: HubService
 ) -> None:
     cascade = {"enabled": True, "min_mean_logprob": -0.0001, "first_k": 4}
-    with edge(nats_server.url, cascade=cascade) as agent, oai(agent) as client:
+    with edge(nats_server.url, router={"cascade": cascade}) as agent, oai(agent) as client:
         where, answer = chat(client, PLAIN, max_tokens=32, temperature=0)
         assert where == ("cloud", "confidence")
         assert answer.choices[0].message.content == PLAIN
@@ -185,7 +154,7 @@ def test_confidence_escalations_are_counted_in_metrics(
     nats_server: NatsServer, echo_hub: HubService
 ) -> None:
     cascade = {"enabled": True, "min_mean_logprob": -0.0001, "first_k": 4}
-    with edge(nats_server.url, cascade=cascade) as agent, oai(agent) as client:
+    with edge(nats_server.url, router={"cascade": cascade}) as agent, oai(agent) as client:
         assert chat(client, PLAIN, max_tokens=16, temperature=0)[0] == ("cloud", "confidence")
         assert route_decisions(agent).get(("cloud", "confidence")) == 1
 
@@ -195,7 +164,7 @@ def test_confident_local_answer_stays_at_the_edge(
 ) -> None:
     # temperature 0 picks the argmax token, whose logprob is above -log(vocab) > -50
     cascade = {"enabled": True, "min_mean_logprob": -50, "min_token_logprob": -50, "first_k": 4}
-    with edge(nats_server.url, cascade=cascade) as agent, oai(agent) as client:
+    with edge(nats_server.url, router={"cascade": cascade}) as agent, oai(agent) as client:
         where, answer = chat(client, LOCAL_TEXT, max_tokens=12, temperature=0)
         assert where == ("edge", "default")
         assert answer.choices[0].message.content
@@ -214,7 +183,7 @@ def test_confident_local_answer_stays_at_the_edge(
 def test_busy_local_queue_sends_the_next_request_to_the_cloud_with_load(
     nats_server: NatsServer, echo_hub: HubService
 ) -> None:
-    with edge(nats_server.url, load_slo_s=0.001) as agent, oai(agent) as client:
+    with edge(nats_server.url, router={"load_slo_s": 0.001}) as agent, oai(agent) as client:
         # A long local generation: a raw completion of a counting prompt rarely stops early.
         with httpx.stream(
             "POST",
@@ -287,7 +256,9 @@ def test_local_only_rule_beats_the_cloud_tier_header(
 ) -> None:
     rules = [{"name": "on-device-model", "models": [LOCAL_MODEL], "tier": "local_only"}]
     with (
-        edge(nats_server.url, rules=rules, cloud_aliases={ALIAS: CLOUD_MODEL}) as agent,
+        edge(
+            nats_server.url, router={"rules": rules, "cloud_aliases": {ALIAS: CLOUD_MODEL}}
+        ) as agent,
         oai(agent) as client,
     ):
         where, answer = chat(client, PLAIN, headers=CLOUD, max_tokens=8)
@@ -323,7 +294,7 @@ def test_cloud_model_no_hub_serves_falls_back_to_the_edge(
     nats_server: NatsServer, echo_hub: HubService
 ) -> None:
     with (
-        edge(nats_server.url, cloud_aliases={GHOST: "no-such-model"}) as agent,
+        edge(nats_server.url, router={"cloud_aliases": {GHOST: "no-such-model"}}) as agent,
         oai(agent) as client,
     ):
         started = time.monotonic()
@@ -388,7 +359,7 @@ def test_real_gguf_hub_answers_escalations(nats_server: NatsServer) -> None:
     spec = HubModelSpec(name="smollm2-hub", backend="gguf", n_ctx=512, n_gpu_layers=0, n_threads=1)
     with (
         hub_in_thread(hub_settings(nats_server.url, spec, echo_spec("unused-echo"))) as hub,
-        edge(nats_server.url, cloud_aliases={"hub-smol": "smollm2-hub"}) as agent,
+        edge(nats_server.url, router={"cloud_aliases": {"hub-smol": "smollm2-hub"}}) as agent,
         oai(agent) as client,
     ):
         where, answer = chat(
@@ -452,7 +423,7 @@ def test_metrics_count_every_decision(nats_server: NatsServer, echo_hub: HubServ
             }
         ],
     }
-    with edge(nats_server.url, **router) as agent, oai(agent) as client:
+    with edge(nats_server.url, router=router) as agent, oai(agent) as client:
         assert chat(client, PLAIN, headers=CLOUD)[0] == ("cloud", "policy")
         assert chat(client, PLAIN, model=ALIAS)[0] == ("cloud", "policy")
         assert chat(client, long_prompt(40))[0] == ("cloud", "policy")

@@ -10,7 +10,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.conftest import MODEL
+from tests.fixtures.names import MODEL
 
 PERSON = {
     "type": "object",

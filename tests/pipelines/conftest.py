@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -14,14 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.nats import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "open-autoglm is up"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 BROKEN = """\
@@ -47,7 +42,7 @@ def pipelines_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def allinone(pipelines_dir: Path) -> Iterator[str]:
     """`open-autoglm up` in a child process; yields its OpenAI base URL once its banner is out."""
-    port = _free_port()
+    port = free_port()
     cli = Path(sys.executable).with_name("open-autoglm")
     proc = subprocess.Popen(
         [str(cli), "up", "--port", str(port), "--log-level", "warning"],

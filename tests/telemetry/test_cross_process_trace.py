@@ -1,32 +1,25 @@
 """One trace across the edge agent (in-process) and a hub in its own process, over real NATS.
 
-Everything is real: nats-server, ``python -m cloud_hub.cli serve`` with the echo back-end,
+Everything is real: nats-server, ``hubctl serve`` with the echo back-end,
 the agent with the bundled model, an OTLP/HTTP receiver and a Loki push receiver.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import nats
-import nats.errors
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.embedded_nats import embedded_nats, free_port
-from tests.agent_server import RunningAgent, run_agent
+from tests.fixtures.agents import RunningAgent, edge
+from tests.fixtures.hubs import hub_process, hub_settings
+from tests.fixtures.names import ECHO, MODEL
+from tests.fixtures.nats import nats_server as start_nats
+from tests.fixtures.waiting import poll
 from tests.telemetry.receivers import LokiReceiver, OtlpReceiver, loki_receiver, otlp_receiver
 
-MODEL = "smollm2-135m-instruct"
-ECHO = "echo-test"
 SERVER, CLIENT = 2, 3  # OTLP SpanKind values
 
 FAST = {
@@ -36,52 +29,6 @@ FAST = {
     "loki_flush_interval_s": 0.2,
     "export_timeout_s": 2.0,
 }
-
-
-async def _wait_serving(url: str, model: str, timeout: float = 30.0) -> None:
-    nc = await nats.connect(url)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                await nc.request(f"agl.v1.infer.{model}", b"probe", timeout=2)
-                return
-            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
-    finally:
-        await nc.close()
-
-
-@contextlib.contextmanager
-def hub_process(
-    tmp_path: Path, nats_url: str, otlp: str, loki: str, metrics_port: int
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m cloud_hub.cli serve`` with an echo model and telemetry to the receivers."""
-    config = tmp_path / "hub.toml"
-    config.write_text(
-        f'[[models]]\nname = "{ECHO}"\nbackend = "echo"\n\n[telemetry]\n'
-        f'endpoint = "{otlp}"\nloki_url = "{loki}"\nloki_labels = {{ env = "test" }}\n'
-        + "".join(f"{k} = {v}\n" for k, v in FAST.items())
-    )
-    args = ["serve", "--nats-url", nats_url, "--config", str(config)]
-    with (tmp_path / "hub.log").open("wb") as log:  # JSON lines, for a failing test's reader
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cloud_hub.cli", *args, "--metrics-port", str(metrics_port)],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _chat(agent: RunningAgent, model: str, *, stream: bool) -> httpx.Response:
@@ -109,27 +56,19 @@ def test_one_trace_spans_edge_and_hub_processes_with_genai_attributes(
     tmp_path: Path, receivers: tuple[OtlpReceiver, LokiReceiver]
 ) -> None:
     otlp, loki = receivers
-    hub_metrics_port = free_port()
-    with (
-        embedded_nats() as nats_server,
-        hub_process(tmp_path, nats_server.url, otlp.url, loki.url, hub_metrics_port) as hub,
-    ):
-        asyncio.run(_wait_serving(nats_server.url, ECHO))
-        with run_agent(
-            None,
-            device_id="dev-otel",
-            hub={"nats_url": nats_server.url},
-            router={
-                "default_cloud_model": ECHO,
-                "cloud_aliases": {"no-such-model": "no-such-model"},
-            },
-            telemetry={"endpoint": otlp.url, "loki_url": loki.url, **FAST},
-        ) as agent:
-            uplink = agent.state.uplink
-            assert uplink is not None
-            deadline = time.monotonic() + 10
-            while not uplink.connected and time.monotonic() < deadline:
-                time.sleep(0.05)
+    telemetry = {"endpoint": otlp.url, "loki_url": loki.url, **FAST}
+    with start_nats() as nats_server:
+        hub_telemetry = {**telemetry, "loki_labels": {"env": "test"}}
+        settings = hub_settings(nats_server.url, telemetry=hub_telemetry)
+        with (
+            hub_process(settings, tmp_path, metrics=True) as hub,
+            edge(
+                nats_server.url,
+                device_id="dev-otel",
+                router={"cloud_aliases": {"no-such-model": "no-such-model"}},
+                telemetry=telemetry,
+            ) as agent,
+        ):
             plain = _chat(agent, MODEL, stream=False)
             assert plain.status_code == 200, plain.text
             assert plain.headers["x-agl-tier"] == "cloud"
@@ -141,13 +80,14 @@ def test_one_trace_spans_edge_and_hub_processes_with_genai_attributes(
             assert fallback.headers["x-agl-reason"] == "fallback"
 
             edge_scrape = httpx.get(f"{agent.url}/metrics").text
-            hub_scrape = httpx.get(f"http://127.0.0.1:{hub_metrics_port}/metrics").text
-        assert hub.poll() is None
+            assert hub.settings is not None
+            hub_scrape = httpx.get(f"http://127.0.0.1:{hub.settings.metrics_port}/metrics").text
+            assert hub.alive()
 
-        def hub_spans_arrived() -> bool:
-            return sum(s.resource.get("service.name") == "agl-hub" for s in otlp.spans) >= 2
+            def hub_spans_arrived() -> bool:
+                return sum(s.resource.get("service.name") == "agl-hub" for s in otlp.spans) >= 2
 
-        assert otlp.wait_for(hub_spans_arrived), [s.name for s in otlp.spans]
+            assert otlp.wait_for(hub_spans_arrived), [s.name for s in otlp.spans]
 
     edge_spans = {s.span_id: s for s in otlp.spans if s.resource["service.name"] == "edge-agent"}
     hub_spans = [s for s in otlp.spans if s.resource["service.name"] == "agl-hub"]
@@ -175,7 +115,8 @@ def test_one_trace_spans_edge_and_hub_processes_with_genai_attributes(
         # the edge's call to the hub: a NATS client span naming the server and the subject
         assert parent.attributes["server.address"] == "127.0.0.1"
         assert parent.attributes["server.port"] == int(nats_server.url.rsplit(":", 1)[1])
-        assert parent.attributes["messaging.destination.name"] == f"agl.v1.infer.{ECHO}"
+        subject = parent.attributes["messaging.destination.name"]  # agl.v1.dev.<device>.infer.<m>
+        assert subject.startswith("agl.v1.dev.") and subject.endswith(f".infer.{ECHO}")
         assert root.attributes["url.scheme"] == "http"
         assert root.attributes["url.path"] == "/v1/chat/completions"
         assert root.attributes["client.address"] == "127.0.0.1"
@@ -235,10 +176,7 @@ def test_one_trace_spans_edge_and_hub_processes_with_genai_attributes(
             for labels, line in loki.lines
         )
 
-    deadline = time.monotonic() + 10
-    while not warning_with_trace() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert warning_with_trace(), loki.lines[:5]
+    poll(warning_with_trace, 10, f"an edge warning with a trace id in {loki.lines[:5]}")
     trace_ids = {s.trace_id for s in edge_spans.values()}
     for labels, line in loki.lines:
         assert set(labels) <= {"component", "device", "level", "env"}, labels

@@ -7,10 +7,9 @@ from contextlib import ExitStack
 
 import httpx
 
-from tests.agent_server import RunningAgent, run_agent
+from tests.fixtures.agents import RunningAgent, run_agent
+from tests.fixtures.names import MODEL
 from tests.telemetry.receivers import closed_port_url, silent_server
-
-MODEL = "smollm2-135m-instruct"
 
 
 def _latency(agent: RunningAgent) -> float:

@@ -6,8 +6,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.agent_server import run_agent
-from tests.conftest import MODEL
+from tests.fixtures.agents import run_agent
+from tests.fixtures.names import MODEL
 
 
 def _sum(scrape: str, name: str) -> float:

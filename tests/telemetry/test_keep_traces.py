@@ -11,8 +11,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 from shared.telemetry.keep_traces import KeepInterestingTraces, RecordAllSampler
-from tests.agent_server import run_agent
-from tests.conftest import MODEL
+from tests.fixtures.agents import run_agent
+from tests.fixtures.names import MODEL
 from tests.telemetry.receivers import closed_port_url, otlp_receiver
 
 
