@@ -12,6 +12,7 @@ import click
 from openautoglm import __version__
 from openautoglm.allinone import AllInOneOptions, run
 from openautoglm.pipeline_cli import pipeline
+from openautoglm.sim.cli import sim
 from shared.errors import AglError
 
 
@@ -91,3 +92,4 @@ def up(
 
 
 main.add_command(pipeline)
+main.add_command(sim)

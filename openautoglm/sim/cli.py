@@ -1,0 +1,103 @@
+"""``open-autoglm sim``: run a fleet scenario and write its report."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from openautoglm.sim.errors import SimError
+from openautoglm.sim.scenario import load_scenario, scenario_names
+
+__all__ = ["quiet_logging", "sim"]
+
+#: Loggers that speak per device or per request: 200 devices would drown the terminal.
+_NOISY = ("edge_agent", "shared", "nats", "opentelemetry", "openautoglm.sim.proxy")
+
+
+def quiet_logging(verbose: bool) -> None:
+    """Warnings from the simulator only (or everything at INFO with ``verbose``)."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        for name in _NOISY:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+@click.command()
+@click.argument("scenario")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write report.md, report.html (self-contained), PNG plots, ledger.jsonl and "
+    "figures.json here. [default: sim-reports/<scenario name>]",
+)
+@click.option(
+    "--baseline",
+    "baseline_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="An earlier report directory: the figures table compares against its figures.json.",
+)
+@click.option("--verbose", is_flag=True, help="Log the devices, NATS and faults at INFO.")
+def sim(scenario: str, report_dir: Path | None, baseline_dir: Path | None, verbose: bool) -> None:
+    """Run a simulated fleet: real NATS servers and hub workers, devices running the real edge
+    code with a SIMULATED model, the scenario's traffic and faults; then check the invariants
+    and write a report with plots. Exits 1 when an invariant broke.
+
+    \b
+    SCENARIO is a .toml file or the name of a shipped scenario:
+      open-autoglm sim smoke                       # 10 devices, no faults, < 1 minute
+      open-autoglm sim hub_outage --report out/    # every worker killed, then one added
+      open-autoglm sim my-fleet.toml --baseline sim-reports/smoke
+    """
+    from openautoglm.sim.report import ReportInput, write_report
+    from openautoglm.sim.runner import run_scenario
+
+    quiet_logging(verbose)
+    try:
+        loaded = load_scenario(scenario)
+        click.echo(
+            f"scenario {loaded.name}: {loaded.device_count} devices at {len(loaded.sites)} "
+            f"site(s), {loaded.hub.workers} hub worker(s), {len(loaded.faults)} fault(s), "
+            f"{loaded.duration_s:g} s of traffic",
+            err=True,
+        )
+        result = asyncio.run(run_scenario(loaded))
+        out = report_dir or Path("sim-reports") / loaded.name
+        figures = write_report(
+            ReportInput(
+                ledger=result.ledger,
+                title=loaded.name,
+                duration_s=loaded.duration_s,
+                description=loaded.description,
+                violations=result.violations,
+                extra={"rss_per_device_mb": result.rss_per_device_mb},
+            ),
+            out,
+            baseline_dir=baseline_dir,
+        )
+    except SimError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"{int(figures['requests'])} requests, {figures['ok_share']:.1%} answered ok, "
+        f"{figures['escalation_share']:.1%} escalated, {figures['fallback_share']:.1%} fell back; "
+        f"p99 edge {figures['p99_latency_edge_s'] * 1000:.0f} ms, cloud "
+        f"{figures['p99_latency_cloud_s'] * 1000:.0f} ms; {result.rss_per_device_mb:.2f} MB/device; "
+        f"{result.wall_s:.0f} s"
+    )
+    click.echo(f"report: {out / 'report.html'}")
+    for violation in result.violations:
+        click.echo(str(violation), err=True)
+    if result.violations:
+        raise SystemExit(1)
+    click.echo("all invariants held")
+
+
+sim.help = (sim.help or "") + "\n\n\b\nShipped scenarios: " + ", ".join(scenario_names())

@@ -1,0 +1,182 @@
+"""The fleet report: ``report.md`` and a self-contained ``report.html`` with PNG plots.
+
+    figures = write_report(ReportInput(ledger=..., title="smoke", duration_s=10), out_dir,
+                           baseline_dir=Path("runs/last-week"))
+
+It takes a ledger (the simulator's, or one built from a real fleet's registry and metrics: the
+``hubctl report`` seam), so the same report serves both. ``out_dir`` also gets ``ledger.jsonl``
+and ``figures.json``; a later run's ``--baseline DIR`` reads that ``figures.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openautoglm.sim.errors import SimError
+from openautoglm.sim.invariants import Violation
+from openautoglm.sim.ledger import Ledger
+from openautoglm.sim.metrics import BETTER, summarize
+from openautoglm.sim.plots import device_heatmap, latency_cdf, timeline, tokens_by_tier
+
+__all__ = ["ReportInput", "comparison_rows", "load_baseline", "write_report"]
+
+_PLOTS = (
+    ("latency_cdf.png", "Latency CDF per tier"),
+    ("timeline.png", "Throughput and escalation share over time (red: faults)"),
+    ("device_heatmap.png", "Escalation share per device"),
+    ("tokens_by_tier.png", "Tokens by tier"),
+)
+
+
+@dataclass
+class ReportInput:
+    """What a report is made of: a ledger, its time span, and what the checks found."""
+
+    ledger: Ledger
+    title: str
+    duration_s: float
+    description: str = ""
+    violations: list[Violation] = field(default_factory=list)
+    extra: dict[str, float] = field(default_factory=dict)
+    """Figures measured outside the ledger (RSS per device …)."""
+
+
+def load_baseline(directory: Path) -> dict[str, float]:
+    """The figures of an earlier report (its ``figures.json``)."""
+    path = directory / "figures.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        raise SimError(
+            f"no baseline figures at {path}; pass --baseline a directory an earlier "
+            "`open-autoglm sim --report DIR` wrote"
+        ) from None
+    except ValueError as exc:
+        raise SimError(f"{path} is not valid JSON: {exc}") from None
+    return {k: float(v) for k, v in data.items() if isinstance(v, int | float)}
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if abs(value) >= 1000 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def comparison_rows(
+    current: dict[str, float], baseline: dict[str, float] | None
+) -> list[tuple[str, str, str, str]]:
+    """(metric, current, baseline, status) rows; status is ↑/↓ (better/worse), = or –."""
+    rows = []
+    for name, better in BETTER.items():
+        if name not in current:
+            continue
+        now = current[name]
+        before = None if baseline is None else baseline.get(name)
+        status = "–"
+        if before is not None and not (math.isnan(now) or math.isnan(before)):
+            if math.isclose(now, before, rel_tol=0.02, abs_tol=1e-9):
+                status = "="
+            elif better == 0:
+                status = "↑" if now > before else "↓"
+                status += " (neutral)"
+            else:
+                improved = (now > before) == (better > 0)
+                status = "↑ better" if improved else "↓ worse"
+        rows.append((name, _fmt(now), _fmt(before), status))
+    return rows
+
+
+def write_report(
+    source: ReportInput, out_dir: Path, *, baseline_dir: Path | None = None
+) -> dict[str, float]:
+    """Write the report files into ``out_dir``; returns the run's figures."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    baseline = None if baseline_dir is None else load_baseline(baseline_dir)
+    figures = {**summarize(source.ledger, duration_s=source.duration_s), **source.extra}
+    ledger = source.ledger
+    latency_cdf(ledger, out_dir / "latency_cdf.png")
+    timeline(ledger, out_dir / "timeline.png", duration_s=source.duration_s)
+    device_heatmap(ledger, out_dir / "device_heatmap.png", duration_s=source.duration_s)
+    tokens_by_tier(ledger, out_dir / "tokens_by_tier.png")
+    ledger.write_jsonl(out_dir / "ledger.jsonl")
+    (out_dir / "figures.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    rows = comparison_rows(figures, baseline)
+    (out_dir / "report.md").write_text(_markdown(source, rows), encoding="utf-8")
+    (out_dir / "report.html").write_text(_html(source, rows, out_dir), encoding="utf-8")
+    return figures
+
+
+def _verdict(source: ReportInput) -> str:
+    if not source.violations:
+        return "PASS: every invariant held."
+    return f"FAIL: {len(source.violations)} invariant(s) broke."
+
+
+def _fault_lines(ledger: Ledger) -> list[str]:
+    return [
+        f"- {m.kind} at {m.at_s:.1f} s"
+        + (f" until {m.until_s:.1f} s" if m.until_s > m.at_s else "")
+        + (f": {m.detail}" if m.detail else "")
+        for m in ledger.faults
+    ]
+
+
+def _markdown(source: ReportInput, rows: list[tuple[str, str, str, str]]) -> str:
+    lines = [f"# Fleet report: {source.title}", ""]
+    if source.description:
+        lines += [source.description, ""]
+    lines += [f"**{_verdict(source)}**", ""]
+    for v in source.violations:
+        lines += ["```", str(v), "```"]
+    lines += ["", "## Faults", ""] + (_fault_lines(source.ledger) or ["- none"])
+    lines += ["", "## Figures", "", "| metric | current | baseline | status |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    lines += [""]
+    for name, caption in _PLOTS:
+        lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
+    return "\n".join(lines)
+
+
+def _html(source: ReportInput, rows: list[tuple[str, str, str, str]], out_dir: Path) -> str:
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Fleet report: {esc(source.title)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}pre{background:#fee;padding:.6em;overflow:auto}"
+        ".pass{color:#060}.fail{color:#b00}img{max-width:100%}</style></head><body>",
+        f"<h1>Fleet report: {esc(source.title)}</h1>",
+    ]
+    if source.description:
+        parts.append(f"<p>{esc(source.description)}</p>")
+    cls = "fail" if source.violations else "pass"
+    parts.append(f"<p class='{cls}'><b>{esc(_verdict(source))}</b></p>")
+    parts += [f"<pre>{esc(str(v))}</pre>" for v in source.violations]
+    parts.append("<h2>Faults</h2><ul>")
+    parts += [f"<li>{esc(line[2:])}</li>" for line in _fault_lines(source.ledger)] or [
+        "<li>none</li>"
+    ]
+    parts.append(
+        "</ul><h2>Figures</h2><table><tr><th>metric</th><th>current</th><th>baseline</th>"
+        "<th>status</th></tr>"
+    )
+    parts += [
+        f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td>{esc(c)}</td><td>{esc(d)}</td></tr>"
+        for a, b, c, d in rows
+    ]
+    parts.append("</table>")
+    for name, caption in _PLOTS:
+        data = base64.b64encode((out_dir / name).read_bytes()).decode("ascii")
+        parts.append(
+            f"<h3>{esc(caption)}</h3><img alt='{esc(caption)}' src='data:image/png;base64,{data}'>"
+        )
+    parts.append("</body></html>\n")
+    return "\n".join(parts)

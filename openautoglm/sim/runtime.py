@@ -1,0 +1,235 @@
+"""SIMULATED local model — a STAND-IN for llama.cpp in the fleet simulator, never a default.
+
+:class:`SimulatedRuntime` answers the calls the edge's request path makes on a GGUF runtime
+(``prepare_chat``, ``prepare_text``, ``check_fits``, ``surely_too_long``, ``n_ctx`` …) without a
+model: one token per word, answers made of ``local<i>`` words. :func:`simulated_scheduler` is a
+``scheduler_factory`` for ``create_app``: it plays a generation on the event loop with the
+scenario's time to first token, token rate and log-probability distribution, one sequence at a
+time per device (a device has one model), and no thread, so hundreds of devices share one
+process.
+
+    app = create_app(settings, registry, scheduler_factory=simulated_scheduler(model, rng))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_agent.errors import QueueFullError
+from edge_agent.scheduler import _DONE, GenerationHandle, Scheduler
+from edge_agent.settings import EdgeSettings
+from shared.errors import ContextOverflowError
+from shared.runtimes.gguf import GgufRuntime
+from shared.runtimes.types import GenerationEnd, PreparedPrompt, SamplingParams, TokenPiece
+
+__all__ = ["LOCAL_WORD", "LocalModelSpec", "SimulatedRuntime", "simulated_scheduler"]
+
+#: Every simulated local answer is made of ``local0 local1 …`` (the ledger tells tiers apart by it).
+LOCAL_WORD = "local"
+#: Tokens a chat template adds per message (role markers), like a real template.
+_PER_MESSAGE = 4
+#: Generation events are posted in batches at this period (one timer per device, not per token).
+_TICK_S = 0.05
+
+
+class LocalModelSpec:
+    """How the simulated local model behaves: token timing and confidence distributions.
+
+    ``logprob_mean`` is drawn per request from N(mean, ``difficulty_sd``): an unsure answer has all
+    its tokens lower, so a cascade judges requests, not tokens, as on a real model.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttft_s: float,
+        tokens_per_s: float,
+        logprob_mean: float,
+        logprob_sd: float,
+        difficulty_sd: float,
+        n_ctx: int,
+    ) -> None:
+        self.ttft_s = ttft_s
+        self.tokens_per_s = tokens_per_s
+        self.logprob_mean = logprob_mean
+        self.logprob_sd = logprob_sd
+        self.difficulty_sd = difficulty_sd
+        self.n_ctx = n_ctx
+
+
+class SimulatedRuntime(GgufRuntime):
+    """A SIMULATED GGUF runtime: same public methods, no model (see the module docstring).
+
+    It subclasses :class:`GgufRuntime` only so that the edge code, which serves GGUF models,
+    serves it unchanged; none of the parent's llama.cpp state exists.
+    """
+
+    def __init__(self, spec: LocalModelSpec, *, name: str = "simulated") -> None:
+        # Deliberately not calling GgufRuntime.__init__: there is no llama.cpp model.
+        self.spec = spec
+        self.path = Path(f"<{name}>")
+        self.n_ctx = spec.n_ctx
+        self.n_vocab = 32_000
+        self.n_threads = 1
+        self.n_gpu_layers = 0
+
+    @property
+    def has_chat_template(self) -> bool:
+        return True
+
+    @property
+    def control_texts(self) -> frozenset[str]:
+        return frozenset()
+
+    @property
+    def control_token_ids(self) -> frozenset[int]:
+        return frozenset()
+
+    @property
+    def max_token_bytes(self) -> int:
+        return 64
+
+    def prepare_chat(self, messages: Sequence[dict[str, Any]]) -> PreparedPrompt:
+        count = sum(_PER_MESSAGE + _words(str(m.get("content") or "")) for m in messages)
+        return PreparedPrompt(tokens=list(range(max(1, count))), stop=("<|im_end|>",))
+
+    def prepare_text(self, prompt: str) -> PreparedPrompt:
+        return PreparedPrompt(tokens=list(range(1 + _words(prompt))))
+
+    def count_tokens(self, text: str) -> int:
+        return _words(text)
+
+    def token_text(self, token: int) -> str:
+        return f"{LOCAL_WORD}{token} "
+
+    def check_fits(self, prompt: PreparedPrompt, max_tokens: int | None) -> None:
+        if len(prompt.tokens) + (max_tokens or 1) > self.n_ctx:
+            raise ContextOverflowError(
+                prompt_tokens=len(prompt.tokens), max_tokens=max_tokens, n_ctx=self.n_ctx
+            )
+
+    def generate(
+        self,
+        prompt: PreparedPrompt,
+        params: SamplingParams,
+        *,
+        cancelled: threading.Event | None = None,
+    ) -> Iterator[TokenPiece | GenerationEnd]:
+        """All events at once, without timing (the scheduler adds the timing)."""
+        return iter(self.events(prompt, params, random.Random(params.seed)))
+
+    def events(
+        self, prompt: PreparedPrompt, params: SamplingParams, rng: random.Random
+    ) -> list[TokenPiece | GenerationEnd]:
+        """A whole simulated generation: ``max_tokens`` words (within the context), then the end."""
+        budget = max(0, min(params.max_tokens, self.n_ctx - len(prompt.tokens)))
+        spec = self.spec
+        center = min(0.0, rng.gauss(spec.logprob_mean, spec.difficulty_sd))
+        out: list[TokenPiece | GenerationEnd] = []
+        for i in range(budget):
+            logprob = min(0.0, rng.gauss(center, spec.logprob_sd)) if params.logprobs else None
+            out.append(TokenPiece(text=self.token_text(i), token_id=i, logprob=logprob))
+        out.append(GenerationEnd("length", len(prompt.tokens), budget))
+        return out
+
+    def close(self) -> None:
+        """Nothing to free."""
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+class _SimulatedScheduler:
+    """One sequence at a time on the event loop, a bounded FIFO behind it (like SerialScheduler)."""
+
+    def __init__(self, runtime: SimulatedRuntime, *, max_queue: int, rng: random.Random) -> None:
+        self._runtime = runtime
+        self._max_queue = max_queue
+        self._rng = rng
+        self._waiting: deque[GenerationHandle] = deque()
+        self._running = False
+        self._depth = 0
+        self._avg_job_s = runtime.spec.ttft_s + 32 / runtime.spec.tokens_per_s
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        return self._depth
+
+    def expected_wait_s(self) -> float:
+        return self._depth * self._avg_job_s
+
+    def submit(
+        self, prompt: PreparedPrompt, params: SamplingParams, *, wake_each: bool = True
+    ) -> GenerationHandle:
+        if self._depth > self._max_queue:
+            retry = max(1, math.ceil(self.expected_wait_s()))
+            raise QueueFullError(depth=self._depth, retry_after_s=retry)
+        loop = asyncio.get_running_loop()
+        handle = GenerationHandle(prompt, params, loop, wake_each=wake_each)
+        self._depth += 1
+        self._waiting.append(handle)
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._drain(), name="sim-generate")
+        return handle
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            handle = self._waiting.popleft()
+            started = asyncio.get_running_loop().time()
+            try:
+                if not handle.cancelled.is_set():
+                    await self._play(handle)
+            except Exception as exc:  # reported to the request, never kills the worker
+                handle._post(exc)
+            finally:
+                self._depth -= 1
+                handle._post(_DONE)
+                elapsed = asyncio.get_running_loop().time() - started
+                self._avg_job_s = 0.8 * self._avg_job_s + 0.2 * elapsed
+
+    async def _play(self, handle: GenerationHandle) -> None:
+        spec = self._runtime.spec
+        events = self._runtime.events(handle.prompt, handle.params, self._rng)
+        await asyncio.sleep(spec.ttft_s)
+        per_tick = max(1, round(spec.tokens_per_s * _TICK_S))
+        for start in range(0, len(events), per_tick):
+            if handle.cancelled.is_set():
+                done = sum(isinstance(e, TokenPiece) for e in events[:start])
+                handle._post(GenerationEnd("cancelled", len(handle.prompt.tokens), done))
+                return
+            for event in events[start : start + per_tick]:
+                handle._post(event)
+            if start + per_tick < len(events):
+                await asyncio.sleep(per_tick / spec.tokens_per_s)
+
+    def close(self, *, timeout: float = 5.0) -> None:
+        for handle in self._waiting:
+            handle._post(RuntimeError("the simulated device is shutting down"))
+            handle._post(_DONE)
+        self._waiting.clear()
+        worker = self._worker
+        if worker is not None and not worker.done():
+            # close() runs on a worker thread (AgentState.close): cancel on the task's own loop.
+            worker.get_loop().call_soon_threadsafe(worker.cancel)
+
+
+def simulated_scheduler(
+    rng: random.Random,
+) -> Callable[[GgufRuntime, EdgeSettings], Scheduler]:
+    """A ``scheduler_factory`` for ``create_app`` that plays :class:`SimulatedRuntime` models."""
+
+    def factory(runtime: GgufRuntime, settings: EdgeSettings) -> Scheduler:
+        if not isinstance(runtime, SimulatedRuntime):
+            raise TypeError("simulated_scheduler plays SimulatedRuntime models only")
+        return _SimulatedScheduler(runtime, max_queue=settings.max_queue, rng=rng)
+
+    return factory

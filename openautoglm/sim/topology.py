@@ -1,0 +1,344 @@
+"""The real processes of a simulated fleet: hub-side nats-server(s), a leaf node per site, workers.
+
+    topo = Topology(scenario.hub, sites=["plant-a", "plant-b"], workdir=tmp)
+    await topo.start()
+    topo.device_url("plant-a")          # what that site's devices connect to
+    topo.kill_worker(0); await topo.add_worker()
+    await topo.restart_node(0, down_s=1.0)
+    topo.site_proxies["plant-b"]        # FaultProxy objects between the leaf and the hub side
+    await topo.close()
+
+The wiring, with a :class:`FaultProxy` on every link the fault schedule can cut or slow:
+
+    devices ─▶ leaf(site) ─▶ proxy(site, node) ─▶ hub-side node(s) ◀─ proxy(hub, node) ◀─ workers
+
+Hub-side servers advertise neither client nor leaf URLs (``no_advertise``), so nobody learns a way
+around a proxy. Workers are ``hubctl serve`` processes with the echo back-end (a stand-in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openautoglm.sim.errors import TopologyError
+from openautoglm.sim.proxy import FaultProxy
+from openautoglm.sim.scenario import HubSpec
+from shared.embedded_nats import free_port, nats_server_binary
+
+log = logging.getLogger("openautoglm.sim.topology")
+
+__all__ = ["NatsNode", "Topology", "hubctl_command"]
+
+_HOST = "127.0.0.1"
+
+
+@dataclass
+class NatsNode:
+    """One nats-server process with a config file; ports survive a restart."""
+
+    name: str
+    config: str
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        conf = self.workdir / f"{self.name}.conf"
+        conf.write_text(self.config)
+        logfile = self.workdir / f"{self.name}.log"
+        self.process = subprocess.Popen(
+            [nats_server_binary(), "-c", str(conf), "-l", str(logfile)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.process
+            if proc is None or proc.poll() is not None:
+                code = None if proc is None else proc.returncode
+                raise TopologyError(
+                    f"nats-server {self.name} exited ({code}); see {self.workdir / self.name}.log"
+                )
+            if await _accepts(self.port):
+                return
+            await asyncio.sleep(0.05)
+        raise TopologyError(f"nats-server {self.name} did not listen on {self.port} in {timeout} s")
+
+    def stop(self, *, kill: bool = False) -> None:
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _accepts(port: int) -> bool:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(_HOST, port), 0.5)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        line = await asyncio.wait_for(reader.read(4), 0.5)
+        return line.startswith(b"INFO")
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+
+
+def hubctl_command() -> list[str]:
+    """``hubctl`` next to this Python (the venv's bin/), else ``python -m cloud_hub.cli``."""
+    beside = Path(sys.executable).parent / "hubctl"
+    if beside.is_file():
+        return [str(beside)]
+    return [sys.executable, "-m", "cloud_hub.cli"]
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: subprocess.Popen[bytes]
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Topology:
+    """Starts, faults and stops the fleet's NATS servers and hub workers (module docstring)."""
+
+    def __init__(self, hub: HubSpec, *, sites: list[str], workdir: Path) -> None:
+        self.hub = hub
+        self.sites = sites
+        self.workdir = workdir
+        self.nodes: list[NatsNode] = []
+        self.hub_proxies: list[FaultProxy] = []
+        self.site_proxies: dict[str, list[FaultProxy]] = {}
+        self.leaves: dict[str, NatsNode] = {}
+        self.workers: list[_Worker] = []
+        self._leaf_ports: list[int] = []
+
+    # --- start ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Hub-side server(s), proxies, leaf nodes, then the workers; wait until all accept."""
+        count = 3 if self.hub.cluster else 1
+        ports = [free_port() for _ in range(count)]
+        cluster_ports = [free_port() for _ in range(count)] if count > 1 else []
+        self._leaf_ports = [free_port() for _ in range(count)]
+        for i in range(count):
+            self.nodes.append(
+                NatsNode(
+                    f"hub-{i}",
+                    _hub_conf(i, ports, cluster_ports, self._leaf_ports),
+                    ports[i],
+                    self.workdir,
+                )
+            )
+        for node in self.nodes:
+            node.start()
+        await asyncio.gather(*(n.wait_ready() for n in self.nodes))
+        for i, node in enumerate(self.nodes):
+            proxy = FaultProxy(_HOST, node.port, name=f"hub-link-{i}")
+            await proxy.start()
+            if self.hub.latency_ms:
+                proxy.set_mode("delay", delay_s=self.hub.latency_ms / 1000)
+            self.hub_proxies.append(proxy)
+        if self.hub.leaf_nodes:
+            for site in self.sites:
+                await self._start_leaf(site)
+        if count > 1:
+            await asyncio.sleep(0.5)  # routes between the cluster's nodes form
+        for _ in range(self.hub.workers):
+            self._spawn_worker()
+        await self.wait_workers()
+
+    async def _start_leaf(self, site: str) -> None:
+        proxies = []
+        for i, leaf_port in enumerate(self._leaf_ports):
+            proxy = FaultProxy(_HOST, leaf_port, name=f"site-{site}-link-{i}")
+            await proxy.start()
+            proxies.append(proxy)
+        self.site_proxies[site] = proxies
+        port = free_port()
+        remotes = ", ".join(f'"nats-leaf://{_HOST}:{p.port}"' for p in proxies)
+        conf = (
+            f"listen: {_HOST}:{port}\nserver_name: leaf-{site}\n"
+            f"leafnodes {{ reconnect: 1s\n  remotes: [ {{ urls: [ {remotes} ] }} ] }}\n"
+        )
+        node = NatsNode(f"leaf-{site}", conf, port, self.workdir)
+        node.start()
+        self.leaves[site] = node
+        await node.wait_ready()
+
+    # --- what clients connect to ---------------------------------------------------------------
+    def device_url(self, site: str) -> str:
+        """The NATS URL(s) the devices of ``site`` use."""
+        if self.hub.leaf_nodes:
+            return f"nats://{_HOST}:{self.leaves[site].port}"
+        return ",".join(f"nats://{_HOST}:{n.port}" for n in self.nodes)
+
+    def worker_url(self) -> str:
+        """The NATS URL(s) hub workers use (through the hub-link proxies)."""
+        return ",".join(f"nats://{_HOST}:{p.port}" for p in self.hub_proxies)
+
+    # --- workers -------------------------------------------------------------------------------
+    def _spawn_worker(self) -> _Worker:
+        index = len(self.workers)
+        conf = self.workdir / "hub.toml"
+        conf.write_text(
+            f'[[models]]\nname = "{self.hub.model}"\nbackend = "echo"\n'
+            f"echo_delay_s = {self.hub.echo_delay_s}\n"
+        )
+        logfile = open(self.workdir / f"worker-{index}.log", "wb")  # noqa: SIM115 - the child owns it
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [
+                *hubctl_command(),
+                "serve",
+                "--config",
+                str(conf),
+                "--nats-url",
+                self.worker_url(),
+                "--concurrency",
+                str(self.hub.concurrency),
+                "--log-level",
+                "info",
+                "--drain-timeout",
+                "1",
+            ],
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        logfile.close()
+        worker = _Worker(index, proc)
+        self.workers.append(worker)
+        return worker
+
+    async def wait_workers(self, timeout: float = 60.0) -> None:
+        """Wait until every live worker answers ``$SRV.PING`` (it subscribed)."""
+        import nats
+
+        live = [w for w in self.workers if w.process.poll() is None]
+        if not live:
+            return
+        nc = await nats.connect(self.worker_url(), connect_timeout=2)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                for w in live:
+                    if w.process.poll() is not None:
+                        raise TopologyError(
+                            f"hub worker {w.index} exited ({w.process.returncode}); "
+                            f"see {self.workdir}/worker-{w.index}.log"
+                        )
+                seen = await _ping_count(nc)
+                if seen >= len(live):
+                    return
+                if time.monotonic() > deadline:
+                    raise TopologyError(
+                        f"only {seen} of {len(live)} hub workers answered $SRV.PING in "
+                        f"{timeout:g} s; see {self.workdir}/worker-*.log"
+                    )
+                await asyncio.sleep(0.2)
+        finally:
+            await nc.close()
+
+    async def add_worker(self) -> int:
+        """Start one more worker; returns its index once it serves."""
+        worker = self._spawn_worker()
+        await self.wait_workers()
+        return worker.index
+
+    def kill_worker(self, which: int | str) -> list[int]:
+        """SIGKILL one worker (by start index) or ``"all"`` live ones; returns the indexes killed."""
+        targets = [
+            w
+            for w in self.workers
+            if w.process.poll() is None and (which == "all" or w.index == which)
+        ]
+        if not targets and which != "all":
+            raise TopologyError(f"no live hub worker {which}; workers: {len(self.workers)}")
+        for w in targets:
+            w.process.kill()
+            w.process.wait()
+        return [w.index for w in targets]
+
+    def live_workers(self) -> int:
+        """Workers still running."""
+        return sum(w.process.poll() is None for w in self.workers)
+
+    # --- NATS faults ---------------------------------------------------------------------------
+    async def restart_node(self, index: int, *, down_s: float) -> None:
+        """Kill hub-side server ``index`` (SIGKILL), wait ``down_s``, start it on the same ports."""
+        node = self.nodes[index]
+        node.stop(kill=True)
+        await asyncio.sleep(down_s)
+        node.start()
+        await node.wait_ready()
+
+    # --- stop ----------------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Stop workers (SIGTERM, then SIGKILL), leaves, proxies and the hub side."""
+        for w in self.workers:
+            if w.process.poll() is None:
+                w.process.terminate()
+        for w in self.workers:
+            try:
+                await asyncio.to_thread(w.process.wait, 5)
+            except subprocess.TimeoutExpired:
+                w.process.kill()
+                w.process.wait()
+        for leaf in self.leaves.values():
+            leaf.stop()
+        for proxy in [*self.hub_proxies, *(p for ps in self.site_proxies.values() for p in ps)]:
+            await proxy.close()
+        for node in self.nodes:
+            node.stop()
+
+
+async def _ping_count(nc: object) -> int:
+    """How many ``agl-hub`` micro services answer ``$SRV.PING`` within 0.3 s."""
+    inbox = nc.new_inbox()  # type: ignore[attr-defined]
+    replies = 0
+    sub = await nc.subscribe(inbox)  # type: ignore[attr-defined]
+    try:
+        await nc.publish("$SRV.PING.agl-hub", b"", reply=inbox)  # type: ignore[attr-defined]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.3):
+                async for _ in sub.messages:
+                    replies += 1
+    finally:
+        await sub.unsubscribe()
+    return replies
+
+
+def _hub_conf(i: int, ports: list[int], cluster_ports: list[int], leaf_ports: list[int]) -> str:
+    lines = [
+        f"listen: {_HOST}:{ports[i]}",
+        f"server_name: hub-{i}",
+        f"leafnodes {{ listen: {_HOST}:{leaf_ports[i]}\n  no_advertise: true }}",
+    ]
+    if cluster_ports:
+        routes = ", ".join(
+            f'"nats-route://{_HOST}:{p}"' for j, p in enumerate(cluster_ports) if j != i
+        )
+        lines.append(
+            f"cluster {{ name: agl-sim\n  listen: {_HOST}:{cluster_ports[i]}\n"
+            f"  no_advertise: true\n  routes: [ {routes} ] }}"
+        )
+    return "\n".join(lines) + "\n"
