@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +14,11 @@ from sklearn.datasets import load_digits
 from sklearn.naive_bayes import GaussianNB
 from sklearn.svm import SVC
 
-from cloud_hub.settings import HubModelSpec, HubSettings
-from shared.embedded_nats import embedded_nats
-from tests.fixtures.agents import run_agent
-from tests.fixtures.hubs import serving_hub
+from cloud_hub.settings import HubModelSpec
+from tests.fixtures.agents import edge, run_agent
+from tests.fixtures.calls import metric
+from tests.fixtures.hubs import hub_in_thread, hub_settings
+from tests.fixtures.nats import NatsServer
 
 
 def _export(model: object, x: np.ndarray, path: Path) -> Path:
@@ -42,37 +41,14 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.nda
 
 
 @pytest.fixture()
-def hub_on_nats(models) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def hub_on_nats(models, nats_server: NatsServer) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """A real nats-server and a hub serving the strong ONNX model, on a background loop."""
     _, hub_path, _, _ = models
-    with embedded_nats() as nats:
-        ready, stop = threading.Event(), threading.Event()
-        settings = HubSettings(
-            nats_url=nats.url,
-            models=[
-                HubModelSpec(
-                    name="digits-big",
-                    backend="onnx",
-                    path=hub_path,
-                    labels=[str(i) for i in range(10)],
-                )
-            ],
-        )
-
-        async def main() -> None:
-            async with serving_hub(settings):
-                ready.set()
-                while not stop.is_set():
-                    await asyncio.sleep(0.05)
-
-        thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-        thread.start()
-        assert ready.wait(30), "the hub did not start"
-        try:
-            yield nats.url
-        finally:
-            stop.set()
-            thread.join(10)
+    spec = HubModelSpec(
+        name="digits-big", backend="onnx", path=hub_path, labels=[str(i) for i in range(10)]
+    )
+    with hub_in_thread(hub_settings(nats_server.url, spec)):
+        yield nats_server.url
 
 
 def test_hard_rows_escalate_and_beat_edge_only(models, hub_on_nats: str) -> None:  # type: ignore[no-untyped-def]
@@ -90,11 +66,7 @@ def test_hard_rows_escalate_and_beat_edge_only(models, hub_on_nats: str) -> None
             },
         }
     ]
-    with run_agent(extra_models=extra, hub={"nats_url": hub_on_nats}) as agent:
-        deadline = 50
-        while not (agent.state.uplink and agent.state.uplink.connected) and deadline:
-            deadline -= 1
-            threading.Event().wait(0.1)
+    with edge(hub_on_nats, extra_models=extra) as agent:
         resp = httpx.post(
             f"{agent.v1}/classify", json={"model": "digits", "input": x.tolist()}, timeout=30
         )
@@ -114,24 +86,29 @@ def test_hard_rows_escalate_and_beat_edge_only(models, hub_on_nats: str) -> None
     assert joint_acc > edge_acc
 
 
-def test_hard_rows_stay_local_marked_fallback_without_a_hub(models) -> None:  # type: ignore[no-untyped-def]
+def test_hard_rows_stay_local_marked_fallback_without_a_hub(
+    models, nats_server: NatsServer
+) -> None:  # type: ignore[no-untyped-def]
     edge_path, _, x, _ = models
     extra = [
         {
             "id": "digits",
             "path": str(edge_path),
             "task": "classify",
-            "hard_example": {"method": "max_prob", "threshold": 0.99, "cloud_model": "digits-big"},
+            # the rule that escalates some of these rows in the test above
+            "hard_example": {
+                "method": "cross_entropy",
+                "threshold": 0.9,
+                "cloud_model": "digits-big",
+            },
         }
     ]
-    with (
-        embedded_nats() as nats,
-        run_agent(extra_models=extra, hub={"nats_url": nats.url}) as agent,
-    ):
+    with edge(nats_server.url, extra_models=extra) as agent:  # NATS is up, no hub serves
         resp = httpx.post(
-            f"{agent.v1}/classify", json={"model": "digits", "input": x[:20].tolist()}, timeout=10
+            f"{agent.v1}/classify", json={"model": "digits", "input": x.tolist()}, timeout=30
         )
         assert resp.status_code == 200
         assert resp.headers["x-agl-tier"] == "edge"
-        assert resp.headers["x-agl-reason"] in {"fallback", "default"}
+        assert resp.headers["x-agl-reason"] == "fallback"
         assert all(r["tier"] == "edge" for r in resp.json()["data"])
+        assert metric(agent, "agl_cloud_failures_total", "kind") == {("no_responders",): 1}

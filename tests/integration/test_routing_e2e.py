@@ -8,7 +8,6 @@ is recognisable by its text; one test uses the real GGUF back-end. Each test che
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -201,11 +200,11 @@ def test_busy_local_queue_sends_the_next_request_to_the_cloud_with_load(
             assert next(line for line in lines if line.startswith("data: {"))  # it is generating
             assert agent.state.scheduler_for(LOCAL_MODEL).queue_depth == 1
 
-            started = time.monotonic()
             where, answer = chat(client, PLAIN, max_tokens=32)
             assert where == ("cloud", "load")
             assert answer.choices[0].message.content == PLAIN
-            assert time.monotonic() - started < 2  # it did not wait behind the long one
+            # it did not wait behind the long one, which is still generating
+            assert agent.state.scheduler_for(LOCAL_MODEL).queue_depth == 1
 
             where, text, _ = stream_chat(client, PLAIN, max_tokens=32)
             assert (where, text) == (("cloud", "load"), PLAIN)
@@ -297,7 +296,6 @@ def test_cloud_model_no_hub_serves_falls_back_to_the_edge(
         edge(nats_server.url, router={"cloud_aliases": {GHOST: "no-such-model"}}) as agent,
         oai(agent) as client,
     ):
-        started = time.monotonic()
         where, answer = chat(client, PLAIN, model=GHOST, max_tokens=8)
         assert where == ("edge", "fallback")
         assert answer.choices[0].message.content != PLAIN
@@ -307,7 +305,8 @@ def test_cloud_model_no_hub_serves_falls_back_to_the_edge(
         assert where == ("edge", "fallback")
         assert text and text != PLAIN
         assert 0 < usage.completion_tokens <= 8
-        assert time.monotonic() - started < 5
+        # both fell back on the hub's refusal, not on a timeout
+        assert metric(agent, "agl_cloud_failures_total", "kind") == {("unknown_model",): 2}
 
         # the hub said unknown_model: a healthy refusal, so the circuit stays closed
         assert agent.state.uplink is not None
@@ -433,10 +432,9 @@ def test_metrics_count_every_decision(nats_server: NatsServer, echo_hub: HubServ
         decisions = route_decisions(agent)
         failures = metric(agent, "agl_cloud_failures_total", "kind")
         answered = metric(agent, "agl_http_requests_total", "route", "status", "tier", "reason")
-    # Today the fallback request is counted twice, as its first decision (cloud, policy) and
-    # as the fallback that replaced it; counting only the final one (3) is fine too.
-    assert decisions.pop(("cloud", "policy")) in (3, 4)
+    # Each request once, by its final decision: the fallback is not also a (cloud, policy).
     assert decisions == {
+        ("cloud", "policy"): 3,
         ("edge", "default"): 1,
         ("cloud", "local_error"): 1,
         ("edge", "fallback"): 1,
