@@ -10,6 +10,7 @@ exceptions (llama_cpp, onnxruntime) are translated into these at our boundary.
     ├── ModelIntegrityError    a model file's sha256 does not match the pinned digest
     ├── UnsupportedOperation   a model cannot do what was asked (chat on a classifier …)
     ├── DeadlineExceeded       a model call ran out of its request's time
+    ├── SamplingError          one sequence's sampler failed (a grammar that allows no token …)
     └── InvalidInput           inputs a model cannot take (prompt too long, bad shapes …)
         └── ContextOverflowError   the prompt plus max_tokens do not fit the context window
 """
@@ -52,6 +53,10 @@ class UnsupportedOperation(AglError):
 
 class DeadlineExceeded(AglError):
     """A model call did not finish before the request's deadline; the rest of it was skipped."""
+
+
+class SamplingError(AglError):
+    """Sampling one sequence failed; that request fails, the others in its batch go on."""
 
 
 class InvalidInput(AglError):

@@ -292,6 +292,11 @@ class GgufRuntime:
         self._grammars[source] = compiled
         return compiled
 
+    def checked_gbnf(self, source: str) -> str:
+        """The GBNF text of a grammar source, checked by llama.cpp's parser (cached)."""
+        self.grammar(source)
+        return gbnf_for(source)
+
     def _logprobs(self, token: int, params: SamplingParams) -> tuple[float, tuple[TopLogprob, ...]]:
         # At yield time the context still holds the logits that produced `token`.
         ptr = self._lib.llama_get_logits_ith(self._llm._ctx.ctx, -1)

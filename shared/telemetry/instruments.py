@@ -20,11 +20,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from shared.telemetry.catalog import Figure
-from shared.telemetry.dual import DualCounter, DualHistogram
+from shared.telemetry.dual import DualCounter, DualGauge, DualHistogram
 from shared.telemetry.providers import Telemetry
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _PER_TOKEN = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
+_SEQUENCES = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
 _TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144)
 #: The GenAI labels every ``gen_ai.*`` figure carries: Prometheus label -> OTel attribute.
 _GENAI = {
@@ -179,6 +180,7 @@ class Instruments:
             registry=registry,
             meter=meter,
         )
+        self._batch_figures(meter)
         self._watch(
             otel_name="agl.telemetry.dropped",
             prom_name="agl_telemetry_dropped",
@@ -190,6 +192,48 @@ class Instruments:
             counter=True,
         )
         _fallback[:] = [self]
+
+    def _batch_figures(self, meter: Meter) -> None:
+        """Figures of the batched decoder (``shared.runtimes.batched``), per model."""
+        registry, model = self.registry, {"model": "gen_ai.request.model"}
+        self.batch_slots_busy = DualGauge(
+            "agl.batch.slots.busy",
+            "agl_batch_slots_busy",
+            "Decoder slots generating now (at most the model's parallel/concurrency)",
+            unit="{sequence}",
+            labels=model,
+            registry=registry,
+            meter=meter,
+        )
+        self.batch_size = DualHistogram(
+            "agl.batch.size",
+            "agl_batch_size",
+            "Sequences sampled per decode step (the batch a step served)",
+            unit="{sequence}",
+            labels=model,
+            buckets=_SEQUENCES,
+            registry=registry,
+            meter=meter,
+        )
+        self.batch_tokens = DualCounter(
+            "agl.batch.tokens",
+            "agl_batch_tokens",
+            "Tokens the decoder read, by phase (prefill: prompt, decode: generated); rate() = tok/s",
+            unit="{token}",
+            labels={**model, "phase": "agl.batch.phase"},
+            registry=registry,
+            meter=meter,
+        )
+        self.batch_queue_wait = DualHistogram(
+            "agl.batch.queue.wait",
+            "agl_batch_queue_wait_seconds",
+            "Time a generation waited for a decoder slot",
+            unit="s",
+            labels=model,
+            buckets=_SECONDS,
+            registry=registry,
+            meter=meter,
+        )
 
     @contextlib.contextmanager
     def activate(self) -> Iterator[Instruments]:

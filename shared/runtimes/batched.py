@@ -1,0 +1,370 @@
+"""Continuous batching: one llama.cpp context decodes up to ``parallel`` sequences per step.
+
+    decoder = BatchedDecoder(runtime, parallel=4)
+    decoder.submit(DecodeJob(prompt, params, post=on_event, done=on_done))
+    ...
+    decoder.close()
+
+One thread owns the context. Each step it puts one token of every generating sequence, plus a
+chunk of the prompts still being read (prefill), into one ``llama_batch`` and calls
+``llama_decode`` once; then every sequence with fresh logits samples its next token with its own
+sampler chain (:mod:`shared.runtimes.sampling`). A request joins at the next step when a slot is
+free, otherwise it waits in FIFO order. Each slot is one KV sequence holding ``n_ctx`` tokens (the
+runtime's context size), so a prompt that fits :meth:`GgufRuntime.check_fits` fits a slot. A
+long prompt is read ``prefill_chunk`` tokens per step while others generate, so it never stalls
+their streams for long. A prompt that starts like a sequence already in the cache (the same
+system prompt) copies those cells instead of recomputing them (:mod:`shared.runtimes.slots`).
+
+A failure of one sequence's sampler (a grammar that allows no token …) ends that request with
+the error; the others go on. With one sequence the step does what ``Llama.generate`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Protocol
+
+from shared.errors import AglError, ContextOverflowError, SamplingError
+from shared.runtimes.gguf import GgufRuntime
+from shared.runtimes.sampling import SequenceSampler, logprobs_of
+from shared.runtimes.slots import DecodeJob, Running, Slot, finish_reason_of, plan_reuse
+from shared.runtimes.stops import StopStringFilter
+from shared.runtimes.types import (
+    FinishReason,
+    GenerationEnd,
+    SamplingParams,
+    TokenPiece,
+    TopLogprob,
+)
+
+__all__ = ["BatchedDecoder", "DecodeJob", "DecoderObserver", "SamplerFactory"]
+
+log = logging.getLogger(__name__)
+
+
+class DecoderObserver(Protocol):
+    """Where the decoder reports its figures (metrics); called on the decode thread."""
+
+    def step(
+        self, *, sequences: int, prefill_tokens: int, decode_tokens: int, seconds: float
+    ) -> None:
+        """One ``llama_decode``: sequences sampled, prompt and generated tokens read."""
+
+    def admitted(self, *, queue_wait_s: float, busy: int) -> None:
+        """A request got a slot after waiting ``queue_wait_s``; ``busy`` slots are in use."""
+
+    def released(self, *, busy: int) -> None:
+        """A request left its slot."""
+
+
+class SamplerFactory(Protocol):
+    """Makes a sequence's sampler (a seam: tests can stand in a failing one)."""
+
+    def __call__(self, runtime: GgufRuntime, params: SamplingParams) -> Any: ...
+
+
+def default_sampler(runtime: GgufRuntime, params: SamplingParams) -> SequenceSampler:
+    """The real sampler: llama.cpp's chain, plus the request's grammar if it has one."""
+    gbnf = None if params.grammar is None else runtime.checked_gbnf(params.grammar)
+    lib = runtime._lib
+    return SequenceSampler.create(lib, runtime._vocab, runtime.n_vocab, params, gbnf=gbnf)
+
+
+class BatchedDecoder:
+    """``parallel`` slots on one llama.cpp context, decoded together (see the module docs)."""
+
+    def __init__(
+        self,
+        runtime: GgufRuntime,
+        *,
+        parallel: int = 4,
+        n_batch: int = 512,
+        prefill_chunk: int = 128,
+        observer: DecoderObserver | None = None,
+        sampler_factory: SamplerFactory = default_sampler,
+    ) -> None:
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
+        lib = runtime._lib
+        self._lib, self._rt = lib, runtime
+        self.parallel = parallel
+        self.n_batch = max(n_batch, parallel)
+        self.prefill_chunk = max(1, prefill_chunk)
+        self._observer = observer
+        self._make_sampler = sampler_factory
+        self._ctx = self._new_context(runtime, parallel)
+        self.n_ctx_seq = int(lib.llama_n_ctx_seq(self._ctx))
+        self._mem = lib.llama_get_memory(self._ctx)
+        self._batch = lib.llama_batch_init(self.n_batch, 0, 1)
+        self._slots = [Slot(i) for i in range(parallel)]
+        self._pending: deque[DecodeJob] = deque()
+        self._cv = threading.Condition()
+        self._closing = False
+        self._pieces: dict[int, bytes] = {}
+        self._thread = threading.Thread(target=self._loop, name="agl-decode", daemon=True)
+        self._thread.start()
+
+    def _new_context(self, runtime: GgufRuntime, parallel: int) -> Any:
+        lib = self._lib
+        # The runtime's own parameters (flash attention, RoPE …): the same numbers as alone.
+        p = lib.llama_context_params.from_buffer_copy(runtime._llm.context_params)
+        p.n_ctx = runtime.n_ctx * parallel
+        p.n_batch = p.n_ubatch = self.n_batch
+        p.n_seq_max = parallel
+        p.n_threads = p.n_threads_batch = runtime.n_threads
+        p.kv_unified = False  # each sequence its own n_ctx cells: a slot is a full context
+        ctx = lib.llama_init_from_model(runtime._llm._model.model, p)
+        if not ctx:
+            raise AglError(
+                f"llama.cpp could not create a context of {parallel} x {runtime.n_ctx} tokens; "
+                "lower parallel or n_ctx"
+            )
+        return ctx
+
+    # -- the caller's side --------------------------------------------------------------
+
+    @property
+    def busy(self) -> int:
+        """Slots generating now."""
+        return sum(1 for s in self._slots if s.busy)
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a slot."""
+        return len(self._pending)
+
+    def submit(self, job: DecodeJob) -> None:
+        """Queue ``job``; it joins the batch at the next step once a slot is free."""
+        with self._cv:
+            if self._closing:
+                raise AglError("the decoder is shut down")
+            self._pending.append(job)
+            self._cv.notify()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the decode thread, end every request, free the context."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():  # pragma: no cover - a decode stuck in llama.cpp
+            log.warning("the decode thread did not stop within %.0f s", timeout)
+            return
+        lib = self._lib
+        lib.llama_batch_free(self._batch)
+        lib.llama_free(self._ctx)
+
+    # -- the decode thread --------------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
+            while self._next_work():
+                self._admit()
+                if any(s.busy for s in self._slots):
+                    self._step()
+        finally:
+            self._shutdown()
+
+    def _next_work(self) -> bool:
+        with self._cv:
+            while not self._closing and not self._pending and not any(s.busy for s in self._slots):
+                self._cv.wait()
+            return not self._closing
+
+    def _shutdown(self) -> None:
+        with self._cv:
+            left, self._pending = list(self._pending), deque()
+        for slot in self._slots:
+            if slot.run is not None:
+                self._end(slot, error=AglError("the model is shutting down"))
+        for job in left:
+            job.post(AglError("the model is shutting down"))
+            job.done()
+
+    def _admit(self) -> None:
+        while True:
+            free = [s for s in self._slots if not s.busy]
+            with self._cv:
+                if not free or not self._pending:
+                    return
+                job = self._pending.popleft()
+            self._start(job, free)
+
+    def _start(self, job: DecodeJob, free: list[Slot]) -> None:
+        tokens = job.prompt.tokens
+        if job.cancelled.is_set():
+            job.post(GenerationEnd("cancelled", len(tokens), 0))
+            job.done()
+            return
+        try:
+            if len(tokens) + 1 > self.n_ctx_seq:
+                raise ContextOverflowError(
+                    prompt_tokens=len(tokens), max_tokens=None, n_ctx=self.n_ctx_seq
+                )
+            sampler = self._make_sampler(self._rt, job.params)
+        except Exception as exc:
+            job.post(
+                exc if isinstance(exc, AglError) else SamplingError(f"sampler setup failed: {exc}")
+            )
+            job.done()
+            return
+        dst, src, n = plan_reuse(tokens, free, self._slots)
+        lib, mem = self._lib, self._mem
+        if src is not None:
+            lib.llama_memory_seq_rm(mem, dst.seq_id, -1, -1)
+            lib.llama_memory_seq_cp(mem, src.seq_id, dst.seq_id, -1, -1)  # whole sequences only
+            dst.cached = src.cached[:n]
+        else:
+            dst.cached = dst.cached[:n]
+        lib.llama_memory_seq_rm(mem, dst.seq_id, n, -1)
+        budget = min(job.params.max_tokens, self.n_ctx_seq - len(tokens))
+        stops = StopStringFilter([*job.prompt.stop, *job.params.stop])
+        dst.run = Running(job, sampler, list(tokens[n:]), max(budget, 0), stops)
+        if self._observer is not None:
+            wait = time.monotonic() - job.queued_at
+            self._observer.admitted(queue_wait_s=wait, busy=self.busy)
+
+    def _step(self) -> None:
+        b, lib = self._batch, self._lib
+        outputs: list[tuple[int, Slot]] = []
+        n = 0
+        prefill = 0
+        for slot in self._slots:
+            run = slot.run
+            if run is None:
+                continue
+            if run.job.cancelled.is_set():
+                self._end(slot, finish="cancelled")
+                continue
+            if not run.pending:  # generating: one token
+                pos = len(slot.cached)
+                b.token[n], b.pos[n], b.n_seq_id[n], b.seq_id[n][0], b.logits[n] = (
+                    run.last,
+                    pos,
+                    1,
+                    slot.seq_id,
+                    1,
+                )
+                slot.cached.append(run.last)
+                outputs.append((n, slot))
+                n += 1
+        decoding = n
+        room = self.n_batch - n
+        cap = self.prefill_chunk if decoding else room
+        for slot in self._slots:
+            run = slot.run
+            if run is None or not run.pending or room <= 0:
+                continue
+            take = min(len(run.pending), room, cap - prefill)
+            if take <= 0:
+                break
+            chunk, run.pending = run.pending[:take], run.pending[take:]
+            pos = len(slot.cached)
+            for i, tok in enumerate(chunk):
+                b.token[n], b.pos[n], b.n_seq_id[n], b.seq_id[n][0], b.logits[n] = (
+                    tok,
+                    pos + i,
+                    1,
+                    slot.seq_id,
+                    0,
+                )
+                n += 1
+            slot.cached.extend(chunk)
+            if not run.pending:
+                b.logits[n - 1] = 1
+                outputs.append((n - 1, slot))
+            room -= take
+            prefill += take
+        if n == 0:
+            return
+        b.n_tokens = n
+        started = time.perf_counter()
+        rc = lib.llama_decode(self._ctx, b)
+        if rc != 0:
+            self._fail_batch(outputs, rc)
+            return
+        for idx, slot in outputs:
+            self._sampled(idx, slot)
+        if self._observer is not None:
+            self._observer.step(
+                sequences=len(outputs),
+                prefill_tokens=prefill,
+                decode_tokens=decoding,
+                seconds=time.perf_counter() - started,
+            )
+
+    def _sampled(self, idx: int, slot: Slot) -> None:
+        run = slot.run
+        assert run is not None
+        rt, lib = self._rt, self._lib
+        params = run.job.params
+        try:
+            token = run.sampler.sample(self._ctx, idx)
+            if lib.llama_vocab_is_eog(rt._vocab, token):
+                self._end(slot, finish="stop")
+                return
+            run.n_out += 1
+            run.last = token
+            logprob: float | None = None
+            top: tuple[TopLogprob, ...] = ()
+            if params.logprobs:
+                logprob, top = logprobs_of(
+                    lib, self._ctx, idx, rt.n_vocab, token, params.top_logprobs, rt.token_text
+                )
+            text = run.stops.feed(run.decoder.decode(self._piece(token)))
+            run.job.post(TokenPiece(text=text, token_id=token, logprob=logprob, top_logprobs=top))
+        except Exception as exc:  # this sequence's failure only
+            log.warning("sequence %d failed: %s", slot.seq_id, exc)
+            err = exc if isinstance(exc, AglError) else SamplingError(f"sampling failed: {exc}")
+            self._end(slot, error=err, drop_cache=True)
+            return
+        finish = finish_reason_of(run, False)
+        if finish is not None:
+            self._end(slot, finish=finish)
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = bytes(self._rt._llm.detokenize([token]))
+        return piece
+
+    def _fail_batch(self, outputs: list[tuple[int, Slot]], rc: int) -> None:
+        err = AglError(f"llama_decode failed (code {rc}); the batch's requests were ended")
+        for slot in self._slots:
+            if slot.run is not None:
+                self._end(slot, error=err, drop_cache=True)
+
+    def _end(
+        self,
+        slot: Slot,
+        *,
+        finish: FinishReason = "stop",
+        error: BaseException | None = None,
+        drop_cache: bool = False,
+    ) -> None:
+        run = slot.run
+        assert run is not None
+        slot.run = None
+        job = run.job
+        run.sampler.close()
+        if error is not None or finish == "cancelled" or drop_cache:
+            # Freed: a cancelled or failed sequence's cells are not worth keeping.
+            self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+            slot.cached = []
+        if run.pending:  # ended during prefill: the cache holds only what was read
+            self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, len(slot.cached), -1)
+        try:
+            if error is not None:
+                job.post(error)
+            else:
+                tail = run.stops.feed(run.decoder.decode(b"", final=True)) + run.stops.flush()
+                if tail:
+                    job.post(TokenPiece(text=tail, token_id=-1))
+                job.post(GenerationEnd(finish, len(job.prompt.tokens), run.n_out))
+        finally:
+            job.done()
+            if self._observer is not None:
+                self._observer.released(busy=self.busy)
