@@ -24,15 +24,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.protocol import InvalidSubjectToken, infer_subject
 from shared.settings_files import TomlFileSettings, load_from, unknown_env_vars
+from shared.subjects import InvalidSubjectToken, hub_infer_wildcard
 from shared.telemetry.config import TelemetryConfig
 
 ENV_PREFIX = "AGL_HUB_"
 
 
 class HubModelSpec(BaseModel):
-    """One model the hub serves on ``agl.v1.infer.<name>``."""
+    """One model the hub serves on ``agl.v1.dev.*.infer.<name>``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -67,7 +67,7 @@ class HubModelSpec(BaseModel):
     @classmethod
     def _subject_token(cls, value: str) -> str:
         try:
-            infer_subject(value)
+            hub_infer_wildcard(value)
         except InvalidSubjectToken as exc:
             raise ValueError(str(exc)) from None
         return value
@@ -100,7 +100,7 @@ class HubSettings(TomlFileSettings):
     )
     answer_unknown_models: bool = Field(
         True,
-        description="Also listen on agl.v1.infer.* to answer unknown models with an error. "
+        description="Also listen on agl.v1.dev.*.infer.* to answer unknown models with an error. "
         "Turn off when hubs in one NATS account serve different model sets.",
     )
     drain_timeout_s: float = Field(
@@ -119,6 +119,29 @@ class HubSettings(TomlFileSettings):
             "Seconds between checks that someone still waits for a running request's answer "
             "(0 turns the checks off); a request nobody waits for is stopped."
         ),
+    )
+    credentials: Path | None = Field(
+        None,
+        description="The hub's NATS user credentials (.creds from `hubctl auth init`); empty = "
+        "connect without credentials (an open dev-mode server).",
+        json_schema_extra={"cli_default": "none"},
+    )
+    tls_ca: Path | None = Field(None, description="CA bundle that verifies the NATS server (TLS).")
+    tls_cert: Path | None = Field(None, description="Client certificate for mutual TLS.")
+    tls_key: Path | None = Field(None, description="Private key of tls_cert.")
+    registry: bool = Field(
+        True,
+        description="Keep the device registry (JetStream KV agl_devices) from heartbeats on "
+        "agl.v1.dev.*.hb; without JetStream the hub counts heartbeats but stores nothing.",
+    )
+    heartbeat_burst: int = Field(
+        3, ge=1, le=1000, description="Heartbeats a device may send back to back."
+    )
+    heartbeat_min_interval_s: float = Field(
+        1.0,
+        ge=0,
+        description="Steady heartbeat rate limit per device: one per this many seconds; "
+        "more are dropped and counted.",
     )
     metrics_port: int = Field(
         0,
@@ -145,6 +168,12 @@ class HubSettings(TomlFileSettings):
     def servers(self) -> list[str]:
         """``nats_url`` split into a list."""
         return [s.strip() for s in self.nats_url.split(",") if s.strip()]
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HubSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together; set both or neither")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> HubSettings:

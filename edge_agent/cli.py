@@ -15,6 +15,7 @@ import click
 import uvicorn
 
 from edge_agent import __version__
+from edge_agent.api.api_keys import bind_refusal
 from edge_agent.api.http_protocol import bounded_http_protocol
 from edge_agent.calibrate_cli import calibrate_command
 from edge_agent.models import ModelRegistry
@@ -53,6 +54,7 @@ SETTINGS_FLAGS = settings_options(
         "log_level",
         "plugins_dir",
         "keep_running_on_load_error",
+        "insecure_no_auth",
     ],
     flag_names={"request_timeout_s": "--request-timeout"},
 )
@@ -110,6 +112,11 @@ def run(config_file: Path | None, **overrides: Any) -> None:
         specs = plan_models(settings)
     except AglError as exc:
         raise click.ClickException(str(exc)) from exc
+    refusal = bind_refusal(
+        settings.host, keys=settings.api_keys, insecure=settings.insecure_no_auth
+    )
+    if refusal is not None:
+        raise click.ClickException(refusal)
     try:
         sock = socket.create_server((settings.host, settings.port), reuse_port=False)
     except OSError as exc:

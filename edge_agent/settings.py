@@ -11,14 +11,16 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from edge_agent.router.policy import RouterConfig
 from shared.model_files import BUNDLED_MODEL_ID
+from shared.nats_auth import CredentialsError, read_creds
 from shared.settings_files import TomlFileSettings, load_from, unknown_env_vars
+from shared.subjects import heartbeat_subject
 from shared.telemetry.config import TelemetryConfig
 
 
@@ -105,6 +107,27 @@ class HubLink(BaseModel):
         ge=0,
         description="Cloud tokens this device may spend per UTC day (empty = unlimited).",
     )
+    credentials: Path | None = Field(
+        None,
+        description="This device's NATS .creds file (`hubctl devices enroll`); empty = no "
+        "credentials (an open dev-mode server; the agent logs one warning).",
+    )
+    tls_ca: Path | None = Field(None, description="CA bundle that verifies the NATS server (TLS).")
+    tls_cert: Path | None = Field(None, description="Client certificate for mutual TLS.")
+    tls_key: Path | None = Field(None, description="Private key of tls_cert.")
+    heartbeat_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds between heartbeats to the hub (agl.v1.dev.<device>.hb); the hub "
+        "shows a device as stale after 3 missed beats and offline after 10.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HubLink:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("hub.tls_cert and hub.tls_key go together; set both or neither")
+        return self
 
 
 class EdgeSettings(TomlFileSettings):
@@ -219,6 +242,18 @@ class EdgeSettings(TomlFileSettings):
         "instead of exiting with the loader's message.",
     )
     hub: HubLink = Field(default_factory=HubLink, description="The NATS link to the hub.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer keys the HTTP API requires (`Authorization: Bearer KEY`), like "
+        "llama-server --api-key; AGL_API_KEYS=k1,k2. Empty: no keys (loopback only). "
+        "/healthz, /readyz and /metrics stay open.",
+        json_schema_extra={"cli_default": "none"},
+    )
+    insecure_no_auth: bool = Field(
+        False,
+        description="Listen beyond loopback without api_keys: anyone who reaches the port "
+        "may use the models.",
+    )
     router: RouterConfig = Field(
         default_factory=RouterConfig,
         description="Where requests are answered: rules, cascade, load SLO.",
@@ -231,6 +266,33 @@ class EdgeSettings(TomlFileSettings):
         description="Traces, metrics and logs: OTLP endpoint, sampling, Loki ([telemetry] table, "
         "AGL_TELEMETRY__ENDPOINT=…).",
     )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):  # AGL_API_KEYS=k1,k2
+            value = [k.strip() for k in value.split(",") if k.strip()]
+        if isinstance(value, list) and any(isinstance(k, str) and len(k) < 8 for k in value):
+            raise ValueError("each API key needs at least 8 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_fit_device(self) -> EdgeSettings:
+        creds = self.hub.credentials
+        if creds is None:
+            return self
+        try:
+            found = read_creds(creds)
+        except CredentialsError as exc:
+            raise ValueError(str(exc)) from None
+        subject = heartbeat_subject(self.device_id)
+        if not found.allows_publish(subject):
+            raise ValueError(
+                f"hub.credentials {creds} belong to {found.name!r}, whose permissions do not "
+                f"cover device_id {self.device_id!r} ({subject}); set device_id to the enrolled "
+                "id or enroll this device (`hubctl devices enroll DEVICE_ID`)"
+            )
+        return self
 
 
 ENV_PREFIX = "AGL_"

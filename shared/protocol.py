@@ -1,10 +1,13 @@
 """The edge ↔ hub wire protocol, version 1 (pure: no sockets, no NATS).
 
-A request travels on ``agl.v1.infer.<model>`` as JSON. The hub answers on the request's
+A request travels on ``agl.v1.dev.<device>.infer.<model>`` as JSON (subjects:
+:mod:`shared.subjects`; the hub takes the device from the subject, never from the body). The hub answers on the request's
 reply subject with one :class:`ResultMessage` (``stream: false``) or with
 :class:`ChunkMessage` s numbered from 0 and one terminal :class:`EndMessage` whose ``seq``
 follows the last chunk's (``stream: true``). Any failure is one :class:`ErrorMessage`.
-Cancelling is a publish (any body) to ``agl.v1.cancel.<request id>``.
+Cancelling is a publish (any body) to ``agl.v1.dev.<device>.cancel.<request id>``.
+Unknown fields are ignored, so that mixed versions can run during a rollout; the ``v`` field
+decides compatibility.
 
 Chunks and results may carry ``logprobs`` (one :class:`WireLogprob` per generated token);
 :func:`wire_params`/:func:`sampling_params` and :func:`wire_logprobs`/:func:`token_pieces`
@@ -31,18 +34,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from shared.errors import AglError
 from shared.runtimes.grammar import MAX_SCHEMA_BYTES
 from shared.runtimes.types import SamplingParams, TokenPiece, TopLogprob
+from shared.subjects import CANCEL_WILDCARD as CANCEL_WILDCARD
+from shared.subjects import QUEUE_GROUP as QUEUE_GROUP
+from shared.subjects import SUBJECT_PREFIX as SUBJECT_PREFIX
+from shared.subjects import InvalidSubjectToken as InvalidSubjectToken
+from shared.subjects import ProtocolError as ProtocolError
+from shared.subjects import cancel_subject as cancel_subject
+from shared.subjects import infer_subject as infer_subject
+from shared.subjects import model_from_subject as model_from_subject
+from shared.subjects import probe_subject as probe_subject
 
 PROTOCOL_VERSION = 1
-SUBJECT_PREFIX = "agl.v1"
-INFER_PREFIX = f"{SUBJECT_PREFIX}.infer."
-CANCEL_PREFIX = f"{SUBJECT_PREFIX}.cancel."
-#: Every hub worker subscribes to inference subjects in this queue group.
-QUEUE_GROUP = "hub"
-#: Hubs subscribe here (no queue group) to hear every cancel.
-CANCEL_WILDCARD = f"{CANCEL_PREFIX}*"
 #: Header names that travel with requests.
 TRACEPARENT_HEADER = "traceparent"
 #: A hub's interest probe carries this header and no body; edges skip such messages.
@@ -63,10 +67,6 @@ ErrorCode = Literal[
 ]
 
 
-class ProtocolError(AglError):
-    """A message that does not follow protocol v1."""
-
-
 class PayloadTooLargeError(ProtocolError):
     """A message is bigger than the limit (the server's ``max_payload`` or the hub's own)."""
 
@@ -77,10 +77,6 @@ class PayloadTooLargeError(ProtocolError):
         )
         self.size = size
         self.max_payload = max_payload
-
-
-class InvalidSubjectToken(ProtocolError):
-    """A model name or request id that cannot be used as one NATS subject token."""
 
 
 class StreamGapError(ProtocolError):
@@ -96,44 +92,6 @@ class StreamGapError(ProtocolError):
         self.got = got
 
 
-def _check_token(value: str, what: str) -> str:
-    if not _TOKEN.fullmatch(value):
-        raise InvalidSubjectToken(
-            f"{what} {value!r} cannot be a NATS subject token; use letters, digits and - _ : @ + = "
-            "only (no spaces, dots, '*' or '>')"
-        )
-    return value
-
-
-def infer_subject(model: str) -> str:
-    """Subject a request for ``model`` is sent to: ``agl.v1.infer.<model>``."""
-    return INFER_PREFIX + _check_token(model, "model name")
-
-
-def probe_subject(reply: str, *, stream: bool) -> str | None:
-    """Where a hub checks that someone still listens for the answer to a request, or None.
-
-    A stream's reply subject is the edge's own subscription, which skips probe messages. A
-    non-streamed request's reply goes through the client's shared request inbox
-    (``<prefix>.<token>``), so the probe goes to a sibling token that no request owns; it
-    tells whether the edge's connection is still there.
-    """
-    if stream:
-        return reply
-    parent, dot, _token = reply.rpartition(".")
-    return f"{parent}.aglprobe" if dot and parent.count(".") >= 1 else None
-
-
-def cancel_subject(request_id: str) -> str:
-    """Subject that cancels request ``request_id``: ``agl.v1.cancel.<request_id>``."""
-    return CANCEL_PREFIX + _check_token(request_id, "request id")
-
-
-def model_from_subject(subject: str) -> str | None:
-    """The model token of an inference subject, or ``None`` if it is not one."""
-    return subject[len(INFER_PREFIX) :] if subject.startswith(INFER_PREFIX) else None
-
-
 def check_payload_size(data: bytes, max_payload: int) -> None:
     """Raise :class:`PayloadTooLargeError` if ``data`` is longer than ``max_payload``."""
     if len(data) > max_payload:
@@ -144,7 +102,7 @@ _Id = Annotated[str, Field(min_length=1, max_length=128, pattern=_TOKEN.pattern)
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     v: Literal[1] = 1
 
@@ -152,7 +110,7 @@ class _Message(BaseModel):
 class ChatTurn(BaseModel):
     """One chat message."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str
@@ -161,7 +119,7 @@ class ChatTurn(BaseModel):
 class InferParams(BaseModel):
     """Sampling parameters, with the same meaning as OpenAI's."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     max_tokens: int = Field(default=256, ge=1, le=1_000_000)
     temperature: float = Field(default=0.8, ge=0.0, le=2.0)
@@ -204,7 +162,7 @@ class InferRequest(_Message):
 class Usage(BaseModel):
     """Tokens read and written by one request."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
@@ -218,7 +176,7 @@ class Usage(BaseModel):
 class ClassifyResult(BaseModel):
     """One classified row (ONNX back-ends)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     label: str
     confidence: float
@@ -228,7 +186,7 @@ class ClassifyResult(BaseModel):
 class WireTopLogprob(BaseModel):
     """One candidate token and its log-probability."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     token: str
     logprob: float
@@ -241,7 +199,7 @@ class WireLogprob(BaseModel):
     hold-back (it may be empty), so the ``token`` s of a message join to its ``text``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     token: str
     logprob: float

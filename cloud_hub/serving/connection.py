@@ -16,6 +16,8 @@ from nats.aio.client import Client
 
 from cloud_hub.errors import HubError
 from cloud_hub.settings import HubSettings
+from shared.errors import AglError
+from shared.nats_auth import connect_options
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,20 @@ async def connect(settings: HubSettings, *, name: str) -> Client:
     """
     shown = settings.shown_nats_url
     link = LinkLog(shown)
+    try:
+        auth = connect_options(
+            credentials=settings.credentials,
+            tls_ca=settings.tls_ca,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+        )
+    except AglError as exc:
+        raise HubError(str(exc)) from None
+    if settings.credentials is None:
+        log.warning(
+            "connecting to NATS without credentials (dev mode); set credentials to the hub.creds "
+            "from `hubctl auth init` for per-device identity"
+        )
     log.info("connecting to NATS at %s", shown)
     try:
         nc = await nats.connect(
@@ -86,6 +102,7 @@ async def connect(settings: HubSettings, *, name: str) -> Client:
             error_cb=link.error,
             disconnected_cb=link.disconnected,
             reconnected_cb=link.reconnected,
+            **auth,
         )
     except Exception as exc:  # nats raises OSError, NoServersError, TimeoutError …
         raise HubError(

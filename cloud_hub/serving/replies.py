@@ -10,11 +10,12 @@ end message from a :class:`StreamFramer`. Failures go out through :func:`send_er
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from nats.micro.request import Request
 from nats.micro.service import Service
 
+from cloud_hub.serving.admission import reply_allowed
 from shared.protocol import (
     ChunkMessage,
     ClassifyResult,
@@ -72,6 +73,28 @@ def reply_subject(request: Request) -> str:
     """The subject the answer goes to ("" if none); ``nats.micro`` keeps it on the raw message."""
     msg = getattr(request, "_msg", None)
     return str(getattr(msg, "reply", "") or "")
+
+
+def answerable(request: Request, *, spoofed: Callable[[], object]) -> bool:
+    """Whether ``request`` may be answered: it has a reply subject in the sender's own inbox.
+
+    A reply subject outside ``_INBOX.<device from the subject>.`` is dropped unanswered (the
+    server does not check reply subjects, so answering would write into another device's
+    inbox); ``spoofed()`` counts it.
+    """
+    reply = reply_subject(request)
+    if not reply:
+        log.warning("a request on %s has no reply subject; ignored", request.subject)
+        return False
+    if not reply_allowed(request.subject, reply):
+        spoofed()
+        log.warning(
+            "dropped a request on %s: its reply subject %s is not that device's inbox",
+            request.subject,
+            reply[:80],
+        )
+        return False
+    return True
 
 
 def usage(end: GenerationEnd) -> Usage:

@@ -1,11 +1,12 @@
 """The hub's NATS inference service (``nats.micro`` service ``agl-hub``).
 
-One endpoint per model on ``agl.v1.infer.<model>`` in queue group ``hub``, so several hub
-processes share the load and ``$SRV.PING/INFO/STATS`` find them. Each request passes
-:func:`~cloud_hub.serving.admission.admit` in the subscription's callback and is then
+One endpoint per model on ``agl.v1.dev.*.infer.<model>`` in queue group ``hub``, so several
+hub processes share the load and ``$SRV.PING/INFO/STATS`` find them. The device is the
+subject's; a reply subject outside that device's inbox is dropped unanswered. Each request
+passes :func:`~cloud_hub.serving.admission.admit` in the subscription's callback and is then
 answered in its own task (:func:`~cloud_hub.serving.answering.answer`); cancels arrive on
-``agl.v1.cancel.*``. Every bad message gets an error reply and the hub keeps serving.
-
+``agl.v1.dev.*.cancel.*`` and stop only that device's request. Every bad message gets an
+error reply and the hub keeps serving. Heartbeats feed the registry (``control.intake``).
 Embedding the hub in another program (an all-in-one launcher, a test)::
 
     async with running_hub(settings) as hub:   # connects, loads models, subscribes
@@ -18,7 +19,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import re
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping
 
@@ -29,24 +29,20 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
 
 from cloud_hub import __version__
 from cloud_hub.backends import Backend, RequestContext, start_backends
+from cloud_hub.control.intake import HeartbeatIntake
 from cloud_hub.errors import HubError
-from cloud_hub.serving.admission import Refused, admit
+from cloud_hub.serving.admission import Refused, admit, endpoints
 from cloud_hub.serving.answering import FinishedRequest, answer
 from cloud_hub.serving.connection import connect
 from cloud_hub.serving.interest import start_watch
-from cloud_hub.serving.replies import ErrorStats, reply_subject, send_error
+from cloud_hub.serving.replies import ErrorStats, answerable, reply_subject, send_error
 from cloud_hub.settings import HubSettings
-from shared.protocol import (
-    CANCEL_PREFIX,
-    CANCEL_WILDCARD,
-    INFER_PREFIX,
-    QUEUE_GROUP,
-    InferRequest,
-    infer_subject,
-)
+from shared.protocol import InferRequest
+from shared.subjects import CANCEL_WILDCARD, QUEUE_GROUP, parse_subject
 from shared.telemetry import Instruments, Telemetry
 
 log = logging.getLogger(__name__)
@@ -83,9 +79,16 @@ class HubService:
         self._service: Service | None = None
         self._cancel_sub: Subscription | None = None
         self._sem = asyncio.Semaphore(settings.concurrency)
-        self._inflight: dict[str, RequestContext] = {}
+        self._inflight: dict[tuple[str, str], RequestContext] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._kinds: dict[str, frozenset[str]] = {}
+        #: Heartbeats → the device registry (KV ``agl_devices``), after :meth:`start`.
+        self.intake: HeartbeatIntake | None = None
+        self._spoofed = PromCounter(
+            "agl_hub_spoofed_replies",
+            "Requests dropped because their reply subject was not the sending device's inbox",
+            registry=self.metrics.registry,
+        )
         self._draining = False
         self._closed = False
 
@@ -119,29 +122,27 @@ class HubService:
             queue_group=QUEUE_GROUP,
             metadata={"models": ",".join(sorted(self.backends))},
         )
-        endpoints = [(re.sub(r"[^A-Za-z0-9_-]", "_", m), infer_subject(m)) for m in self.backends]
-        if self.settings.answer_unknown_models:
-            # Same queue group: a request for a known model may land here and is served too.
-            endpoints.append(("any-model", INFER_PREFIX + "*"))
-        for name, subject in endpoints:
+        for name, subject in endpoints(self.backends, self.settings.answer_unknown_models):
             await self._service.add_endpoint(
                 name=name,
                 subject=subject,
                 handler=functools.partial(self._on_request, stats=ErrorStats(self._service, name)),
             )
         self._cancel_sub = await nc.subscribe(CANCEL_WILDCARD, cb=self._on_cancel)
+        if self.settings.registry:
+            self.intake = await HeartbeatIntake.start(nc, self.settings, self.metrics)
         await nc.flush()
         log.info("hub %s serving %s", self.service_id, ", ".join(sorted(self.backends)))
 
     async def _on_cancel(self, msg: Msg) -> None:
-        ctx = self._inflight.get(msg.subject[len(CANCEL_PREFIX) :])
+        parsed = parse_subject(msg.subject)  # the device's own subject: only its requests
+        ctx = self._inflight.get((parsed.device, parsed.arg)) if parsed is not None else None
         if ctx is not None:
             ctx.cancelled.set()
 
     async def _on_request(self, request: Request, stats: ErrorStats) -> None:
         # Runs in the subscription's delivery loop: answer or hand off to a task, never wait.
-        if not reply_subject(request):
-            log.warning("a request on %s has no reply subject; ignored", request.subject)
+        if not answerable(request, spoofed=self._spoofed.inc):
             return
         verdict = admit(
             request.subject,
@@ -159,9 +160,11 @@ class HubService:
         await self._sem.acquire()  # free: admit() saw a slot, and nothing ran since
         req = verdict.request
         ctx = RequestContext(headers=dict(request.headers or {}))
-        self._inflight[req.id] = ctx
+        self._inflight[verdict.key] = ctx
         backend = self.backends[verdict.backend]
-        task = asyncio.create_task(self._serve(request, req, backend, ctx, stats=stats))
+        task = asyncio.create_task(
+            self._serve(request, req, backend, ctx, key=verdict.key, stats=stats)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -172,6 +175,7 @@ class HubService:
         backend: Backend,
         ctx: RequestContext,
         *,
+        key: tuple[str, str],
         stats: ErrorStats,
     ) -> None:
         self._running[req.model] += 1
@@ -201,7 +205,7 @@ class HubService:
             if watcher is not None:
                 watcher.cancel()
             self._running[req.model] -= 1
-            self._inflight.pop(req.id, None)
+            self._inflight.pop(key, None)
             self._sem.release()
 
     async def drain(self, timeout: float | None = None) -> None:
@@ -225,6 +229,8 @@ class HubService:
         if self._cancel_sub is not None:
             with contextlib.suppress(Exception):
                 await self._cancel_sub.unsubscribe()
+        if self.intake is not None:
+            await self.intake.stop()
         if self._nc is not None and self._owns_nc and not self._nc.is_closed:
             with contextlib.suppress(Exception):
                 await self._nc.drain()

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 
 from edge_agent import __version__
+from edge_agent.api.api_keys import ApiKeyMiddleware
 from edge_agent.api.errors import EXCEPTION_HANDLERS
 from edge_agent.api.middleware import EdgeHeadersMiddleware
 from edge_agent.api.openai_routes import OPENAI_ROUTES
@@ -23,6 +24,7 @@ from edge_agent.api.pipelines_routes import PIPELINE_ROUTES
 from edge_agent.api.state import AgentState, SchedulerFactory
 from edge_agent.api.status import log_plugins
 from edge_agent.api.tracing import TracingMiddleware
+from edge_agent.control.heartbeat import Heartbeats
 from edge_agent.models import ModelRegistry
 from edge_agent.scheduler import Scheduler, SerialScheduler
 from edge_agent.settings import EdgeSettings
@@ -55,6 +57,10 @@ def default_uplink(settings: EdgeSettings) -> Uplink:
             failure_threshold=hub.breaker_failures, cooldown_s=hub.breaker_cooldown_s
         ),
         budget=TokenBudget(hub.daily_token_budget),
+        credentials=hub.credentials,
+        tls_ca=hub.tls_ca,
+        tls_cert=hub.tls_cert,
+        tls_key=hub.tls_key,
     )
 
 
@@ -86,9 +92,12 @@ def create_app(
                 state.start_schedulers()
 
         loader = asyncio.create_task(load())
+        heartbeats = None
         if settings.hub.nats_url:
             state.uplink = make_uplink(settings)
             await state.uplink.connect()
+            heartbeats = Heartbeats(state, state.uplink, interval_s=settings.hub.heartbeat_s)
+            heartbeats.start()
         if settings.plugins_dir is not None:
             watcher = PluginWatcher(settings.plugins_dir)
             await asyncio.to_thread(watcher.start)  # a bad plugin directory stops the start
@@ -109,6 +118,8 @@ def create_app(
                 state.plugins.stop()
             if not loader.done():
                 await asyncio.wait({loader})
+            if heartbeats is not None:
+                await heartbeats.stop()
             if state.uplink is not None:
                 await state.uplink.close()
             await asyncio.to_thread(state.close)
@@ -121,6 +132,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.agent = state
+    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
     app.add_middleware(EdgeHeadersMiddleware, metrics=state.metrics)
     app.add_middleware(TracingMiddleware, instruments=state.metrics.genai)
     return app

@@ -99,7 +99,7 @@ async def escalate(
             {
                 "agl.route.reason": reason,
                 "messaging.system": "nats",
-                "messaging.destination.name": infer_subject(cloud_model),
+                "messaging.destination.name": infer_subject(uplink.device, cloud_model),
                 "agl.escalation": True,
             }
         )

@@ -1,6 +1,6 @@
 """The edge side of the NATS link to the hub.
 
-uplink = Uplink("nats://hub:4222", device="dev-1")
+uplink = Uplink("nats://hub:4222", device="dev-1", credentials=Path("dev-1.creds"))
 await uplink.connect()            # returns at once; connects in the background
 if uplink.available():
     result = await uplink.complete(request, timeout=30)   # traceparent: the current span
@@ -12,6 +12,10 @@ uplink.status()                   # connected, servers, circuit, budget (GET /st
 await uplink.close()
 
 A link that goes down, stays down or comes back is logged (``LinkState``), never silently.
+Requests go to the device's own subjects (``agl.v1.dev.<device>.…``) and replies come back to
+its own inbox (``_INBOX.<device>``), so that per-device credentials can enforce identity. The
+server refusing the credentials (bad, revoked) stops the connect loop with one clear error; a
+subject the server refuses is logged with the credential and the subject, and not tried again.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import random
 import re
 import time
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -35,6 +40,7 @@ from edge_agent.uplink.breaker import BreakerState, CircuitBreaker
 from edge_agent.uplink.budget import TokenBudget
 from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
 from edge_agent.uplink.link import REMINDER_S, LinkState
+from shared.nats_auth import auth_failure, connect_options, denied_subject
 from shared.protocol import (
     PROBE_HEADER,
     TRACEPARENT_HEADER,
@@ -46,12 +52,11 @@ from shared.protocol import (
     ProtocolError,
     ResultMessage,
     StreamGapError,
-    cancel_subject,
     check_payload_size,
     decode_reply,
     encode,
-    infer_subject,
 )
+from shared.subjects import cancel_subject, heartbeat_subject, inbox_prefix, infer_subject
 from shared.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
@@ -76,9 +81,23 @@ class Uplink:
         reconnect_wait_s: float = 1.0,
         max_reconnect_wait_s: float = 30.0,
         reminder_s: float = REMINDER_S,
+        credentials: Path | None = None,
+        tls_ca: Path | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
     ) -> None:
         self.servers = servers
         self.device = device
+        self.credentials = credentials
+        # Reads the .creds file now: a malformed one is a startup error that names the file.
+        self._auth = connect_options(
+            credentials=credentials, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
+        )
+        #: Why the server refused this device's credentials (the link then stays down).
+        self.auth_error: str | None = None
+        #: Subjects the server refused (permissions violations): never sent again.
+        self.denied: dict[str, str] = {}
+        self._closer: asyncio.Task[None] | None = None
         self.breaker = breaker or CircuitBreaker()
         self.budget = budget or TokenBudget()
         self._name = name
@@ -94,7 +113,16 @@ class Uplink:
 
     async def connect(self) -> None:
         """Start connecting in the background; never blocks or fails when NATS is down."""
-        if self._connector is None:
+        if self.credentials is None:
+            log.warning(
+                "hub link: no hub.credentials set; connecting to NATS without credentials "
+                "(dev mode: any client on that server can claim to be device %s)",
+                self.device,
+            )
+        self._start_connecting()
+
+    def _start_connecting(self) -> None:
+        if self._connector is None or self._connector.done():
             self._connector = asyncio.create_task(self._connect_loop(), name="uplink-connect")
 
     async def wait_connected(self, timeout: float) -> bool:
@@ -119,6 +147,9 @@ class Uplink:
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnect,
                     reconnected_cb=self._on_reconnect,
+                    closed_cb=self._on_closed,
+                    inbox_prefix=inbox_prefix(self.device).encode(),
+                    **self._auth,
                 )
                 self._connected.set()
                 self.link.up(self._url())
@@ -126,6 +157,9 @@ class Uplink:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # nats raises OSError, TimeoutError, NoServersError …
+                if auth_failure(exc):
+                    self._refused(exc)
+                    return
                 self.link.failed(_describe(exc))
                 log.debug("NATS %s unreachable (%s); retrying in %.1f s", self.servers, exc, delay)
             await asyncio.sleep(delay * (0.5 + random.random()))
@@ -135,8 +169,39 @@ class Uplink:
         url = self._nc.connected_url if self._nc is not None else None
         return f"{url.hostname}:{url.port}" if url is not None else self.link.servers
 
+    def _refused(self, exc: BaseException) -> None:
+        """The server refused the credentials: say which, stop retrying, answer locally."""
+        which = f"credentials {self.credentials}" if self.credentials else "no credentials"
+        self.auth_error = (
+            f"NATS at {self.link.servers} refused device {self.device}'s {which} "
+            f"({_describe(exc)}); the device may be revoked or the file belongs to another "
+            "server: enroll it again (`hubctl devices enroll`) and fix hub.credentials"
+        )
+        log.error("hub link: %s; not retrying, answering every request locally", self.auth_error)
+        self.link.failed(self.auth_error)
+
     async def _on_error(self, exc: Exception) -> None:
         log.debug("NATS client error: %s", exc)
+        denied = denied_subject(exc)
+        if denied is not None:
+            verb, subject = denied
+            if subject not in self.denied:
+                log.error(
+                    "hub link: NATS refused %s to %s for device %s (%s); check that hub.credentials "
+                    "was enrolled for device_id %s; not sending there again",
+                    verb,
+                    subject,
+                    self.device,
+                    self.credentials or "no credentials",
+                    self.device,
+                )
+            self.denied[subject] = verb
+            return
+        if auth_failure(exc) and not self.connected and self.auth_error is None:
+            # nats-py would retry a refused login forever; a revoked device stays revoked.
+            self._refused(exc)
+            asyncio.get_running_loop().call_soon(self._stop_connecting)
+            return
         # nats-py retries the first connection itself (max_reconnect_attempts=-1) and reports
         # each failed attempt only here; so do reconnects after a loss.
         if not self.connected and self._connector is not None:
@@ -146,8 +211,21 @@ class Uplink:
         if self._connector is not None:  # not while close() shuts the link on purpose
             self.link.lost()
 
+    def _stop_connecting(self) -> None:
+        if self._connector is not None and not self._connector.done():
+            self._connector.cancel()  # inside nats.connect(): its retry loop ends here
+        elif self._nc is not None and not self._nc.is_closed:
+            self._closer = asyncio.create_task(self._nc.close())  # a reconnect loop ends here
+
     async def _on_reconnect(self) -> None:
         self.link.up(self._url())
+
+    async def _on_closed(self) -> None:
+        # nats-py closes (no reconnect) when the server revokes the credentials; a fresh
+        # connect loop then meets the refusal and reports it.
+        if self._connector is not None and self.auth_error is None:
+            self.link.failed("the server closed the connection")
+            self._start_connecting()
 
     async def close(self) -> None:
         """Stop connecting and close the connection."""
@@ -181,6 +259,9 @@ class Uplink:
             "circuit": self.circuit_state,
             "breaker": self.breaker.state,
             "available": self.available(),
+            "credentials": str(self.credentials) if self.credentials else None,
+            "auth_error": self.auth_error,
+            "denied_subjects": sorted(self.denied),
             "budget": {
                 "daily_tokens": budget.daily_tokens,
                 "spent_today": budget.spent,
@@ -195,16 +276,38 @@ class Uplink:
             return None
         return url.hostname, url.port or 4222
 
+    async def publish_heartbeat(self, data: bytes) -> bool:
+        """Publish a heartbeat on ``agl.v1.dev.<device>.hb``; False when it cannot go now."""
+        nc = self._nc
+        subject = heartbeat_subject(self.device)
+        if nc is None or not nc.is_connected or subject.lower() in self.denied:
+            return False
+        try:
+            await nc.publish(subject, data)
+        except (nats.errors.Error, OSError) as exc:
+            log.debug("heartbeat not sent: %s", exc)
+            return False
+        return True
+
     def available(self) -> bool:
         """Whether a request may go to the cloud now (connected, circuit allows, budget left)."""
         return self.connected and self.breaker.would_allow() and self.budget.has_room()
 
-    def _admit(self, req: InferRequest) -> tuple[Client, bytes]:
+    def _admit(self, req: InferRequest) -> tuple[Client, bytes, InferRequest]:
+        if req.device != self.device:  # the hub reads the device from the subject: agree with it
+            req = req.model_copy(update={"device": self.device})
         nc = self._nc
         if nc is None or not nc.is_connected:
             raise CloudUnavailable(
-                f"not connected to NATS at {self.servers}; answering locally",
-                reason="not_connected",
+                self.auth_error or f"not connected to NATS at {self.servers}; answering locally",
+                reason="auth_refused" if self.auth_error else "not_connected",
+            )
+        subject = infer_subject(self.device, req.model)
+        if self.denied and subject.lower() in self.denied:
+            raise CloudUnavailable(
+                f"NATS refused this device's credentials ({self.credentials}) publishing to "
+                f"{subject}; enroll device {self.device} and set hub.credentials to its file",
+                reason="permission_denied",
             )
         if not self.budget.has_room():
             raise CloudUnavailable(
@@ -223,7 +326,7 @@ class Uplink:
                 f"retrying after {self.breaker.cooldown_s:g} s",
                 reason="circuit_open",
             )
-        return nc, data
+        return nc, data, req
 
     @staticmethod
     def _headers(traceparent: str | None) -> dict[str, str] | None:
@@ -252,8 +355,8 @@ class Uplink:
         self, req: InferRequest, *, timeout: float, traceparent: str | None = None
     ) -> ResultMessage:
         """Send a non-streaming request and wait up to ``timeout`` s for the whole answer."""
-        nc, data = self._admit(req)
-        subject = infer_subject(req.model)
+        nc, data, req = self._admit(req)
+        subject = infer_subject(self.device, req.model)
         try:
             msg = await nc.request(
                 subject, data, timeout=timeout, headers=self._headers(traceparent)
@@ -266,7 +369,7 @@ class Uplink:
             ) from None
         except nats.errors.TimeoutError:
             with contextlib.suppress(Exception):
-                await nc.publish(cancel_subject(req.id))
+                await nc.publish(cancel_subject(self.device, req.id))
             raise self._fail(
                 f"hub did not answer within {timeout:g} s", tokens_sent=False, code="timeout"
             ) from None
@@ -305,7 +408,7 @@ class Uplink:
         first message, ``timeout`` each later one. Leaving the loop early (``aclose()``,
         ``break``, cancellation) cancels the request on the hub.
         """
-        nc, data = self._admit(req)
+        nc, data, req = self._admit(req)
         if not req.stream:
             req = req.model_copy(update={"stream": True})
             data = encode(req)
@@ -315,7 +418,10 @@ class Uplink:
         done = False
         try:
             await nc.publish(
-                infer_subject(req.model), data, reply=inbox, headers=self._headers(traceparent)
+                infer_subject(self.device, req.model),
+                data,
+                reply=inbox,
+                headers=self._headers(traceparent),
             )
             while True:
                 got_any = sequencer.chunks > 0
@@ -341,7 +447,7 @@ class Uplink:
             if not done:
                 self.breaker.release_probe()
                 with contextlib.suppress(Exception):
-                    await nc.publish(cancel_subject(req.id))
+                    await nc.publish(cancel_subject(self.device, req.id))
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 

@@ -19,7 +19,8 @@ class UplinkError(EdgeError):
 class CloudUnavailable(UplinkError):
     """The cloud cannot take this request (no connection or responders, circuit open, no budget).
 
-    ``reason`` is a short machine-readable word: ``not_connected``, ``no_responders``,
+    ``reason`` is a short machine-readable word: ``not_connected``, ``auth_refused``,
+    ``permission_denied``, ``no_responders``,
     ``circuit_open``, ``budget_spent``, ``busy``, ``too_large`` or ``unknown_model``.
     """
 

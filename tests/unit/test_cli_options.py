@@ -33,6 +33,7 @@ EDGE_FLAGS = [
     "--log-level",
     "--plugins-dir",
     "--keep-running-on-load-error",
+    "--insecure-no-auth",
 ]
 HUB_FLAGS = [
     "--nats-url",
@@ -42,6 +43,7 @@ HUB_FLAGS = [
     "--log-level",
     "--metrics-port",
     "--metrics-host",
+    "--credentials",
 ]
 # (CLI, argv to the command, its schema, the flags it must offer)
 COMMANDS = [

@@ -1,4 +1,4 @@
-"""``hubctl``: run the cloud hub (and, later, manage the fleet)."""
+"""``hubctl serve`` and ``hubctl config show``: run the hub, inspect its settings."""
 
 from __future__ import annotations
 
@@ -10,35 +10,13 @@ from typing import Any
 
 import click
 
-from cloud_hub import __version__
 from cloud_hub.checks import check_hub
+from cloud_hub.cli.root import load_settings_or_exit as _load
 from cloud_hub.errors import HubError
-from cloud_hub.settings import HubSettings, load_hub_settings, unknown_env_warnings
+from cloud_hub.settings import HubSettings, unknown_env_warnings
 from shared.cli_options import settings_options
 from shared.errors import AglError
 from shared.settings_files import settings_toml
-
-
-def _load(config_file: Path | None, overrides: dict[str, Any]) -> HubSettings:
-    try:
-        return load_hub_settings(config_file, **overrides)
-    except AglError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, "-V", "--version", prog_name="hubctl")
-def main() -> None:
-    """Open-AutoGLM cloud hub: serves big models to edge devices over NATS.
-
-    \b
-    Quick start (a nats-server on localhost, one model from hub.toml):
-      hubctl serve --nats-url nats://127.0.0.1:4222 --config hub.toml
-
-    Settings come from flags, then AGL_HUB_* environment variables
-    (AGL_HUB_NATS_URL=nats://10.0.0.5:4222), then the --config TOML file, then defaults.
-    """
-
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -56,6 +34,7 @@ SETTINGS_FLAGS = settings_options(
         "log_level",
         "metrics_port",
         "metrics_host",
+        "credentials",
     ],
     flag_names={"drain_timeout_s": "--drain-timeout", "request_timeout_s": "--request-timeout"},
 )
@@ -66,7 +45,7 @@ def _warn_unknown_env() -> None:
         click.echo(f"warning: {line}", err=True)
 
 
-@main.command()
+@click.command()
 @CONFIG_OPTION
 @SETTINGS_FLAGS
 @click.option(
@@ -76,11 +55,13 @@ def _warn_unknown_env() -> None:
     "served, then exit (0 when it can start).",
 )
 def serve(config_file: Path | None, check: bool, **overrides: Any) -> None:
-    """Serve the configured models on agl.v1.infer.<model> until SIGTERM/Ctrl-C.
+    """Serve the configured models on agl.v1.dev.*.infer.<model> until SIGTERM/Ctrl-C.
 
     \b
     Start as many `hubctl serve` processes as you like: they share the load through the
     NATS queue group `hub`. Find them with `nats micro ls` ($SRV.PING agl-hub).
+    Heartbeats on agl.v1.dev.*.hb feed the device registry (KV agl_devices).
+    With fleet identity on, set credentials = "auth/hub.creds" (`hubctl auth init`).
     SIGTERM or Ctrl-C stops it in any state, also while NATS is unreachable (exit code 0).
 
     \b
@@ -133,7 +114,7 @@ def _dry_run(settings: HubSettings) -> None:
     )
 
 
-@main.group()
+@click.group()
 def config() -> None:
     """Inspect the hub's effective configuration."""
 
@@ -153,7 +134,3 @@ def show(config_file: Path | None, as_json: bool, **overrides: Any) -> None:
         click.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
     else:
         click.echo(settings_toml(settings), nl=False)
-
-
-if __name__ == "__main__":
-    main()
