@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import httpx
+import onnx
 import pytest
 
 from cloud_hub.backends.openai_upstream import OpenAIUpstreamBackend
@@ -19,7 +20,6 @@ from tests.fixtures.nats import NatsServer
 
 def softmax_model(path: Path) -> Path:
     """A 3-feature, 3-class ONNX graph: softmax of the inputs."""
-    onnx = pytest.importorskip("onnx")
     helper = onnx.helper
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 3])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 3])

@@ -119,8 +119,14 @@ def test_bad_embedding_inputs(agent) -> None:  # type: ignore[no-untyped-def]
     assert "embeds text" in err["message"]
 
 
-def test_agent_still_serves_after_bad_requests(client: openai.OpenAI) -> None:
+def test_agent_still_serves_after_bad_requests(agent, client: openai.OpenAI) -> None:  # type: ignore[no-untyped-def]
+    # Its own bad requests first (not the earlier tests': their order is not this test's input)
+    for content in (b"{not json", b"\xff\xfe{}", b"[1, 2]", b""):
+        _error(_post(agent, "/chat/completions", content=content), 400)
+    _error(_post(agent, "/classify", json={"model": MODEL, "input": [1.0, 2.0]}), 400)
+    _error(_post(agent, "/embeddings", json={"model": MODEL, "input": ""}), 400)
     out = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2
     )
-    assert out.choices[0].message.content is not None
+    assert out.choices[0].message.content
+    assert out.usage is not None and 0 < out.usage.completion_tokens <= 2

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import math
 
 import httpx
+import numpy as np
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -61,12 +63,22 @@ def test_embeddings_are_normalised_and_distinguish_texts(client: openai.OpenAI) 
     assert out.usage.prompt_tokens > 0
 
 
-def test_embeddings_float_format(agent) -> None:  # type: ignore[no-untyped-def]
-    r = httpx.post(
-        f"{agent.v1}/embeddings", json={"model": MODEL, "input": "hi", "encoding_format": "float"}
-    )
-    assert r.status_code == 200
-    assert isinstance(r.json()["data"][0]["embedding"][0], float)
+def test_embeddings_float_and_base64_formats_carry_the_same_vector(agent) -> None:  # type: ignore[no-untyped-def]
+    def embed(encoding: str | None) -> list[float]:
+        body = {"model": MODEL, "input": "hi"} | ({"encoding_format": encoding} if encoding else {})
+        r = httpx.post(f"{agent.v1}/embeddings", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        vector = r.json()["data"][0]["embedding"]
+        if encoding == "base64":  # little-endian float32, as OpenAI sends it
+            return np.frombuffer(base64.b64decode(vector), dtype="<f4").tolist()
+        assert all(isinstance(x, float) for x in vector)
+        return list(vector)
+
+    floats = embed("float")
+    assert len(floats) > 100
+    assert embed(None) == floats  # float is the default
+    # base64 carries float32: the same vector to float32 precision
+    assert np.array_equal(np.asarray(embed("base64"), dtype="<f4"), np.asarray(floats, dtype="<f4"))
 
 
 def test_health_ready_and_metrics_parse(agent, client: openai.OpenAI) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,10 @@ def test_stream_catches_pii_split_across_chunks(chain: PluginChain) -> None:
         "Sure. Write to bob.smith@example.com or call 555-123-4567 any time; "
         "the card on file is 4111 1111 1111 1111 and it expires soon. "
     ) * 4
+    declared = tomllib.loads((SAMPLES / "pii_redact.plugin.toml").read_text())
     for size in (1, 3, 7, 20):
-        stream = ResponseStream(chain, window=48)
+        stream = ResponseStream(chain)  # the default: the window pii_redact declares
+        assert stream.window == declared["stream_window_chars"]
         chunks = [text[i : i + size] for i in range(0, len(text), size)]
         out = "".join(stream.feed(c) for c in chunks) + stream.close()
         assert out == chain.on_response(text).text
