@@ -6,7 +6,10 @@ second and logs, and Loki, all to a local receiver in this process that accepts 
 them. Each run streams 128 greedy tokens through the official ``openai`` client; runs
 alternate (off, on, off, on …) so drift hits both, and medians are compared.
 
-    python bench/telemetry_overhead.py [--runs 5] [--threads 2]
+    python bench/telemetry_overhead.py [--runs 5] [--threads 2] [--collector hanging]
+
+``--collector hanging`` exports to a port that accepts connections and never answers (a hung
+collector and Loki): requests must not wait for it either.
 
 The last line is ``ratio <on/off>``; the target is ≥ 0.98.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import threading
 import time
@@ -70,12 +74,20 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="n_threads of both agents"
     )
+    parser.add_argument(
+        "--collector",
+        choices=["sink", "hanging"],
+        default="sink",
+        help="sink: a receiver that accepts and discards; hanging: one that never answers",
+    )
     args = parser.parse_args()
 
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     sink.daemon_threads = True
     threading.Thread(target=sink.serve_forever, daemon=True).start()
-    receiver = f"http://127.0.0.1:{sink.server_address[1]}"
+    hung = socket.create_server(("127.0.0.1", 0), backlog=128)  # accepts, never answers
+    port = hung.getsockname()[1] if args.collector == "hanging" else sink.server_address[1]
+    receiver = f"http://127.0.0.1:{port}"
     full = {
         "endpoint": receiver,
         "loki_url": f"{receiver}/loki/api/v1/push",
@@ -92,8 +104,10 @@ def main() -> None:
             results = _measure(off_url, on_url, args.runs)
     finally:
         sink.shutdown()
+        hung.close()
     off_med, on_med = statistics.median(results["off"]), statistics.median(results["on"])
     print(f"threads {args.threads}, {NEW_TOKENS} tokens, greedy, median of {args.runs}")
+    print(f"collector: {args.collector}")
     print(f"receiver got {_Sink.received} OTLP/Loki pushes from the telemetry-on agent")
     print(f"telemetry off {off_med:.1f} tok/s; full telemetry on {on_med:.1f} tok/s")
     print(f"ratio {on_med / off_med:.3f}")

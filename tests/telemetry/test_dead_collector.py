@@ -1,27 +1,34 @@
-"""A collector or Loki that is down or hangs never fails or slows a request."""
+"""A collector or Loki that is down or hangs never fails a request; what it missed is counted.
+
+Whether it slows requests is a speed figure: ``bench/telemetry_overhead.py --collector hanging``.
+"""
 
 from __future__ import annotations
 
-import time
 from contextlib import ExitStack
 
 import httpx
 
 from tests.fixtures.agents import RunningAgent, run_agent
 from tests.fixtures.names import MODEL
+from tests.fixtures.waiting import poll
 from tests.telemetry.receivers import closed_port_url, silent_server
 
 
-def _latency(agent: RunningAgent) -> float:
-    started = time.perf_counter()
+def _answer(agent: RunningAgent) -> str:
     answer = httpx.post(
         f"{agent.v1}/completions",
-        json={"model": MODEL, "prompt": "The capital of France is", "max_tokens": 8},
+        json={
+            "model": MODEL,
+            "prompt": "The capital of France is",
+            "max_tokens": 8,
+            "temperature": 0,
+        },
         timeout=30,
     )
-    elapsed = time.perf_counter() - started
     assert answer.status_code == 200, answer.text
-    return elapsed
+    assert answer.headers["x-agl-tier"] == "edge"
+    return str(answer.json()["choices"][0]["text"])
 
 
 def _dead_telemetry(url: str) -> dict[str, object]:
@@ -38,7 +45,7 @@ def _dead_telemetry(url: str) -> dict[str, object]:
     }
 
 
-def test_requests_succeed_without_added_latency_when_the_collector_is_dead_or_hangs() -> None:
+def test_requests_succeed_when_the_collector_is_dead_or_hangs_and_drops_are_counted() -> None:
     with ExitStack() as stack:
         hanging = stack.enter_context(silent_server())
         agents = {
@@ -48,21 +55,16 @@ def test_requests_succeed_without_added_latency_when_the_collector_is_dead_or_ha
             ),
             "hanging": stack.enter_context(run_agent(None, telemetry=_dead_telemetry(hanging))),
         }
-        for agent in agents.values():
-            _latency(agent)  # warm-up
-        times: dict[str, list[float]] = {name: [] for name in agents}
-        for _ in range(7):  # alternate so machine noise hits every agent alike
-            for name, agent in agents.items():
-                times[name].append(_latency(agent))
-        dropped = agents["hanging"].state.telemetry.drops.snapshot()
-        started = time.perf_counter()
-    shutdown_s = time.perf_counter() - started
-    # A request that waited for the collector would take at least export_timeout_s (1 s)
-    # longer than the quickest one without telemetry; none does. (Speed ratios: bench/.)
-    floor = min(times["off"])
-    for name in ("refused", "hanging"):
-        assert max(times[name]) < floor + 0.9, times
-    # 3 agents, each flushing at most export_timeout_s per signal (plus Loki's last push).
-    assert shutdown_s < 30, shutdown_s
-    # The hanging collector's exports timed out, and what they carried is counted as dropped.
-    assert dropped["traces"] > 0, dropped
+        answers = {name: [_answer(agent) for _ in range(3)] for name, agent in agents.items()}
+        # greedy decoding: telemetry, dead or not, changes no answer
+        assert answers["refused"] == answers["hanging"] == answers["off"]
+
+        def dropped(name: str) -> dict[str, int]:
+            return agents[name].state.telemetry.drops.snapshot()
+
+        # What the dead collectors should have received is counted as dropped, traces first.
+        poll(lambda: dropped("refused")["traces"] > 0, 10, "refused trace exports to be counted")
+        poll(lambda: dropped("hanging")["traces"] > 0, 10, "timed-out exports to be counted")
+        assert agents["off"].state.telemetry.drops.snapshot() == dict.fromkeys(
+            dropped("hanging"), 0
+        )
