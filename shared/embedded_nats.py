@@ -87,11 +87,14 @@ def embedded_nats(
     port: int | None = None,
     max_payload: int | None = None,
     monitor: bool = False,
+    include: Path | None = None,
     attempts: int = 3,
 ) -> Iterator[NatsServer]:
     """Run nats-server on loopback (``port`` or a free one) with JetStream; stop it on exit.
 
-    ``monitor`` also opens its HTTP monitoring port (a free one) on loopback.
+    ``monitor`` also opens its HTTP monitoring port (a free one) on loopback. ``include`` is
+    a config file included as is: the operator-mode auth from ``hubctl auth init``
+    (``nats-auth.conf``) turns on per-device credentials.
     """
     binary = nats_server_binary()
     with tempfile.TemporaryDirectory(prefix="agl-nats-") as store:
@@ -101,9 +104,13 @@ def embedded_nats(
             monitor_port = free_port() if monitor else None
             if monitor_port is not None:
                 args += ["-m", str(monitor_port)]
-            if max_payload is not None:
+            lines = [f"max_payload: {max_payload}"] if max_payload is not None else []
+            if include is not None:
+                # nats-server resolves `include` relative to the including file only.
+                lines.append(include.read_text())
+            if lines:
                 config = Path(store) / "nats.conf"
-                config.write_text(f"max_payload: {max_payload}\n")
+                config.write_text("\n".join(lines) + "\n")
                 args += ["-c", str(config)]
             # Its own session: a Ctrl-C in the terminal must not kill NATS before the hub and
             # the agent have drained over it; we stop it ourselves, last.
