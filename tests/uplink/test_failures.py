@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,8 +27,7 @@ from tests.fixtures.nats import NatsServer, free_port
 from tests.fixtures.waiting import apoll
 
 
-async def test_no_responders_is_detected_fast(uplink: Uplink) -> None:
-    start = time.monotonic()
+async def test_no_responders_is_told_apart_from_a_timeout(uplink: Uplink) -> None:
     with pytest.raises(CloudUnavailable) as info:
         await uplink.complete(infer_request("hi"), timeout=10)
     assert info.value.reason == "no_responders"
@@ -38,15 +35,12 @@ async def test_no_responders_is_detected_fast(uplink: Uplink) -> None:
         async for _ in uplink.stream(infer_request("hi"), timeout=10, first_chunk_timeout=10):
             pass
     assert info.value.reason == "no_responders"
-    assert time.monotonic() - start < 1.0
 
 
 async def test_connect_does_not_block_when_nats_is_down() -> None:
     link = Uplink(f"nats://127.0.0.1:{free_port()}", device="d", connect_timeout_s=0.5)
-    start = time.monotonic()
-    await link.connect()
-    assert time.monotonic() - start < 0.1
-    assert not link.available()
+    await link.connect()  # returns at once; connecting goes on in the background
+    assert not link.connected and not link.available()
     with pytest.raises(CloudUnavailable) as info:
         await link.complete(infer_request("hi"), timeout=1)
     assert info.value.reason == "not_connected"
@@ -64,8 +58,8 @@ async def test_breaker_opens_after_failures_and_half_opens_after_cooldown(
         await uplink.complete(infer_request("hi"), timeout=1)
     assert info.value.reason == "circuit_open"
     async with serving_hub(hub_settings(nats_server.url)):
-        await asyncio.sleep(0.25)  # the 0.2 s cooldown
-        assert uplink.breaker.state == "half_open" and uplink.available()
+        await apoll(lambda: uplink.breaker.state == "half_open", 5, "the 0.2 s cooldown to end")
+        assert uplink.available()
         assert (await uplink.complete(infer_request("probe"), timeout=5)).text == "probe"
         assert uplink.breaker.state == "closed"
 
@@ -119,12 +113,11 @@ async def test_hub_killed_mid_stream_raises_cloud_failed_with_tokens_sent(
     stream = uplink.stream(infer_request(words), timeout=0.5, first_chunk_timeout=5)
     assert await anext(stream) == "w0"
     hub_proc.kill()
-    start = time.monotonic()
     with pytest.raises(CloudFailed) as info:
         async for _ in stream:
             pass
-    assert info.value.tokens_sent
-    assert time.monotonic() - start < 1.5
+    assert info.value.tokens_sent  # the caller must not retry elsewhere: text went out
+    assert info.value.code == "timeout", info.value  # no chunk within the 0.5 s chunk timeout
 
 
 async def test_sigterm_drains_in_flight_streams_then_exits(
