@@ -18,6 +18,7 @@ from edge_agent import __version__
 from edge_agent.api.api_keys import bind_refusal
 from edge_agent.api.http_protocol import bounded_http_protocol
 from edge_agent.calibrate_cli import calibrate_command
+from edge_agent.errors import EdgeError
 from edge_agent.models import ModelRegistry
 from edge_agent.ops_cli import models_group, ps, top
 from edge_agent.plugins_cli import plugins
@@ -90,7 +91,13 @@ def main() -> None:
 
 @main.command()
 @_settings_options
-def run(config_file: Path | None, **overrides: Any) -> None:
+@click.option(
+    "--embedded-leaf",
+    is_flag=True,
+    help="Start a NATS leaf node for this device (batches.leaf_* settings) and reach the hub "
+    "through it; the Batch API keeps its lines there while the link is down.",
+)
+def run(config_file: Path | None, embedded_leaf: bool = False, **overrides: Any) -> None:
     """Serve the OpenAI-compatible API until SIGTERM/Ctrl-C (in-flight requests drain first).
 
     \b
@@ -105,6 +112,14 @@ def run(config_file: Path | None, **overrides: Any) -> None:
     from edge_agent.models import ModelRegistry, plan_models
 
     settings = _load(config_file, overrides)
+    leaf = contextlib.ExitStack()
+    if embedded_leaf:
+        from edge_agent.batches.leaf import embedded_leaf_for
+
+        try:
+            settings = leaf.enter_context(embedded_leaf_for(settings))
+        except EdgeError as exc:
+            raise click.ClickException(str(exc)) from exc
     _configure_logging(settings)
     for line in unknown_env_warnings():
         log.warning("%s", line)
@@ -141,7 +156,8 @@ def run(config_file: Path | None, **overrides: Any) -> None:
     server = AgentServer(
         config, registry=registry, keep_running=settings.keep_running_on_load_error
     )
-    server.run(sockets=[sock])
+    with leaf:
+        server.run(sockets=[sock])
     if server.load_failed:
         raise click.ClickException(_load_failure(registry, config_file, overrides))
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from edge_agent.batches.settings import BatchSettings
 from edge_agent.router.policy import RouterConfig
 from shared.model_files import BUNDLED_MODEL_ID
 from shared.nats_auth import CredentialsError, read_creds
@@ -253,6 +254,11 @@ class EdgeSettings(TomlFileSettings):
         False,
         description="Listen beyond loopback without api_keys: anyone who reaches the port "
         "may use the models.",
+    )
+    batches: BatchSettings = Field(
+        default_factory=BatchSettings,
+        description="OpenAI Batch API: the site leaf's JetStream domain, limits, retention, "
+        "--embedded-leaf ([batches] table).",
     )
     router: RouterConfig = Field(
         default_factory=RouterConfig,

@@ -33,6 +33,7 @@ from prometheus_client import Counter as PromCounter
 
 from cloud_hub import __version__
 from cloud_hub.backends import Backend, RequestContext, start_backends
+from cloud_hub.control.batches import BatchWorker
 from cloud_hub.control.intake import HeartbeatIntake
 from cloud_hub.errors import HubError
 from cloud_hub.serving.admission import Refused, admit, endpoints
@@ -84,6 +85,7 @@ class HubService:
         self._kinds: dict[str, frozenset[str]] = {}
         #: Heartbeats → the device registry (KV ``agl_devices``), after :meth:`start`.
         self.intake: HeartbeatIntake | None = None
+        self.batches: BatchWorker | None = None  # deferred lines (control.batches)
         self._spoofed = PromCounter(
             "agl_hub_spoofed_replies",
             "Requests dropped because their reply subject was not the sending device's inbox",
@@ -131,6 +133,7 @@ class HubService:
         self._cancel_sub = await nc.subscribe(CANCEL_WILDCARD, cb=self._on_cancel)
         if self.settings.registry:
             self.intake = await HeartbeatIntake.start(nc, self.settings, self.metrics)
+        self.batches = await BatchWorker.start_on(nc, self.backends)
         await nc.flush()
         log.info("hub %s serving %s", self.service_id, ", ".join(sorted(self.backends)))
 
@@ -229,8 +232,9 @@ class HubService:
         if self._cancel_sub is not None:
             with contextlib.suppress(Exception):
                 await self._cancel_sub.unsubscribe()
-        if self.intake is not None:
-            await self.intake.stop()
+        for part in (self.intake, self.batches):
+            if part is not None:
+                await part.stop()
         if self._nc is not None and self._owns_nc and not self._nc.is_closed:
             with contextlib.suppress(Exception):
                 await self._nc.drain()

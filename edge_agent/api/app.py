@@ -9,6 +9,7 @@ shared state through ``edge_agent.api.state.agent_state``; nothing imports this 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -16,7 +17,10 @@ from starlette.applications import Starlette
 
 from edge_agent import __version__
 from edge_agent.api.api_keys import ApiKeyMiddleware
+from edge_agent.api.batch_runtime import BatchRuntime, start_batches
+from edge_agent.api.batches_routes import BATCH_ROUTES
 from edge_agent.api.errors import EXCEPTION_HANDLERS
+from edge_agent.api.files_routes import FILE_ROUTES
 from edge_agent.api.middleware import EdgeHeadersMiddleware
 from edge_agent.api.openai_routes import OPENAI_ROUTES
 from edge_agent.api.ops import OPS_ROUTES
@@ -25,6 +29,7 @@ from edge_agent.api.state import AgentState, SchedulerFactory
 from edge_agent.api.status import log_plugins
 from edge_agent.api.tracing import TracingMiddleware
 from edge_agent.control.heartbeat import Heartbeats
+from edge_agent.errors import ApiError
 from edge_agent.models import ModelRegistry
 from edge_agent.scheduler import Scheduler, SerialScheduler
 from edge_agent.settings import EdgeSettings
@@ -34,6 +39,8 @@ from edge_agent.uplink.client import Uplink
 from shared.plugins import PluginWatcher
 from shared.runtimes.gguf import GgufRuntime
 from shared.telemetry import setup_telemetry
+
+log = logging.getLogger("edge_agent")
 
 __all__ = ["AgentState", "SchedulerFactory", "create_app", "default_uplink", "serial_scheduler"]
 
@@ -98,6 +105,11 @@ def create_app(
             await state.uplink.connect()
             heartbeats = Heartbeats(state, state.uplink, interval_s=settings.hub.heartbeat_s)
             heartbeats.start()
+        batches: BatchRuntime | None = None
+        try:  # the Batch API answers 503 (and says why) when the site's leaf is unreachable
+            batches = app.state.batches = await start_batches(state)
+        except ApiError as exc:
+            log.error("batch API off: %s", exc.message)
         if settings.plugins_dir is not None:
             watcher = PluginWatcher(settings.plugins_dir)
             await asyncio.to_thread(watcher.start)  # a bad plugin directory stops the start
@@ -116,6 +128,8 @@ def create_app(
                 await grpc_server.stop()
             if state.plugins is not None:
                 state.plugins.stop()
+            if batches is not None:
+                await batches.close()
             if not loader.done():
                 await asyncio.wait({loader})
             if heartbeats is not None:
@@ -127,7 +141,7 @@ def create_app(
             await asyncio.to_thread(telemetry.shutdown)
 
     app = Starlette(
-        routes=[*OPENAI_ROUTES, *OPS_ROUTES, *PIPELINE_ROUTES],
+        routes=[*OPENAI_ROUTES, *OPS_ROUTES, *PIPELINE_ROUTES, *FILE_ROUTES, *BATCH_ROUTES],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,
     )
