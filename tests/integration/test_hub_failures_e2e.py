@@ -1,6 +1,6 @@
 """The hub fails under a real agent: killed mid-answer, absent, unreachable, flapping.
 
-Hubs that get killed run as child processes (``python -m cloud_hub.cli serve``) serving the
+Hubs that get killed run as child processes (``hubctl serve``) serving the
 ECHO back-end, a test stand-in that repeats the prompt, slowed with ``echo_delay_s`` so that a
 SIGKILL lands mid-answer. The agent is real (bundled model, n_ctx 512) and is driven with the
 official ``openai`` client.
@@ -9,7 +9,6 @@ official ``openai`` client.
 from __future__ import annotations
 
 import concurrent.futures
-import time
 from pathlib import Path
 
 import openai
@@ -47,7 +46,6 @@ def test_hub_killed_mid_request_falls_back_to_a_local_answer(
         concurrent.futures.ThreadPoolExecutor(1) as pool,
     ):
         before = sum(hub_request_counts(nats_server.url, expect=1).values())
-        started = time.monotonic()
         pending = pool.submit(chat, client, SLOW_WORDS, headers=CLOUD, max_tokens=8)
         poll(
             lambda: sum(hub_request_counts(nats_server.url, expect=1).values()) > before,
@@ -56,14 +54,12 @@ def test_hub_killed_mid_request_falls_back_to_a_local_answer(
         )
         hub.kill()
         (where, answer) = pending.result(timeout=20)
-        elapsed = time.monotonic() - started
         # Nothing had reached the client yet, so the agent answers locally, marked fallback,
         # once hub.request_timeout_s (3 s) runs out: on a request/reply the edge cannot tell
         # a dead hub from a slow one.
         assert where == ("edge", "fallback")
         # (the text itself proves nothing: the small local model may well repeat "w0 w1 …")
         assert answer.choices[0].message.content
-        assert elapsed < 3 + 3, f"the fallback took {elapsed:.1f} s"
         assert metric(agent, "agl_cloud_failures_total", "kind") == {("timeout",): 1}
 
 
@@ -85,46 +81,40 @@ def test_hub_killed_mid_stream_ends_the_stream_with_an_error(
         )
         assert (raw.headers["x-agl-tier"], raw.headers["x-agl-reason"]) == ("cloud", "policy")
         received: list[str] = []
-        killed = 0.0
+        killed = False
         with raw.parse() as stream, pytest.raises(openai.APIError) as failed:
             for chunk in stream:
                 received += [c.delta.content or "" for c in chunk.choices]
                 if len("".join(received).split()) == 3:
                     hub.kill()
-                    killed = time.monotonic()
+                    killed = True
         assert killed, "the stream failed before the hub was killed"
-        waited = time.monotonic() - killed
         # the hub's own words; one more may have been on the wire when it died
         words = "".join(received).split()
         assert words in (SLOW_WORDS.split()[:3], SLOW_WORDS.split()[:4])
         assert "hub failed mid-answer" in failed.value.message
         assert failed.value.code == "cloud_failed"
-        assert waited < 1.5 + 2, f"the stream took {waited:.1f} s to fail"
 
-        # The agent is fine: the next cloud request is answered locally, quickly.
-        started = time.monotonic()
+        # The agent is fine: the next cloud request is answered locally, on "no responders"
+        # (the dead hub's subscription is gone), not after a timeout.
         where, answer = chat(client, PLAIN, headers=CLOUD, max_tokens=8)
         assert where == ("edge", "fallback")
         assert answer.choices[0].message.content != PLAIN
-        assert time.monotonic() - started < 2
         assert metric(agent, "agl_cloud_failures_total", "kind") == {("no_responders",): 1}
 
 
-def test_no_hub_on_nats_falls_back_fast(nats_server: NatsServer) -> None:
+def test_no_hub_on_nats_falls_back_on_no_responders(nats_server: NatsServer) -> None:
     with edge(nats_server.url) as agent, oai(agent) as client:  # NATS is up, no hub subscribed
         for _ in range(2):
-            started = time.monotonic()
             where, answer = chat(client, PLAIN, headers=CLOUD, max_tokens=8)
             assert where == ("edge", "fallback")
             assert answer.choices[0].message.content != PLAIN
-            assert time.monotonic() - started < 2
 
-            started = time.monotonic()
             where, text, usage = stream_chat(client, PLAIN, headers=CLOUD, max_tokens=8)
             assert where == ("edge", "fallback")
             assert text and text != PLAIN
             assert 0 < usage.completion_tokens <= 8
-            assert time.monotonic() - started < 2
+        # "no responders", not a timeout, for each request that left
         assert metric(agent, "agl_cloud_failures_total", "kind") == {("no_responders",): 3}
         # three failures opened the circuit (default breaker_failures=3): the 4th never left
         assert agent.state.uplink is not None
@@ -132,15 +122,12 @@ def test_no_hub_on_nats_falls_back_fast(nats_server: NatsServer) -> None:
         assert route_decisions(agent)[("edge", "fallback")] == 4
 
 
-def test_unreachable_nats_falls_back_fast() -> None:
+def test_unreachable_nats_falls_back_without_trying() -> None:
     dead = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
-    started = time.monotonic()
-    with edge(dead, wait=False) as agent, oai(agent) as client:
-        assert time.monotonic() - started < 10  # NATS being down does not hold the agent up
+    with edge(dead, wait=False) as agent, oai(agent) as client:  # NATS down holds nothing up
         assert agent.state.uplink is not None
         assert not agent.state.uplink.connected
         for stream in (False, True):
-            started = time.monotonic()
             if stream:
                 where, text, _ = stream_chat(client, PLAIN, headers=CLOUD, max_tokens=8)
             else:
@@ -148,14 +135,15 @@ def test_unreachable_nats_falls_back_fast() -> None:
                 text = answer.choices[0].message.content
             assert where == ("edge", "fallback")
             assert text and text != PLAIN
-            assert time.monotonic() - started < 2
         assert route_decisions(agent) == {("edge", "fallback"): 2}
+        # the router saw the link down and did not try: no failed escalation to count
+        assert metric(agent, "agl_cloud_failures_total", "kind") == {}
 
 
 def test_circuit_opens_after_failures_and_closes_when_the_hub_is_back() -> None:
     with (
         start_nats(monitor=True) as server,
-        edge(server.url, hub={"breaker_failures": 2, "breaker_cooldown_s": 1}) as agent,
+        edge(server.url, hub={"breaker_failures": 2, "breaker_cooldown_s": 3}) as agent,
         oai(agent) as client,
     ):
         uplink = agent.state.uplink
@@ -171,17 +159,15 @@ def test_circuit_opens_after_failures_and_closes_when_the_hub_is_back() -> None:
         sent = agent_msgs()
         assert sent >= 2  # the two requests did reach NATS
 
-        started = time.monotonic()
         where, answer = chat(client, PLAIN, headers=CLOUD)
         assert where == ("edge", "fallback")
         assert answer.choices[0].message.content != PLAIN
-        assert uplink.breaker.state == "open", "the cooldown passed mid-test; too slow a machine"
-        assert time.monotonic() - started < 1
+        assert uplink.breaker.state == "open", "the 3 s cooldown passed mid-test; too slow a box"
         assert agent_msgs() == sent  # the open circuit kept the request off NATS
         assert metric(agent, "agl_cloud_failures_total", "kind") == {("no_responders",): 2}
 
         with hub_in_thread(hub_settings(server.url)) as hub:
-            poll(lambda: uplink.breaker.state == "half_open", 5, "the cooldown to pass")
+            poll(lambda: uplink.breaker.state == "half_open", 10, "the cooldown to pass")
             where, answer = chat(client, PLAIN, headers=CLOUD, max_tokens=32)
             assert where == ("cloud", "policy")
             assert answer.choices[0].message.content == PLAIN
