@@ -100,8 +100,15 @@ class LinkProxy:
 
     def close(self) -> None:
         self.down()
+
+        async def shut() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
 
 @dataclass
@@ -202,12 +209,13 @@ def write_agent_config(site: Site, tmp: Path, *, device: str, port: int, **batch
 def start_agent(config: Path, port: int, log: Path) -> AgentProcess:
     exe = Path(sys.executable).parent / "edge-agent"
     env = {**os.environ, "AGL_TELEMETRY__JSON_LOGS": "false"}
-    proc = subprocess.Popen(
-        [str(exe), "run", "--config", str(config)],
-        stdout=open(log, "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [str(exe), "run", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
