@@ -249,9 +249,36 @@ def check_breaker(scenario: Scenario, ledger: Ledger) -> list[Violation]:
                     tuple(missing[:_EXAMPLES]),
                 )
             )
+    out += _held_open(ledger, by_device, opens, cooldown)
     if scenario.expect.breakers_reclose:
         out += _reclose(ledger, by_device, windows, cooldown, grace)
     return out
+
+
+def _held_open(
+    ledger: Ledger,
+    by_device: dict[str, list[LedgerEntry]],
+    opens: list[tuple[float, str]],
+    cooldown: float,
+) -> list[Violation]:
+    """While a breaker is open (its cooldown), that device sends nothing new to the hub."""
+    leaks = []
+    for t, device in opens:
+        leaks += [
+            e
+            for e in by_device.get(device, [])
+            if e.tier == "cloud" and t + 0.05 < e.sent_at < t + cooldown - 0.05
+        ]
+    if not leaks:
+        return []
+    return [
+        _violation(
+            "breaker",
+            f"{len(leaks)} requests went to the hub while their device's breaker was open "
+            f"(cooldown {cooldown:g} s)",
+            leaks,
+        )
+    ]
 
 
 def _reclose(

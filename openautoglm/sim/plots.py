@@ -73,7 +73,15 @@ def _fault_marks(ax: Any, ledger: Ledger) -> None:
         if mark.until_s > mark.at_s:
             ax.axvspan(mark.at_s, mark.until_s, color="#d62728", alpha=0.12)
         ax.axvline(mark.at_s, color="#d62728", linewidth=1)
-        ax.text(mark.at_s, top, f" {mark.kind}", color="#d62728", fontsize=8, va="top", rotation=90)
+        ax.text(
+            mark.at_s,
+            top,
+            f" {mark.kind}",
+            color="#d62728",
+            fontsize=8,
+            va="top",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
+        )
 
 
 def timeline(ledger: Ledger, path: Path, *, duration_s: float) -> None:
@@ -94,7 +102,7 @@ def timeline(ledger: Ledger, path: Path, *, duration_s: float) -> None:
             counts[e.tier or "edge"][i] += 1
     xs = [i * width + width / 2 for i in range(n)]
     fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(9, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+        2, 1, figsize=(10.5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
     )
     bottom_stack = [0.0] * n
     for key, label in (
@@ -110,7 +118,7 @@ def timeline(ledger: Ledger, path: Path, *, duration_s: float) -> None:
         bottom_stack = [b + r for b, r in zip(bottom_stack, rates, strict=True)]
     top.set_ylabel("answers / s (by send time)")
     top.set_title("Throughput and escalation over time")
-    top.legend(loc="upper left", fontsize=8, ncols=4)
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     top.set_ylim(0, max([*bottom_stack, 1.0]) * 1.25)
     _fault_marks(top, ledger)
     esc = [counts["cloud"][i] / sent[i] if sent[i] else math.nan for i in range(n)]
@@ -120,7 +128,7 @@ def timeline(ledger: Ledger, path: Path, *, duration_s: float) -> None:
     bottom.set_ylim(0, 1.05)
     bottom.set_ylabel("share of requests")
     bottom.set_xlabel("seconds since traffic started")
-    bottom.legend(loc="upper left", fontsize=8)
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     _fault_marks(bottom, ledger)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)

@@ -206,6 +206,23 @@ class Scenario(_Strict):
     expect: Expect = Field(default_factory=Expect)
 
     @model_validator(mode="after")
+    def _deadline_can_hold(self) -> Self:
+        hub = self.edge.get("hub", {})
+        bounds = {
+            "edge.hub.request_timeout_s": float(hub.get("request_timeout_s", 60.0)),
+            "edge.hub.first_chunk_timeout_s": float(hub.get("first_chunk_timeout_s", 15.0)),
+            "edge.hub.chunk_timeout_s": float(hub.get("chunk_timeout_s", 10.0)),
+        }
+        name, longest = max(bounds.items(), key=lambda kv: kv[1])
+        if longest >= self.traffic.deadline_s:
+            raise ValueError(
+                f"traffic.deadline_s = {self.traffic.deadline_s:g} cannot be kept: a failing hub "
+                f"may hold a request for {name} = {longest:g} s before the device falls back; "
+                "raise the deadline or lower that timeout"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> Self:
         names = [s.name for s in self.sites]
         if len(set(names)) != len(names):

@@ -28,17 +28,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from openautoglm.sim.errors import TopologyError
 from openautoglm.sim.proxy import FaultProxy
 from openautoglm.sim.scenario import HubSpec
 from shared.embedded_nats import free_port, nats_server_binary
+from shared.protocol import infer_subject
+from shared.subjects import inbox_prefix
 
 log = logging.getLogger("openautoglm.sim.topology")
 
 __all__ = ["NatsNode", "Topology", "hubctl_command"]
 
 _HOST = "127.0.0.1"
+#: The device id of the harness's readiness probes.
+_PROBE_DEVICE = "sim-probe"
 
 
 @dataclass
@@ -230,15 +235,29 @@ class Topology:
         return worker
 
     async def wait_workers(self, timeout: float = 60.0) -> None:
-        """Wait until every live worker answers ``$SRV.PING`` (it subscribed)."""
-        import nats
+        """Wait until every live worker answers ``$SRV.PING`` on the hub side and at every site.
 
+        Through a leaf node the ping proves that the workers' subscriptions reached the site:
+        before that, a device's request finds no responders.
+        """
         live = [w for w in self.workers if w.process.poll() is None]
         if not live:
             return
-        nc = await nats.connect(self.worker_url(), connect_timeout=2)
+        urls = [self.worker_url(), *(self.device_url(site) for site in self.leaves)]
+        deadline = time.monotonic() + timeout
+        for url in urls:
+            await self._wait_pings(url, live, deadline, timeout)
+
+    async def _wait_pings(
+        self, url: str, live: list[_Worker], deadline: float, timeout: float
+    ) -> None:
+        import nats
+
+        # The probe's replies come to the probe device's own inbox (the hub answers nowhere else).
+        nc = await nats.connect(
+            url.split(","), connect_timeout=2, inbox_prefix=inbox_prefix(_PROBE_DEVICE)
+        )
         try:
-            deadline = time.monotonic() + timeout
             while True:
                 for w in live:
                     if w.process.poll() is not None:
@@ -247,14 +266,14 @@ class Topology:
                             f"see {self.workdir}/worker-{w.index}.log"
                         )
                 seen = await _ping_count(nc)
-                if seen >= len(live):
+                if seen >= len(live) and await self._infer_reaches_hub(nc):
                     return
                 if time.monotonic() > deadline:
                     raise TopologyError(
-                        f"only {seen} of {len(live)} hub workers answered $SRV.PING in "
+                        f"only {seen} of {len(live)} hub workers answered $SRV.PING at {url} in "
                         f"{timeout:g} s; see {self.workdir}/worker-*.log"
                     )
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.1)
         finally:
             await nc.close()
 
@@ -309,6 +328,20 @@ class Topology:
             await proxy.close()
         for node in self.nodes:
             node.stop()
+
+    async def _infer_reaches_hub(self, nc: Any) -> bool:
+        """Whether an inference subject has responders from here (queue interest propagated).
+
+        A bad body on purpose: any reply (the hub's error) proves the route; "no responders"
+        means the workers' queue subscriptions have not reached this server yet.
+        """
+        import nats.errors
+
+        try:
+            await nc.request(infer_subject(_PROBE_DEVICE, self.hub.model), b"{}", timeout=1.0)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            return False
+        return True
 
 
 async def _ping_count(nc: object) -> int:
