@@ -1,10 +1,10 @@
 """Local generation scheduling: the seam between the HTTP layer and the model.
 
 The HTTP layer only sees :class:`Scheduler`: ``submit`` a prompt, then iterate the
-returned :class:`GenerationHandle`. :class:`SerialScheduler` runs one sequence at a
-time on a dedicated thread (a llama.cpp context is not thread-safe); a batched
-scheduler that decodes several sequences per step can replace it without touching
-the API code.
+returned :class:`GenerationHandle`. :class:`BatchedScheduler` (the default) decodes up to
+``parallel`` sequences per step on one llama.cpp context (``shared.runtimes.batched``);
+:class:`SerialScheduler` runs one sequence at a time on a worker thread (tests use it
+through the seam with a wrapped ``generate``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Protocol
 
 from edge_agent.errors import QueueFullError
+from edge_agent.settings import EdgeSettings
+from shared.runtimes.batched import BatchedDecoder, DecoderObserver
+from shared.runtimes.gguf import GgufRuntime
+from shared.runtimes.slots import DecodeJob
 from shared.runtimes.types import GenerationEnd, PreparedPrompt, SamplingParams, TokenPiece
 
 Event = TokenPiece | GenerationEnd
@@ -196,3 +200,73 @@ class SerialScheduler:
             if left is not None:
                 left._post(RuntimeError("the agent is shutting down"))
                 left._post(_DONE)
+
+
+class BatchedScheduler:
+    """Continuous batching: up to ``parallel`` generations decode together, FIFO behind them.
+
+    ``max_queue`` counts requests waiting for a slot; the next one beyond that is refused
+    with 503 and a Retry-After from the expected wait. A cancelled handle (the client went
+    away) leaves its slot at the next decode step.
+    """
+
+    def __init__(self, decoder: BatchedDecoder, *, max_queue: int) -> None:
+        self._decoder = decoder
+        self._max_queue = max_queue
+        self._depth = 0
+        self._lock = threading.Lock()
+        self._avg_job_s = 1.0
+
+    @property
+    def slots(self) -> int:
+        """Sequences decoded together."""
+        return self._decoder.parallel
+
+    @property
+    def queue_depth(self) -> int:
+        return self._depth
+
+    def observe(self, observer: DecoderObserver) -> None:
+        """Report the decoder's figures (``agl.batch.*``) to ``observer`` from now on."""
+        self._decoder.observer = observer
+
+    def expected_wait_s(self) -> float:
+        # Wait for (those ahead of us + 1) slots to free up, `slots` finishing in parallel.
+        ahead = self._depth - self.slots + 1
+        return max(0, ahead) * self._avg_job_s / self.slots
+
+    def submit(
+        self, prompt: PreparedPrompt, params: SamplingParams, *, wake_each: bool = True
+    ) -> GenerationHandle:
+        with self._lock:
+            if self._depth >= self.slots + self._max_queue:
+                retry = max(1, math.ceil(self.expected_wait_s()))
+                raise QueueFullError(depth=self._depth, retry_after_s=retry)
+            self._depth += 1
+        handle = GenerationHandle(prompt, params, asyncio.get_running_loop(), wake_each=wake_each)
+
+        def done() -> None:
+            elapsed = time.monotonic() - handle.submitted_at
+            with self._lock:
+                self._depth -= 1
+                self._avg_job_s = 0.8 * self._avg_job_s + 0.2 * elapsed
+            handle._post(_DONE)
+
+        try:
+            self._decoder.submit(
+                DecodeJob(prompt, params, handle._post, done, cancelled=handle.cancelled)
+            )
+        except BaseException:
+            with self._lock:
+                self._depth -= 1
+            raise
+        return handle
+
+    def close(self, *, timeout: float = 5.0) -> None:
+        self._decoder.close(timeout)
+
+
+def batched_scheduler(runtime: GgufRuntime, settings: EdgeSettings) -> Scheduler:
+    """The default scheduler: ``settings.parallel`` sequences decoded together."""
+    decoder = BatchedDecoder(runtime, parallel=settings.parallel)
+    return BatchedScheduler(decoder, max_queue=settings.max_queue)

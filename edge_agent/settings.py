@@ -188,6 +188,15 @@ class EdgeSettings(TomlFileSettings):
     max_queue: int = Field(
         16, ge=0, le=10000, description="Requests that may wait for the model; more get 503."
     )
+    parallel: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description=(
+            "Generations the chat model decodes together (continuous batching); each slot keeps "
+            "its own n_ctx tokens of KV cache. 1 decodes one sequence at a time."
+        ),
+    )
     request_timeout_s: float = Field(
         120.0, gt=0, description="Deadline for one request in seconds, queueing included."
     )

@@ -31,7 +31,7 @@ from edge_agent.api.tracing import TracingMiddleware
 from edge_agent.control.heartbeat import Heartbeats
 from edge_agent.errors import ApiError
 from edge_agent.models import ModelRegistry
-from edge_agent.scheduler import Scheduler, SerialScheduler
+from edge_agent.scheduler import Scheduler, SerialScheduler, batched_scheduler
 from edge_agent.settings import EdgeSettings
 from edge_agent.uplink.breaker import CircuitBreaker
 from edge_agent.uplink.budget import TokenBudget
@@ -42,11 +42,18 @@ from shared.telemetry import setup_telemetry
 
 log = logging.getLogger("edge_agent")
 
-__all__ = ["AgentState", "SchedulerFactory", "create_app", "default_uplink", "serial_scheduler"]
+__all__ = [
+    "AgentState",
+    "SchedulerFactory",
+    "batched_scheduler",
+    "create_app",
+    "default_uplink",
+    "serial_scheduler",
+]
 
 
 def serial_scheduler(runtime: GgufRuntime, settings: EdgeSettings) -> Scheduler:
-    """The default scheduler: one sequence at a time on a worker thread."""
+    """One sequence at a time on a worker thread (``batched_scheduler`` is the default)."""
     return SerialScheduler(
         lambda prompt, params, cancelled: runtime.generate(prompt, params, cancelled=cancelled),
         max_queue=settings.max_queue,
@@ -75,7 +82,7 @@ def create_app(
     settings: EdgeSettings,
     registry: ModelRegistry,
     *,
-    scheduler_factory: SchedulerFactory = serial_scheduler,
+    scheduler_factory: SchedulerFactory = batched_scheduler,
     uplink_factory: Callable[[EdgeSettings], Uplink] | None = None,
 ) -> Starlette:
     """Build the ASGI app; models load in the background once it starts."""

@@ -27,6 +27,7 @@ from edge_agent.uplink.errors import UplinkError
 from shared.plugins import PluginWatcher
 from shared.runtimes.gguf import GgufRuntime
 from shared.telemetry import CIRCUIT_STATES, Telemetry
+from shared.telemetry.batching import BatchObserver
 
 log = logging.getLogger("edge_agent.api")
 
@@ -82,7 +83,11 @@ class AgentState:
         """Give every loaded GGUF model its own scheduler."""
         for model in self.registry.models.values():
             if isinstance(model.runtime, GgufRuntime):
-                self._schedulers[model.id] = self._scheduler_factory(model.runtime, self.settings)
+                scheduler = self._scheduler_factory(model.runtime, self.settings)
+                observe = getattr(scheduler, "observe", None)  # a batched one reports agl.batch.*
+                if observe is not None:
+                    observe(BatchObserver(self.metrics.genai, model.id))
+                self._schedulers[model.id] = scheduler
 
     def scheduler_for(self, model_id: str) -> Scheduler:
         """The scheduler of a loaded GGUF model."""
@@ -90,6 +95,10 @@ class AgentState:
         if scheduler is None:
             raise NotReadyError(f"model {model_id!r} is still starting; retry shortly")
         return scheduler
+
+    def scheduler_slots(self, model_id: str) -> int:
+        """Sequences a model's scheduler decodes together (1 for a serial one)."""
+        return int(getattr(self._schedulers.get(model_id), "slots", 1))
 
     def queue_depths(self) -> dict[str, int]:
         """Generations waiting or running, per GGUF model that has a scheduler."""

@@ -102,7 +102,7 @@ def _models(state: AgentState) -> list[dict[str, Any]]:
             **model_facts(model),
         }
         if model.id in depths:
-            card["slots"] = 1  # the serial scheduler: one sequence decodes at a time
+            card["slots"] = state.scheduler_slots(model.id)
             card["queue_depth"] = depths[model.id]
             card["max_queue"] = state.settings.max_queue
         out.append(card)

@@ -93,7 +93,8 @@ class BatchedDecoder:
         self.parallel = parallel
         self.n_batch = max(n_batch, parallel)
         self.prefill_chunk = max(1, prefill_chunk)
-        self._observer = observer
+        self.observer = observer
+        """Where figures go (None: nowhere); may be set while the decoder runs."""
         self._make_sampler = sampler_factory
         self._ctx = self._new_context(runtime, parallel)
         self.n_ctx_seq = int(lib.llama_n_ctx_seq(self._ctx))
@@ -223,9 +224,9 @@ class BatchedDecoder:
         budget = min(job.params.max_tokens, self.n_ctx_seq - len(tokens))
         stops = StopStringFilter([*job.prompt.stop, *job.params.stop])
         dst.run = Running(job, sampler, list(tokens[n:]), max(budget, 0), stops)
-        if self._observer is not None:
+        if self.observer is not None:
             wait = time.monotonic() - job.queued_at
-            self._observer.admitted(queue_wait_s=wait, busy=self.busy)
+            self.observer.admitted(queue_wait_s=wait, busy=self.busy)
 
     def _step(self) -> None:
         b, lib = self._batch, self._lib
@@ -288,8 +289,8 @@ class BatchedDecoder:
             return
         for idx, slot in outputs:
             self._sampled(idx, slot)
-        if self._observer is not None:
-            self._observer.step(
+        if self.observer is not None:
+            self.observer.step(
                 sequences=len(outputs),
                 prefill_tokens=prefill,
                 decode_tokens=decoding,
@@ -350,12 +351,11 @@ class BatchedDecoder:
         slot.run = None
         job = run.job
         run.sampler.close()
-        if error is not None or finish == "cancelled" or drop_cache:
-            # Freed: a cancelled or failed sequence's cells are not worth keeping.
+        if error is not None or drop_cache:
+            # A failed sequence's cells are freed; the others stay as a prefix cache (what was
+            # read, prompt and answer) until the slot's next request trims them.
             self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
             slot.cached = []
-        if run.pending:  # ended during prefill: the cache holds only what was read
-            self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, len(slot.cached), -1)
         try:
             if error is not None:
                 job.post(error)
@@ -366,5 +366,5 @@ class BatchedDecoder:
                 job.post(GenerationEnd(finish, len(job.prompt.tokens), run.n_out))
         finally:
             job.done()
-            if self._observer is not None:
-                self._observer.released(busy=self.busy)
+            if self.observer is not None:
+                self.observer.released(busy=self.busy)
