@@ -102,6 +102,34 @@ class CascadeConfig(BaseModel):
         ge=1,
         description="Streaming: tokens held back and judged before the first chunk goes out.",
     )
+    target_escalation_share: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Online tuning: keep min_mean_logprob at the quantile of recent confidence "
+        "scores that escalates this share (e.g. 0.2); empty = the fixed threshold.",
+    )
+    tuning_window: int = Field(
+        500,
+        ge=20,
+        le=100_000,
+        description="Online tuning: recent scores the quantile is taken over.",
+    )
+    tuning_min_logprob: float = Field(
+        -6.0, le=0, description="Online tuning: the tuned threshold never goes below this."
+    )
+    tuning_max_logprob: float = Field(
+        -0.05, le=0, description="Online tuning: the tuned threshold never goes above this."
+    )
+
+    @model_validator(mode="after")
+    def _tuning_bounds_ordered(self) -> Self:
+        if self.tuning_min_logprob > self.tuning_max_logprob:
+            raise ValueError(
+                f"tuning_min_logprob ({self.tuning_min_logprob}) is above tuning_max_logprob "
+                f"({self.tuning_max_logprob}); swap or fix the bounds"
+            )
+        return self
 
 
 class RouterConfig(BaseModel):

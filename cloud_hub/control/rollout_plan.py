@@ -1,0 +1,286 @@
+"""Staged rollouts (pure): waves, the health check between waves, and the state machine.
+
+A rollout moves one change (a plugin, a model or a policy layer) onto the devices of a target
+(the fleet or one site) wave by wave. Each wave adds devices until its share of the target has
+the change; after ``window_s`` the updated devices' figures over the window are compared with
+the devices not updated yet. A breach rolls every updated device back.
+
+    plan = RolloutState.new(id="r1", target="fleet", devices=[...], waves=parse_waves("5%,100%"),
+                            bounds=Bounds(window_s=60, max_error_rate=0.02, max_p95_ratio=1.5), ...)
+    plan, step = advance(plan, now=time.time(), figures=current_figures)
+    # step.apply: devices to update now; step.rollback: devices to put back; step.note: for the audit
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloud_hub.errors import HubError
+
+__all__ = [
+    "ACTIVE",
+    "Bounds",
+    "Counters",
+    "RolloutError",
+    "RolloutState",
+    "Step",
+    "Verdict",
+    "advance",
+    "group_figures",
+    "judge",
+    "p95_from_buckets",
+    "parse_waves",
+    "wave_size",
+]
+
+Status = Literal["running", "paused", "succeeded", "rolled_back", "aborted"]
+#: A rollout in one of these holds its target: a second one there is refused.
+ACTIVE: tuple[Status, ...] = ("running", "paused")
+
+
+class RolloutError(HubError):
+    """A rollout cannot start or change state (bad waves, a second one on a target …)."""
+
+
+def parse_waves(text: str) -> list[float]:
+    """``"5%,25%,100%"`` → ``[0.05, 0.25, 1.0]``: increasing shares ending at 100 %."""
+    shares: list[float] = []
+    for part in text.split(","):
+        part = part.strip().removesuffix("%")
+        try:
+            value = float(part) / 100
+        except ValueError:
+            raise RolloutError(
+                f"--waves {text!r}: {part!r} is not a percentage; write e.g. 5%,25%,100%"
+            ) from None
+        if not 0 < value <= 1 or (shares and value <= shares[-1]):
+            raise RolloutError(
+                f"--waves {text!r}: each wave must be above the last and at most 100%"
+            )
+        shares.append(value)
+    if not shares or shares[-1] != 1.0:
+        raise RolloutError(f"--waves {text!r}: the last wave must be 100%")
+    return shares
+
+
+def wave_size(share: float, total: int) -> int:
+    """Devices updated once a wave of ``share`` is done: at least one, at most all."""
+    return min(total, max(1, math.ceil(share * total - 1e-9))) if total else 0
+
+
+def device_order(devices: Sequence[str], rollout_id: str) -> list[str]:
+    """A stable, rollout-specific shuffle, so the canaries are not always the same devices."""
+    return sorted(devices, key=lambda d: hashlib.sha256(f"{rollout_id}:{d}".encode()).digest())
+
+
+class Counters(BaseModel):
+    """A device's cumulative request figures from its heartbeat."""
+
+    model_config = ConfigDict(frozen=True)
+
+    requests: int = 0
+    errors: int = 0
+    latency_buckets: dict[str, int] = Field(default_factory=dict)
+    """Cumulative counts of requests at or under each bound (``"0.5"`` s, ``"+Inf"``)."""
+
+
+def p95_from_buckets(buckets: Mapping[str, int]) -> float | None:
+    """The 95th percentile (the upper bound of its bucket) of cumulative bucket counts."""
+    ordered = sorted(((float(le), n) for le, n in buckets.items()), key=lambda x: x[0])
+    if not ordered or ordered[-1][1] <= 0:
+        return None
+    goal = 0.95 * ordered[-1][1]
+    for bound, count in ordered:
+        if count >= goal:
+            return bound
+    return ordered[-1][0]
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One group's figures over a window."""
+
+    requests: int
+    errors: int
+    p95_s: float | None
+
+    @property
+    def error_rate(self) -> float:
+        """Errors per request; 0.0 without requests."""
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def group_figures(
+    devices: Sequence[str], now: Mapping[str, Counters], before: Mapping[str, Counters]
+) -> Figures:
+    """Figures of ``devices`` since ``before`` (counters that went back, a restart, count from 0)."""
+    requests = errors = 0
+    buckets: dict[str, int] = {}
+    for device in devices:
+        cur, old = now.get(device), before.get(device, Counters())
+        if cur is None:
+            continue
+        if cur.requests < old.requests:
+            old = Counters()
+        requests += cur.requests - old.requests
+        errors += max(cur.errors - old.errors, 0)
+        for le, n in cur.latency_buckets.items():
+            buckets[le] = buckets.get(le, 0) + max(n - old.latency_buckets.get(le, 0), 0)
+    return Figures(requests, errors, p95_from_buckets(buckets))
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The health a wave must keep: window length, error-rate and p95-latency bounds."""
+
+    window_s: float
+    max_error_rate: float
+    max_p95_ratio: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the updated devices stayed within bounds, and why not."""
+
+    ok: bool
+    reason: str
+
+
+def judge(updated: Figures, baseline: Figures | None, bounds: Bounds) -> Verdict:
+    """Compare the updated devices with the baseline (devices not updated yet, or None).
+
+    The error-rate bound is on the updated devices' rate above the baseline's; the p95 bound is
+    a ratio to the baseline's p95, checked when both groups have latencies.
+    """
+    base_rate = baseline.error_rate if baseline is not None else 0.0
+    excess = updated.error_rate - base_rate
+    if excess > bounds.max_error_rate:
+        return Verdict(
+            False,
+            f"error rate {updated.error_rate:.3f} on {updated.requests} requests exceeds the "
+            f"not-updated devices' {base_rate:.3f} by more than {bounds.max_error_rate}",
+        )
+    if baseline is not None and updated.p95_s is not None and baseline.p95_s:
+        ratio = updated.p95_s / baseline.p95_s
+        if ratio > bounds.max_p95_ratio:
+            return Verdict(
+                False,
+                f"p95 latency {updated.p95_s:.3f}s is {ratio:.2f}x the not-updated devices' "
+                f"{baseline.p95_s:.3f}s (bound {bounds.max_p95_ratio}x)",
+            )
+    return Verdict(
+        True, f"within bounds: error rate {updated.error_rate:.3f}, {updated.requests} requests"
+    )
+
+
+class RolloutState(BaseModel):
+    """A rollout as stored in KV (``agl_rollouts``), read by every ``hubctl rollout`` command."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    target: str = Field(description="`fleet` or `site.<name>`.")
+    kind: Literal["plugin", "model", "policy"]
+    label: str = Field(description="What is rolled out, e.g. pii_redact@3f2a….")
+    change: dict[str, Any] = Field(description="The layer patch the updated devices get.")
+    devices: list[str]
+    waves: list[float]
+    window_s: float
+    max_error_rate: float
+    max_p95_ratio: float
+    wave: int = -1
+    """Index of the wave being watched; -1 before the first."""
+    wave_started_at: float | None = None
+    status: Status = "running"
+    reason: str = ""
+    snapshot: dict[str, Counters] = Field(default_factory=dict)
+    started_at: float = 0.0
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        id: str,
+        target: str,
+        kind: Literal["plugin", "model", "policy"],
+        label: str,
+        change: dict[str, Any],
+        devices: Sequence[str],
+        waves: Sequence[float],
+        bounds: Bounds,
+        now: float,
+    ) -> RolloutState:
+        """A running rollout with the target's devices in a rollout-specific order."""
+        if not devices:
+            raise RolloutError(f"target {target} has no enrolled devices; nothing to roll out to")
+        return cls(
+            id=id, target=target, kind=kind, label=label, change=change,
+            devices=device_order(devices, id), waves=list(waves), window_s=bounds.window_s,
+            max_error_rate=bounds.max_error_rate, max_p95_ratio=bounds.max_p95_ratio,
+            started_at=now,
+        )  # fmt: skip
+
+    @property
+    def bounds(self) -> Bounds:
+        """The health bounds as one value."""
+        return Bounds(self.window_s, self.max_error_rate, self.max_p95_ratio)
+
+    @property
+    def updated(self) -> list[str]:
+        """Devices that have the change now (all waves up to the current one)."""
+        if self.wave < 0 or self.status in ("rolled_back", "aborted"):
+            return []
+        return self.devices[: wave_size(self.waves[self.wave], len(self.devices))]
+
+    @property
+    def pending(self) -> list[str]:
+        """Devices not updated yet."""
+        return self.devices[len(self.updated) :]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the controller must do after :func:`advance`."""
+
+    apply: list[str] = field(default_factory=list)
+    rollback: list[str] = field(default_factory=list)
+    note: str = ""
+    finished: bool = False
+
+
+def advance(
+    state: RolloutState, *, now: float, figures: Mapping[str, Counters]
+) -> tuple[RolloutState, Step]:
+    """One tick: start the first wave, judge a wave whose window is over, or wait."""
+    if state.status != "running":
+        return state, Step()
+    if state.wave >= 0:
+        assert state.wave_started_at is not None
+        if now - state.wave_started_at < state.window_s:
+            return state, Step()
+        updated, pending = state.updated, state.pending
+        verdict = judge(
+            group_figures(updated, figures, state.snapshot),
+            group_figures(pending, figures, state.snapshot) if pending else None,
+            state.bounds,
+        )
+        if not verdict.ok:
+            done = state.model_copy(update={"status": "rolled_back", "reason": verdict.reason})
+            note = f"wave {state.wave + 1} breached: {verdict.reason}; rolling back"
+            return done, Step(rollback=updated, note=note, finished=True)
+        if state.wave == len(state.waves) - 1:
+            done = state.model_copy(update={"status": "succeeded", "reason": verdict.reason})
+            return done, Step(note=f"last wave healthy: {verdict.reason}", finished=True)
+    before = set(state.updated)
+    nxt = state.model_copy(
+        update={"wave": state.wave + 1, "wave_started_at": now, "snapshot": dict(figures)}
+    )
+    fresh = [d for d in nxt.updated if d not in before]
+    share = f"{nxt.waves[nxt.wave]:.0%}"
+    return nxt, Step(apply=fresh, note=f"wave {nxt.wave + 1} ({share}): {len(fresh)} devices")
