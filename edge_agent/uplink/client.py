@@ -98,6 +98,7 @@ class Uplink:
         #: Subjects the server refused (permissions violations): never sent again.
         self.denied: dict[str, str] = {}
         self._closer: asyncio.Task[None] | None = None
+        self._closing = False
         self.breaker = breaker or CircuitBreaker()
         self.budget = budget or TokenBudget()
         self._name = name
@@ -137,7 +138,9 @@ class Uplink:
             try:
                 # Jitter spreads a fleet's reconnects after a hub-side NATS restart.
                 wait = self._reconnect_wait_s * (1.0 + random.random() * 0.5)
-                self._nc = await nats.connect(
+                nc = Client()
+                await _connect_or_close(
+                    nc,
                     self.servers,
                     name=self._name,
                     connect_timeout=self._connect_timeout_s,
@@ -151,12 +154,15 @@ class Uplink:
                     inbox_prefix=inbox_prefix(self.device).encode(),
                     **self._auth,
                 )
+                self._nc = nc
                 self._connected.set()
                 self.link.up(self._url())
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # nats raises OSError, TimeoutError, NoServersError …
+                if self.auth_error is not None:
+                    return
                 if auth_failure(exc):
                     self._refused(exc)
                     return
@@ -200,6 +206,8 @@ class Uplink:
         if auth_failure(exc) and not self.connected and self.auth_error is None:
             # nats-py would retry a refused login forever; a revoked device stays revoked.
             self._refused(exc)
+            if self._connector is asyncio.current_task():
+                raise _LoginRefused(str(exc))  # ends nc.connect() in the connect loop
             asyncio.get_running_loop().call_soon(self._stop_connecting)
             return
         # nats-py retries the first connection itself (max_reconnect_attempts=-1) and reports
@@ -223,12 +231,18 @@ class Uplink:
     async def _on_closed(self) -> None:
         # nats-py closes (no reconnect) when the server revokes the credentials; a fresh
         # connect loop then meets the refusal and reports it.
-        if self._connector is not None and self.auth_error is None:
+        if self._connector is not None and self.auth_error is None and not self._closing:
+            # nats-py leaves the socket of a connection the server closed open (2.16).
+            transport = getattr(self._nc, "_transport", None)
+            with contextlib.suppress(Exception):
+                if transport is not None:
+                    transport.close()
             self.link.failed("the server closed the connection")
             self._start_connecting()
 
     async def close(self) -> None:
         """Stop connecting and close the connection."""
+        self._closing = True
         if self._connector is not None:
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -507,6 +521,21 @@ def _describe(exc: BaseException) -> str:
 def _redacted(servers: str) -> str:
     """Server URLs without user names, passwords or tokens, for logs and ``/status``."""
     return ",".join(re.sub(r"//[^/@]*@", "//", u.strip()) for u in servers.split(","))
+
+
+class _LoginRefused(Exception):
+    """The server refused the credentials: stop nats-py's retry loop."""
+
+
+async def _connect_or_close(nc: Client, servers: str | list[str], **options: Any) -> None:
+    """``nc.connect``; a connect that fails or is cancelled closes ``nc`` (nats-py would leak
+    its socket otherwise)."""
+    try:
+        await nc.connect(servers, **options)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise
 
 
 async def _next_reply(sub: Subscription, wait: float) -> Msg:
