@@ -114,6 +114,10 @@ class ChatTurn(BaseModel):
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str
+    #: An assistant turn's calls, in OpenAI's shape (``id``, ``type``, ``function``).
+    tool_calls: list[dict[str, Any]] | None = None
+    #: A ``tool`` turn: the id of the call it answers.
+    tool_call_id: str | None = None
 
 
 class InferParams(BaseModel):
@@ -150,6 +154,11 @@ class InferRequest(_Message):
     features: list[list[float]] | None = None
     params: InferParams = InferParams()
     stream: bool = False
+    #: OpenAI ``function`` objects the model may call (``shared.tool_calls``); chat only.
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
+    #: ``auto``, ``none``, ``required`` or the name of the function to call.
+    tool_choice: str | None = None
+    parallel_tool_calls: bool = True
 
     @model_validator(mode="after")
     def _inputs_match_kind(self) -> InferRequest:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from pathlib import Path
 
 from cloud_hub.backends.base import BackendEvent, RequestContext
@@ -21,6 +22,7 @@ from shared.model_files import bundled_model_path
 from shared.protocol import InferRequest, sampling_params
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.types import GenerationEnd, TokenPiece
+from shared.tool_calls import tool_prompt
 
 _DONE = object()
 
@@ -108,11 +110,20 @@ class GgufBackend:
     ) -> None:
         put = queue.put_nowait
         try:
+            params = sampling_params(req.params)
             if req.kind == "chat":
-                prompt = rt.prepare_chat([m.model_dump() for m in req.messages or []])
+                # Tools in the generic format; their grammar replaces any sent (shared.tool_calls).
+                messages, grammar = tool_prompt(
+                    [m.model_dump() for m in req.messages or []],
+                    req.tools,
+                    req.tool_choice,
+                    req.parallel_tool_calls,
+                )
+                if req.tools:
+                    params = replace(params, grammar=grammar)
+                prompt = rt.prepare_chat(messages)
             else:
                 prompt = rt.prepare_text(req.prompt or "")
-            params = sampling_params(req.params)
             rt.check_fits(prompt, params.max_tokens)
             for event in rt.generate(prompt, params, cancelled=ctx.cancelled):
                 loop.call_soon_threadsafe(put, event)

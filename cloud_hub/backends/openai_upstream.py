@@ -16,9 +16,10 @@ import httpx
 
 from cloud_hub.backends.base import BackendEvent, RequestContext
 from cloud_hub.errors import BackendError
-from shared.protocol import TRACEPARENT_HEADER, InferRequest
+from shared.protocol import TRACEPARENT_HEADER, ChatTurn, InferRequest
 from shared.runtimes.grammar import JSON_OBJECT
 from shared.runtimes.types import FinishReason, GenerationEnd
+from shared.tool_calls import call_text
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,17 @@ class OpenAIUpstreamBackend:
         if p.grammar is not None:
             body["response_format"] = response_format(p.grammar)
         if req.kind == "chat":
-            body["messages"] = [m.model_dump() for m in req.messages or []]
+            body["messages"] = [_message(m) for m in req.messages or []]
+            if req.tools:  # passed through; the calls come back as the generic format's text
+                body["tools"] = [{"type": "function", "function": f} for f in req.tools]
+                choice = req.tool_choice or "auto"
+                body["tool_choice"] = (
+                    choice
+                    if choice in ("auto", "none", "required")
+                    else {"type": "function", "function": {"name": choice}}
+                )
+                if not req.parallel_tool_calls:
+                    body["parallel_tool_calls"] = False
             return "/chat/completions", body
         body["prompt"] = req.prompt or ""
         return "/completions", body
@@ -120,6 +131,7 @@ class OpenAIUpstreamBackend:
         path, body = self._body(req)
         reason: FinishReason = "stop"
         usage, pieces = None, 0
+        calls: dict[int, dict[str, str]] = {}
         try:
             async with self._client.stream(
                 "POST", path, json=body, headers=self._forward_headers(ctx.headers)
@@ -139,6 +151,13 @@ class OpenAIUpstreamBackend:
                     event = json.loads(data)
                     usage = event.get("usage") or usage
                     for choice in event.get("choices") or []:
+                        for delta in (choice.get("delta") or {}).get("tool_calls") or []:
+                            call = calls.setdefault(
+                                delta.get("index", 0), {"name": "", "arguments": ""}
+                            )
+                            fn = delta.get("function") or {}
+                            call["name"] += fn.get("name") or ""
+                            call["arguments"] += fn.get("arguments") or ""
                         text = (choice.get("delta") or {}).get("content") or choice.get("text")
                         if text:
                             pieces += 1
@@ -151,6 +170,10 @@ class OpenAIUpstreamBackend:
             raise self._failed(f"upstream {self._base_url} failed: {message}") from exc
         except json.JSONDecodeError as exc:
             raise self._failed(f"upstream sent a malformed SSE event: {exc}") from exc
+        if calls and reason != "cancelled":  # the edge parses and checks them
+            yield call_text(
+                [{**c, "arguments": _loads(c["arguments"])} for _, c in sorted(calls.items())]
+            )
         usage = usage or {}
         yield GenerationEnd(
             reason,
@@ -167,3 +190,17 @@ def response_format(grammar: str) -> dict[str, Any]:
         "type": "json_schema",
         "json_schema": {"name": "response", "schema": json.loads(grammar), "strict": True},
     }
+
+
+def _message(turn: ChatTurn) -> dict[str, Any]:
+    out = turn.model_dump(exclude_none=True)
+    if turn.tool_calls and not turn.content:
+        out["content"] = None
+    return out
+
+
+def _loads(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments  # not JSON: the edge reports the call as malformed

@@ -19,6 +19,7 @@ from edge_agent.api.openai_shapes import CompletionFormat, error_event
 from edge_agent.errors import ApiError
 from edge_agent.execute.events import Event, Failure, Pieces
 from shared.runtimes.types import GenerationEnd, TokenPiece
+from shared.tool_calls import MalformedCall, ParsedCall, parse_calls
 
 __all__ = [
     "CompletionFormat",
@@ -44,22 +45,57 @@ def no_final_event() -> ApiError:
     return ApiError(500, _NO_END, type="server_error", code="generation_failed")
 
 
+def tool_calls_in(text: str, fmt: CompletionFormat, end: GenerationEnd) -> list[ParsedCall] | None:
+    """The calls an answer makes (None: prose); an answer that is not a valid call is a 502."""
+    if fmt.tools is None:
+        return None
+    try:
+        return parse_calls(text, fmt.tools)
+    except MalformedCall as exc:
+        why = str(exc)
+        if end.finish_reason == "length":
+            why = f"the tool call was cut short by max_tokens ({why}); raise max_tokens"
+        raise ApiError(502, why, type="server_error", code="malformed_tool_call") from None
+
+
 async def sse_answer(events: AsyncIterator[Event], fmt: CompletionFormat) -> AsyncIterator[bytes]:
-    """SSE bytes of one answer; a failure mid-answer ends it with an error event (no [DONE])."""
+    """SSE bytes of one answer; a failure mid-answer ends it with an error event (no [DONE]).
+
+    With callable tools, text is held back until its first character shows a call (``{``);
+    a call is sent as tool-call chunks once it is complete and checked.
+    """
     async with contextlib.aclosing(events):  # type: ignore[type-var]
         opening = fmt.opening()
         if opening:
             yield opening
         if fmt.echo:
             yield fmt.pieces([TokenPiece(text=fmt.echo, token_id=-1)])
+        held: list[TokenPiece] | None = [] if fmt.tools is not None else None
         async for event in events:
             if isinstance(event, Pieces):
+                if held is not None:
+                    held.extend(event.pieces)
+                    start = "".join(p.text for p in held).lstrip()[:1]
+                    if not start or start == "{" or fmt.tools is None or fmt.tools.forced:
+                        continue
+                    event, held = Pieces(held), None  # prose: send it as it comes
                 if chunk := fmt.pieces(event.pieces):
                     yield chunk
             elif isinstance(event, GenerationEnd):
                 if event.finish_reason == "cancelled":
                     yield error_event(_CUT_SHORT, code="incomplete")
                     return
+                try:
+                    text = "".join(p.text for p in held or [])
+                    calls = tool_calls_in(text, fmt, event) if held is not None else None
+                except ApiError as exc:
+                    yield error_event(exc.message, code=exc.code or "malformed_tool_call")
+                    return
+                if calls:
+                    yield fmt.tool_call_chunks(calls) + fmt.closing(event, tool_calls=True)
+                    return
+                if held and (chunk := fmt.pieces(held)):
+                    yield chunk
                 yield fmt.closing(event)
                 return
             elif isinstance(event, Failure):
@@ -94,4 +130,5 @@ async def collect(
 async def json_answer(events: AsyncIterator[Event], fmt: CompletionFormat) -> dict[str, Any]:
     """The non-streamed OpenAI response body of one answer."""
     pieces, end = await collect(events)
-    return fmt.full(pieces, end)
+    calls = tool_calls_in("".join(p.text for p in pieces), fmt, end)
+    return fmt.full(pieces, end, calls=calls)

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from edge_agent.api.formatter import CompletionFormat
-from edge_agent.api.schemas import ChatCompletionRequest, CompletionRequest
+from edge_agent.api.schemas import ChatCompletionRequest, ChatMessageIn, CompletionRequest
 from edge_agent.errors import ApiError
 from shared.errors import InvalidInput
 from shared.runtimes.grammar import JSON_OBJECT, schema_source
 from shared.runtimes.types import SamplingParams
+from shared.tool_calls import ToolSpec, grammar_source
 
 __all__ = ["Job", "chat_job", "completion_job"]
 
@@ -49,6 +50,20 @@ class Job:
 
     echo: str = ""
     """Text completions with ``echo``: the prompt, sent before the answer (from either tier)."""
+    tools: ToolSpec | None = None
+    """Chat with ``tools``: the functions, ``tool_choice`` and ``parallel_tool_calls``."""
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """The model capabilities this job needs (``tools``, ``json_schema``, ``logprobs``)."""
+        needs = set()
+        if self.tools is not None and self.tools.calling:
+            needs.add("tools")
+        elif self.params.grammar is not None:
+            needs.add("json_schema")
+        if self.params.logprobs:
+            needs.add("logprobs")
+        return frozenset(needs)
 
     def answer_format(self, *, model: str) -> CompletionFormat:
         """How the answer is written: ``model`` names the model that answers it."""
@@ -59,6 +74,7 @@ class Job:
             include_usage=self.include_usage,
             logprobs=self.params.logprobs,
             echo=self.echo,
+            tools=self.tools,
         )
 
     def local_params(self, room: int, *, logprobs: bool = False) -> SamplingParams:
@@ -70,8 +86,11 @@ class Job:
         return params
 
     def cloud_params(self) -> SamplingParams:
-        """Sampling for the hub: ``max_tokens`` or 256 when the client left it open."""
-        return replace(self.params, max_tokens=self.max_tokens or 256)
+        """Sampling for the hub: ``max_tokens`` or 256 when the client left it open.
+
+        A tool grammar is not sent: the hub makes it from the request's ``tools``."""
+        grammar = None if self.tools is not None else self.params.grammar
+        return replace(self.params, max_tokens=self.max_tokens or 256, grammar=grammar)
 
 
 def _sampling(
@@ -115,23 +134,58 @@ def response_grammar(req: ChatCompletionRequest) -> str | None:
         raise ApiError(400, str(exc), param="response_format.json_schema.schema") from None
 
 
+def tool_spec(req: ChatCompletionRequest) -> ToolSpec | None:
+    """The checked tools of a request (a 400 naming the tool or schema at fault)."""
+    if not req.tools:
+        return None
+    choice = req.tool_choice
+    name = choice if isinstance(choice, str) or choice is None else choice.function.name
+    fmt = req.response_format
+    if fmt is not None and fmt.type != "text" and choice != "none":
+        raise ApiError(
+            400,
+            "`response_format` cannot be combined with `tools` here; send one of them "
+            '(or tool_choice "none")',
+            param="response_format",
+        )
+    try:
+        return ToolSpec.make(
+            [t.function.model_dump(exclude_none=True) for t in req.tools],
+            choice=name,
+            parallel=req.parallel_tool_calls,
+        )
+    except InvalidInput as exc:
+        raise ApiError(400, str(exc), param="tools") from None
+
+
+def _message(m: ChatMessageIn) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.text()}
+    if m.tool_calls:
+        out["tool_calls"] = [c.model_dump() for c in m.tool_calls]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
 def chat_job(req: ChatCompletionRequest) -> Job:
     """The job of a ``/v1/chat/completions`` request."""
     max_tokens = req.max_completion_tokens or req.max_tokens
-    if req.tools and req.tool_choice != "none":
-        raise ApiError(400, "`tools` are not supported yet", param="tools")
+    tools = tool_spec(req)
+    try:
+        grammar = grammar_source(tools) if tools is not None else response_grammar(req)
+    except InvalidInput as exc:  # the functions' schemas together are too large
+        raise ApiError(400, str(exc), param="tools") from None
     return Job(
         model=req.model,
         kind="chat",
-        messages=[{"role": m.role, "content": m.text()} for m in req.messages],
+        messages=[_message(m) for m in req.messages],
         prompt_text=None,
         max_tokens=max_tokens,
-        params=_sampling(
-            req, max_tokens, bool(req.logprobs), req.top_logprobs or 0, response_grammar(req)
-        ),
+        params=_sampling(req, max_tokens, bool(req.logprobs), req.top_logprobs or 0, grammar),
         stream=bool(req.stream),
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
         temperature_set=_set(req, "temperature"),
+        tools=tools,
     )
 
 

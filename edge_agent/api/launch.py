@@ -79,6 +79,7 @@ async def escalate(
         prompt=job.prompt_text,
         params=job.cloud_params(),
         stream=job.stream,
+        tools=job.tools,
     )
     # A CLIENT span: the uplink injects its context into the NATS headers (traceparent).
     host, port = uplink.server_address() or ("", 0)

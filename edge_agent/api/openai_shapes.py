@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.runtimes.types import GenerationEnd, TokenPiece
+from shared.tool_calls import ParsedCall, ToolSpec, openai_tool_calls
 
 __all__ = ["DONE", "CompletionFormat", "error_event", "finish_reason", "sse", "usage"]
 
@@ -56,8 +57,11 @@ class CompletionFormat:
         logprobs: bool,
         echo: str = "",
         response_id: str | None = None,
+        tools: ToolSpec | None = None,
     ) -> None:
         self.chat = chat
+        #: Chat with callable tools: the answer may be (or must be) tool calls.
+        self.tools = tools if tools is not None and tools.calling and chat else None
         self.model = model
         #: Text completions with ``echo``: the prompt, sent before the answer.
         self.echo = echo
@@ -130,14 +134,39 @@ class CompletionFormat:
             }
         return self._chunk(choice)
 
-    def closing(self, end: GenerationEnd) -> bytes:
+    def tool_call_chunks(self, calls: Sequence[ParsedCall], *, piece: int = 32) -> bytes:
+        """Tool calls as OpenAI streams them: each call's id, type and name with empty
+        ``arguments``, then its arguments string in deltas of up to ``piece`` characters."""
+        out = b""
+        for i, call in enumerate(openai_tool_calls(calls)):
+            args = call["function"]["arguments"]
+            first = {
+                **call,
+                "index": i,
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
+            deltas = [first] + [
+                {"index": i, "function": {"arguments": args[at : at + piece]}}
+                for at in range(0, len(args), piece)
+            ]
+            for delta in deltas:
+                choice = {
+                    "index": 0,
+                    "delta": {"tool_calls": [delta]},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+                out += self._chunk(choice)
+        return out
+
+    def closing(self, end: GenerationEnd, *, tool_calls: bool = False) -> bytes:
         """The finish chunk, then the usage chunk when asked for, then ``[DONE]``."""
         if self.chat:
             choice: dict[str, Any] = {
                 "index": 0,
                 "delta": {},
                 "logprobs": None,
-                "finish_reason": finish_reason(end),
+                "finish_reason": "tool_calls" if tool_calls else finish_reason(end),
             }
         else:
             choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": finish_reason(end)}
@@ -146,19 +175,32 @@ class CompletionFormat:
             out += self._chunk({}, with_usage=usage(end))
         return out + DONE
 
-    def full(self, pieces: Sequence[TokenPiece], end: GenerationEnd) -> dict[str, Any]:
-        """The non-streamed response."""
+    def full(
+        self,
+        pieces: Sequence[TokenPiece],
+        end: GenerationEnd,
+        *,
+        calls: Sequence[ParsedCall] | None = None,
+    ) -> dict[str, Any]:
+        """The non-streamed response (a chat answer that is ``calls`` when they are given)."""
         prefix = self.echo
         text = prefix + "".join(p.text for p in pieces)
         choice: dict[str, Any]
         scored = [p for p in pieces if p.token_id >= 0]
         if self.chat:
             lp = {"content": self.chat_logprobs(scored)} if self.logprobs else None
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if calls:
+                message = {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": openai_tool_calls(calls),
+                }
             choice = {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": lp,
-                "finish_reason": finish_reason(end),
+                "message": message,
+                "logprobs": None if calls else lp,
+                "finish_reason": "tool_calls" if calls else finish_reason(end),
             }
             obj = "chat.completion"
         else:

@@ -13,6 +13,7 @@ from edge_agent.api.state import AgentState
 from edge_agent.errors import ApiError
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.types import PreparedPrompt
+from shared.tool_calls import render_messages
 
 __all__ = [
     "check_message_count",
@@ -78,5 +79,7 @@ async def prepare(state: AgentState, runtime: GgufRuntime, job: Job) -> Prepared
     """Chat template and tokens, on a worker thread: long prompts take a while to tokenise."""
     loop = asyncio.get_running_loop()
     if job.messages is not None:
-        return await loop.run_in_executor(state.workers, runtime.prepare_chat, job.messages)
+        # Tools, calls and tool results in the generic format (``shared.tool_calls``).
+        messages = render_messages(job.messages, job.tools)
+        return await loop.run_in_executor(state.workers, runtime.prepare_chat, messages)
     return await loop.run_in_executor(state.workers, runtime.prepare_text, job.prompt_text or "")

@@ -33,6 +33,7 @@ from shared.protocol import (
 )
 from shared.runtimes.types import FinishReason, GenerationEnd, SamplingParams
 from shared.telemetry import GenAiCall
+from shared.tool_calls import ToolSpec
 
 log = logging.getLogger("edge_agent.execute")
 
@@ -50,10 +51,19 @@ def infer_request(
     prompt: str | None,
     params: SamplingParams,
     stream: bool,
+    tools: ToolSpec | None = None,
 ) -> InferRequest:
     """The wire request that asks hub model ``model`` for this answer."""
     turns = (
-        [ChatTurn(role=_ROLES.get(m["role"], m["role"]), content=m["content"]) for m in messages]
+        [
+            ChatTurn(
+                role=_ROLES.get(m["role"], m["role"]),
+                content=m["content"],
+                tool_calls=m.get("tool_calls"),
+                tool_call_id=m.get("tool_call_id"),
+            )
+            for m in messages
+        ]
         if messages is not None
         else None
     )
@@ -66,6 +76,9 @@ def infer_request(
         prompt=prompt,
         params=wire_params(params),
         stream=stream,
+        tools=None if tools is None else [dict(f) for f in tools.functions],
+        tool_choice=None if tools is None else tools.choice,
+        parallel_tool_calls=True if tools is None else tools.parallel,
     )
 
 

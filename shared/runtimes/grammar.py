@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Any
 
 from shared.errors import InvalidInput
@@ -22,6 +23,7 @@ from shared.errors import InvalidInput
 __all__ = [
     "JSON_OBJECT",
     "MAX_SCHEMA_BYTES",
+    "PROSE_OR",
     "check_schema",
     "gbnf_for",
     "schema_source",
@@ -29,6 +31,10 @@ __all__ = [
 
 JSON_OBJECT = "json_object"
 """The grammar source of ``response_format={"type": "json_object"}``: any JSON object."""
+
+PROSE_OR = "prose|"
+"""Prefix of a grammar source that also allows prose: text whose first character is not ``{``
+or blank (tool calls with ``tool_choice="auto"``, ``shared.tool_calls``), or the schema's JSON."""
 
 MAX_SCHEMA_BYTES = 64 * 1024
 """The largest schema text accepted (compile time grows with it; bigger ones are a 400)."""
@@ -167,6 +173,10 @@ def gbnf_for(source: str) -> str:
 
     if source == JSON_OBJECT:
         return JSON_GBNF  # its root is an object
+    if source.startswith(PROSE_OR):
+        call = gbnf_for(source[len(PROSE_OR) :])
+        renamed = re.sub(r"^root ::=", "call-root ::=", call, count=1, flags=re.MULTILINE)
+        return renamed + "\nroot ::= call-root | prose\nprose ::= [^{ \\t\\r\\n] [^\\x00]*\n"
     if len(source.encode()) > MAX_SCHEMA_BYTES:
         raise InvalidInput(f"the JSON schema is larger than {MAX_SCHEMA_BYTES} bytes")
     try:

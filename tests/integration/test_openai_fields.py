@@ -32,8 +32,13 @@ HONOURED: dict[str, object] = {
     "frequency_penalty": 0.5,
     "presence_penalty": 0.5,
     "response_format": {"type": "json_object"},
+    "tools": [TOOL],
     "tool_choice": "none",
     "parallel_tool_calls": False,
+}
+# Fields honoured only together with others: what they need, and what the answer then shows.
+COMPANIONS: dict[str, dict[str, object]] = {
+    "tools": {"tool_choice": "required", "max_tokens": 48},
 }
 # A value each refused field is refused with.
 REFUSED: dict[str, object] = {
@@ -47,8 +52,6 @@ REFUSED: dict[str, object] = {
     "moderation": {"x": 1},
     "verbosity": "high",
 }
-# Tools are refused (a 400 naming them) until tool calling lands; tool_choice "none" is honoured.
-REFUSED_FOR_NOW: dict[str, object] = {"tools": [TOOL]}
 
 
 def _chat_fields() -> set[str]:
@@ -58,7 +61,7 @@ def _chat_fields() -> set[str]:
 
 def test_every_chat_field_has_a_policy() -> None:
     fields = _chat_fields()
-    covered = set(HONOURED) | set(REFUSED) | set(REFUSED_FOR_NOW) | IGNORED_FIELDS
+    covered = set(HONOURED) | set(REFUSED) | IGNORED_FIELDS
     assert fields - covered == set(), "decide how these new OpenAI fields are handled"
     assert set(REFUSED) <= set(UNSUPPORTED)
 
@@ -66,7 +69,7 @@ def test_every_chat_field_has_a_policy() -> None:
 @pytest.mark.parametrize("field", sorted(_chat_fields()))
 def test_each_chat_field_is_honoured_or_refused(agent, field: str) -> None:  # type: ignore[no-untyped-def]
     body = dict(BASE)
-    refused = REFUSED | REFUSED_FOR_NOW
+    refused = REFUSED
     if field in refused:
         body[field] = refused[field]
         resp = httpx.post(f"{agent.v1}/chat/completions", json=body, timeout=120)
@@ -75,8 +78,11 @@ def test_each_chat_field_is_honoured_or_refused(agent, field: str) -> None:  # t
         assert field in resp.json()["error"]["message"]
         return
     body[field] = HONOURED.get(field, "anything")  # ignored fields take any value
+    body.update(COMPANIONS.get(field, {}))
     resp = httpx.post(f"{agent.v1}/chat/completions", json=body, timeout=120)
     assert resp.status_code == 200, (field, resp.text)
+    if field == "tools":
+        assert resp.json()["choices"][0]["finish_reason"] == "tool_calls"
 
 
 @pytest.mark.parametrize(
