@@ -6,12 +6,12 @@ import hashlib
 import os
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from shared.plugins import PluginIntegrityError, PluginManifestError, PluginWatcher
+from tests.fixtures.waiting import poll
 from tests.plugins.conftest import fixed, request
 
 
@@ -61,20 +61,34 @@ def test_reload_under_concurrent_load_drops_no_request(plugin_dir: Path) -> None
         threads = [threading.Thread(target=client) for _ in range(6)]
         for t in threads:
             t.start()
+        start = watcher.generation
+
+        def swapped(since: int, what: str) -> None:
+            poll(lambda: watcher.generation > since or errors, 10, what)
+
         for i in range(12):
             target = "edge" if i % 2 else "cloud"
+            mark, gen = len(seen), watcher.generation
             fixed(plugin_dir, "r", _route(target), priority=i)  # a new manifest each time
+            swapped(gen, f"manifest {i} to be loaded")
+            # the clients move over to the new chain while they run
+            poll(lambda t=target, m=mark: t in seen[m:] or errors, 10, f"clients to see {target}")
             if i % 3 == 0:  # and now and then a broken plugin, which must be refused
+                gen = watcher.generation
                 fixed(plugin_dir, "bad", _route("edge"), sha256="0" * 64)
-                time.sleep(0.06)
+                poll(lambda: watcher.last_error is not None, 10, "the broken plugin refused")
+                assert "sha256" in str(watcher.last_error)
+                assert watcher.chain.names() == ["r"]  # the good chain stays
                 (plugin_dir / "bad.plugin.toml").unlink()
-            time.sleep(0.06)
+                swapped(gen, "a good chain once the broken one is gone")
         stop.set()
         for t in threads:
             t.join()
     assert not errors, errors[0]
-    assert len(seen) > 100 and set(seen) == {"cloud", "edge"}
-    assert watcher.generation >= 3
+    assert set(seen) == {"cloud", "edge"} and None not in seen
+    # 12 good manifests and 4 removals of the broken one: each is a swap (a write caught
+    # half-way may add one); the 4 broken ones never are
+    assert watcher.generation - start >= 12 + 4
 
 
 def test_deleting_and_recreating_the_directory_empty_unloads_the_plugins(
