@@ -93,7 +93,20 @@ class HubSettings(TomlFileSettings):
         default_factory=list, description="Models to serve ([[models]] tables in the TOML file)."
     )
     concurrency: int = Field(
-        4, ge=1, le=10_000, description="Requests one worker runs at once; more get a `busy` reply."
+        4,
+        ge=1,
+        le=10_000,
+        description="Requests one worker runs at once; more get a `busy` reply. A GGUF model decodes "
+        "that many together (its batch slots, at most 256, each with n_ctx tokens of KV cache).",
+    )
+    stream_interval_ms: float = Field(
+        20.0,
+        ge=0,
+        le=1000,
+        description=(
+            "Streamed tokens of one request go out at most this often (the first at once), several "
+            "per chunk message when they come faster; 0 sends one chunk per token."
+        ),
     )
     max_request_bytes: int | None = Field(
         None, ge=256, description="Largest request accepted; empty = the server's max_payload."

@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind
 
 from cloud_hub.backends import Backend, RequestContext
 from cloud_hub.errors import HubError
+from cloud_hub.serving.pacing import coalesced
 from cloud_hub.serving.replies import (
     ErrorStats,
     StreamFramer,
@@ -60,16 +61,19 @@ async def answer(
     timeout_s: float,
     max_payload: int,
     stats: ErrorStats | None = None,
+    stream_interval_s: float = 0.0,
 ) -> GenerationEnd | None:
     """Serve ``req`` and reply; return how it ended, or ``None`` if an error reply was sent.
 
-    Cancels ``ctx`` when the deadline passes or the task is cancelled (re-raised).
+    Cancels ``ctx`` when the deadline passes or the task is cancelled (re-raised). A stream's
+    tokens go out at most every ``stream_interval_s`` when the back-end has ``coalesce_stream``
+    (0: one chunk per token).
     """
     call = _start_call(metrics, request, req, ctx)
     try:
         with call.current(), metrics.activate():
             return await _answer_traced(
-                request, req, backend, ctx, call, timeout_s, max_payload, stats
+                request, req, backend, ctx, call, timeout_s, max_payload, stats, stream_interval_s
             )
     finally:
         call.fail("internal")  # no-op unless _answer_traced ended without a verdict
@@ -113,6 +117,7 @@ async def _answer_traced(
     timeout_s: float,
     max_payload: int,
     stats: ErrorStats | None,
+    stream_interval_s: float = 0.0,
 ) -> GenerationEnd | None:
     async def refuse(code: ErrorCode, message: str) -> None:
         await send_error(request, ErrorMessage(id=req.id, code=code, message=message), stats=stats)
@@ -120,7 +125,9 @@ async def _answer_traced(
     try:
         async with asyncio.timeout(timeout_s):
             if req.stream:
-                end = await _stream(request, req, backend, ctx, call)
+                # Coalesced where a back-end asks for it (token streams: GGUF).
+                interval = stream_interval_s if getattr(backend, "coalesce_stream", False) else 0
+                end = await _stream(request, req, backend, ctx, call, interval)
             else:
                 end = await _complete(request, req, backend, ctx, call, max_payload, stats)
     except TimeoutError:
@@ -184,15 +191,20 @@ async def _complete(
 
 
 async def _stream(
-    request: Request, req: InferRequest, backend: Backend, ctx: RequestContext, call: GenAiCall
+    request: Request,
+    req: InferRequest,
+    backend: Backend,
+    ctx: RequestContext,
+    call: GenAiCall,
+    interval_s: float = 0.0,
 ) -> GenerationEnd:
     framer = StreamFramer(req.id)
     end = _NO_END
     async with contextlib.aclosing(backend.run(req, ctx)) as events:
-        async for event in events:
-            if isinstance(event, GenerationEnd):
-                end = event
-            elif chunk := framer.feed(event):
+        async for burst in coalesced(events, interval_s):
+            if isinstance(burst[-1], GenerationEnd):
+                end, burst = burst[-1], burst[:-1]
+            if chunk := framer.feed_many(burst):  # type: ignore[arg-type]
                 if chunk.seq == 0:
                     call.first_token()
                 await send(request, chunk)

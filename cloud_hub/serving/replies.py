@@ -157,6 +157,14 @@ class StreamFramer:
         self._held.append(p)
         return self._chunk() if p.text else None
 
+    def feed_many(self, events: Sequence[str | TokenPiece]) -> ChunkMessage | None:
+        """One chunk for several events (coalesced tokens), or ``None`` while all are held."""
+        for event in events:
+            p = piece(event)
+            if p.text or p.logprob is not None:
+                self._held.append(p)
+        return self._chunk() if any(p.text for p in self._held) else None
+
     def end(self, end: GenerationEnd) -> list[ChunkMessage | EndMessage]:
         """The messages that close the stream: held pieces (if any), then the end message."""
         out: list[ChunkMessage | EndMessage] = [self._chunk()] if self._held else []

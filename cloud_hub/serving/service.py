@@ -113,7 +113,7 @@ class HubService:
 
     async def start(self) -> None:
         """Load the models, connect to NATS and subscribe the endpoints."""
-        self.backends = await start_backends(self.settings, self.backends)
+        self.backends = await start_backends(self.settings, self.backends, metrics=self.metrics)
         self._kinds = {name: b.kinds for name, b in self.backends.items()}
         nc = self._nc = self._nc or await connect(self.settings, name=SERVICE_NAME)
         self._service = await add_service(
@@ -199,6 +199,7 @@ class HubService:
                 timeout_s=self.settings.request_timeout_s,
                 max_payload=self.nc.max_payload,
                 stats=stats,
+                stream_interval_s=self.settings.stream_interval_ms / 1000,
             )
             if end is not None:
                 self.finished.append(
