@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 
 from openautoglm.sim.errors import SimError
+from openautoglm.sim.metrics import percentile
 from openautoglm.sim.scenario import load_scenario, scenario_names
 
 __all__ = ["quiet_logging", "sim"]
@@ -58,7 +58,7 @@ def sim(scenario: str, report_dir: Path | None, baseline_dir: Path | None, verbo
       open-autoglm sim my-fleet.toml --baseline sim-reports/smoke
     """
     from openautoglm.sim.report import ReportInput, write_report
-    from openautoglm.sim.runner import run_scenario
+    from openautoglm.sim.runner import run_scenario_sync
 
     quiet_logging(verbose)
     try:
@@ -69,7 +69,7 @@ def sim(scenario: str, report_dir: Path | None, baseline_dir: Path | None, verbo
             f"{loaded.duration_s:g} s of traffic",
             err=True,
         )
-        result = asyncio.run(run_scenario(loaded))
+        result = run_scenario_sync(loaded)
         out = report_dir or Path("sim-reports") / loaded.name
         figures = write_report(
             ReportInput(
@@ -78,7 +78,10 @@ def sim(scenario: str, report_dir: Path | None, baseline_dir: Path | None, verbo
                 duration_s=loaded.duration_s,
                 description=loaded.description,
                 violations=result.violations,
-                extra={"rss_per_device_mb": result.rss_per_device_mb},
+                extra={
+                    "rss_per_device_mb": result.rss_per_device_mb,
+                    "sim_loop_lag_p99_ms": percentile(result.loop_lag_ms, 99),
+                },
             ),
             out,
             baseline_dir=baseline_dir,

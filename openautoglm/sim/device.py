@@ -18,6 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from edge_agent.uplink.client import Uplink
 from openautoglm.sim.errors import SimError
 from openautoglm.sim.runtime import LocalModelSpec, SimulatedRuntime, simulated_scheduler
 
-__all__ = ["AsgiAnswer", "ObservedBreaker", "SimDevice"]
+__all__ = ["AsgiAnswer", "ObservedBreaker", "SharedPool", "SimDevice"]
 
 BreakerListener = Callable[[str, str, str], None]
 """(device, state before, state after)."""
@@ -62,6 +63,21 @@ class ObservedBreaker(CircuitBreaker):
         before = self.state
         super().record_success()
         self._observe(before)
+
+
+class SharedPool(ThreadPoolExecutor):
+    """One thread pool that many simulated devices share; only :meth:`close` stops it.
+
+    A real device owns its pools; 200 devices in one process with 8 threads each would spend
+    the simulation on thread switches. Each device's ``close()`` leaves the shared pool running.
+    """
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """A device stopping: nothing to do (the run stops the pool with :meth:`close`)."""
+
+    def close(self) -> None:
+        """Stop the pool's threads."""
+        super().shutdown(wait=True, cancel_futures=True)
 
 
 class AsgiAnswer:
@@ -99,6 +115,7 @@ class SimDevice:
         spec: LocalModelSpec,
         rng: random.Random,
         on_breaker: BreakerListener,
+        pool: SharedPool | None = None,
     ) -> SimDevice:
         """Build the agent with a simulated model and run its lifespan (uplink connects)."""
         model = ModelSpec(
@@ -128,6 +145,10 @@ class SimDevice:
             settings, registry, scheduler_factory=simulated_scheduler(rng), uplink_factory=uplink
         )
         state = app.state.agent
+        if pool is not None:
+            for own in (state.workers, state.plugin_workers):
+                own.shutdown(wait=False)
+            state.workers = state.plugin_workers = pool
         # Each device logs to its own quiet logger, not the root: 200 root handlers would print
         # every line 200 times. The lifespan's own install_logging() is then a no-op.
         state.telemetry.install_logging(logging.getLogger(f"openautoglm.sim.device.{name}"))

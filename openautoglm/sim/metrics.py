@@ -32,6 +32,7 @@ BETTER: dict[str, int] = {
     "tokens_cloud": 0,
     "breaker_opens": -1,
     "rss_per_device_mb": -1,
+    "sim_loop_lag_p99_ms": -1,
 }
 
 

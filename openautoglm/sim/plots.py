@@ -155,8 +155,7 @@ def device_heatmap(ledger: Ledger, path: Path, *, duration_s: float) -> None:
         share = np.where(total > 0, cloud / total, np.nan)
     height = min(12.0, 2.0 + 0.06 * len(devices))
     fig, ax = plt.subplots(figsize=(9, height))
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
     image = ax.imshow(
         share,
         aspect="auto",

@@ -22,7 +22,7 @@ from typing import Any
 from edge_agent.router.policy import RouterConfig
 from edge_agent.settings import EdgeSettings, load_settings
 from openautoglm.sim.collector import CollectorSink
-from openautoglm.sim.device import SimDevice
+from openautoglm.sim.device import SharedPool, SimDevice
 from openautoglm.sim.faults import FaultInjector
 from openautoglm.sim.invariants import Violation, check_all
 from openautoglm.sim.ledger import Ledger, LedgerEntry
@@ -35,8 +35,10 @@ from openautoglm.sim.traffic import arrival_times, intended_tier, make_request
 
 log = logging.getLogger("openautoglm.sim")
 
-__all__ = ["RunResult", "run_scenario"]
+__all__ = ["RunResult", "run_scenario", "run_scenario_sync"]
 
+#: Threads of the pool all devices share for prompts and plugin calls (see ``SharedPool``).
+_POOL_THREADS = 4
 #: Devices started at once (each runs its lifespan: uplink connect, scheduler start).
 _START_BATCH = 25
 
@@ -52,6 +54,9 @@ class RunResult:
     wall_s: float
     violations: list[Violation] = field(default_factory=list)
     collector_posts: int = 0
+    loop_lag_ms: list[float] = field(default_factory=list)
+    """How late a 100 ms timer fired on the devices' event loop, sampled through the traffic:
+    a large lag means the simulator itself, not the fleet, made requests slow."""
 
     @property
     def passed(self) -> bool:
@@ -90,6 +95,16 @@ def device_settings(
     )
 
 
+def run_scenario_sync(scenario: Scenario) -> RunResult:
+    """:func:`run_scenario` on a fresh event loop (uvloop when installed: it comes with uvicorn)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        return asyncio.run(run_scenario(scenario))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(run_scenario(scenario))
+
+
 async def run_scenario(scenario: Scenario, *, workdir: Path | None = None) -> RunResult:
     """Run ``scenario`` end to end and check its invariants (module docstring)."""
     started = time.monotonic()
@@ -108,6 +123,7 @@ async def _run(scenario: Scenario, workdir: Path, started: float) -> RunResult:
     collector: FaultProxy | None = None
     devices: list[SimDevice] = []
     ledger = Ledger()
+    pool = SharedPool(_POOL_THREADS, thread_name_prefix="sim-device")
     try:
         await topo.start()
         otlp = None
@@ -118,11 +134,16 @@ async def _run(scenario: Scenario, workdir: Path, started: float) -> RunResult:
             await collector.start()
             otlp = f"http://127.0.0.1:{collector.port}"
         base = rss_mb()
-        devices = await _start_devices(scenario, topo, otlp, rng, ledger)
+        devices = await _start_devices(scenario, topo, otlp, rng, ledger, pool)
         per_device = (rss_mb() - base) / max(1, len(devices))
         log.info("%d devices up; %.2f MB each", len(devices), per_device)
         injector = FaultInjector(scenario, topo, ledger, collector=collector)
-        await _traffic(scenario, devices, ledger, injector, rng)
+        lags: list[float] = []
+        probe = asyncio.create_task(_loop_lag(lags))
+        try:
+            await _traffic(scenario, devices, ledger, injector, rng)
+        finally:
+            probe.cancel()
         per_device = max(per_device, (rss_mb() - base) / max(1, len(devices)))
         violations = check_all(scenario, ledger)
         return RunResult(
@@ -133,6 +154,7 @@ async def _run(scenario: Scenario, workdir: Path, started: float) -> RunResult:
             wall_s=time.monotonic() - started,
             violations=violations,
             collector_posts=0 if sink is None else sink.posts,
+            loop_lag_ms=lags,
         )
     finally:
         for i in range(0, len(devices), _START_BATCH):
@@ -142,10 +164,24 @@ async def _run(scenario: Scenario, workdir: Path, started: float) -> RunResult:
         if sink is not None:
             await sink.close()
         await topo.close()
+        pool.close()
+
+
+async def _loop_lag(out: list[float], period_s: float = 0.1) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(period_s)
+        out.append((loop.time() - before - period_s) * 1000)
 
 
 async def _start_devices(
-    scenario: Scenario, topo: Topology, otlp: str | None, rng: random.Random, ledger: Ledger
+    scenario: Scenario,
+    topo: Topology,
+    otlp: str | None,
+    rng: random.Random,
+    ledger: Ledger,
+    pool: SharedPool,
 ) -> list[SimDevice]:
     spec = LocalModelSpec(**scenario.local.model_dump())
 
@@ -169,6 +205,7 @@ async def _start_devices(
                     spec=spec,
                     rng=random.Random(rng.random()),
                     on_breaker=on_breaker,
+                    pool=pool,
                 )
                 for name, site in batch
             )

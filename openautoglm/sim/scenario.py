@@ -184,11 +184,6 @@ class Scenario(_Strict):
     description: str = Field("", description="One paragraph: what it shows.")
     duration_s: float = Field(gt=0, le=3600, description="Seconds of traffic.")
     seed: int = Field(1, description="Random seed: arrivals, prompts, confidence.")
-    transport: Literal["asgi", "run_job"] = Field(
-        "asgi",
-        description="asgi: requests go through each device's real ASGI app (httpx); run_job: "
-        "straight into edge_agent.api.answer.run_job (cheaper, for large fleets).",
-    )
     sites: list[Site] = Field(min_length=1, description="[[sites]] tables.")
     arrivals: Arrivals
     prompts: list[PromptClass] = Field(min_length=1, description="[[prompts]]: the length mix.")

@@ -1,0 +1,118 @@
+"""Scenario files: every shipped one loads, and bad files say which field to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from openautoglm.sim.errors import NotYetAvailable, ScenarioError
+from openautoglm.sim.faults import FaultInjector
+from openautoglm.sim.scenario import load_scenario, scenario_names
+
+MINIMAL = """
+name = "t"
+duration_s = 5
+[[sites]]
+name = "a"
+devices = 2
+[arrivals]
+rate_per_device = 1
+[[prompts]]
+name = "short"
+words = 5
+weight = 1
+[edge.hub]
+request_timeout_s = 2
+first_chunk_timeout_s = 2
+chunk_timeout_s = 2
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return path
+
+
+def test_every_shipped_scenario_loads_and_each_fault_kind_but_plugin_rollout_has_one() -> None:
+    names = scenario_names()
+    assert "smoke" in names
+    kinds = {f.kind for name in names for f in load_scenario(name).faults}
+    assert kinds == {
+        "kill_worker",
+        "add_worker",
+        "restart_nats",
+        "partition_site",
+        "slow_hub",
+        "collector_down",
+        "clock_jump",
+    }
+
+
+def test_smoke_is_small_enough_for_a_minute() -> None:
+    smoke = load_scenario("smoke")
+    assert smoke.faults == []
+    assert smoke.duration_s <= 15
+    assert smoke.device_count <= 20
+
+
+def test_a_minimal_file_loads_with_defaults(tmp_path: Path) -> None:
+    scenario = load_scenario(_write(tmp_path, MINIMAL))
+    assert scenario.device_count == 2
+    assert scenario.hub.workers == 2
+    assert scenario.traffic.streaming_share == 0.3
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("colour = 'red'\n", "colour: Extra inputs are not permitted"),
+        (
+            "[[faults]]\nat_s = 1\nkind = 'partition_site'\nsite = 'nowhere'\nduration_s = 1\n",
+            "names site 'nowhere', which is not one of the [[sites]]: a",
+        ),
+        (
+            "[[faults]]\nat_s = 1\nkind = 'slow_hub'\n",
+            "a slow_hub fault needs duration_s",
+        ),
+        ("[[faults]]\nat_s = 9\nkind = 'add_worker'\n", "is after the run ends (duration_s = 5)"),
+        ("[[faults]]\nat_s = 1\nkind = 'meteor'\n", "faults.0.kind: Input should be"),
+        (
+            "[[faults]]\nat_s = 1\nkind = 'collector_down'\nduration_s = 1\n",
+            "collector_down needs telemetry = true",
+        ),
+    ],
+)
+def test_bad_scenarios_name_the_field(tmp_path: Path, extra: str, expected: str) -> None:
+    # Top-level keys must come before the first table: put them first.
+    text = extra + MINIMAL if not extra.startswith("[") else MINIMAL + extra
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(_write(tmp_path, text))
+    assert expected in str(caught.value)
+    assert "s.toml is not a valid scenario" in str(caught.value)
+
+
+def test_a_deadline_the_hub_timeouts_cannot_keep_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL.replace("chunk_timeout_s = 2\n", "chunk_timeout_s = 2\n") + (
+        "[traffic]\ndeadline_s = 2\n"
+    )
+    with pytest.raises(ScenarioError, match=r"traffic.deadline_s = 2 cannot be kept: .* = 2 s"):
+        load_scenario(_write(tmp_path, text))
+
+
+def test_invalid_toml_and_unknown_names_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="is not valid TOML"):
+        load_scenario(_write(tmp_path, "name = "))
+    with pytest.raises(ScenarioError, match=r"no shipped scenario of that name; shipped: .*smoke"):
+        load_scenario("no-such-scenario")
+    with pytest.raises(ScenarioError, match="cannot read the scenario file"):
+        load_scenario(tmp_path / "missing.toml")
+
+
+def test_plugin_rollout_is_refused_until_rollouts_exist(tmp_path: Path) -> None:
+    scenario = load_scenario(
+        _write(tmp_path, MINIMAL + "[[faults]]\nat_s = 1\nkind = 'plugin_rollout'\n")
+    )
+    with pytest.raises(NotYetAvailable, match=r"issue 10"):
+        FaultInjector.check_supported(scenario)
