@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 import types
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,12 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 
 import tomli_w
 from pydantic import BaseModel, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 from shared.cli_options import flags_for
 from shared.errors import ConfigError
@@ -162,6 +168,13 @@ def load_from(
     except ValidationError as exc:
         message = format_validation_error(exc, env_prefix=env_prefix, cls=cls, flags=flags_for(cls))
         raise ConfigError(message) from exc
+    except SettingsError as exc:  # an env var that should hold JSON (a list or a table) does not
+        found = re.search(r'field "([^"]+)"', str(exc))
+        name = env_prefix + (found.group(1).upper() if found else "…")
+        raise ConfigError(
+            f"invalid settings:\n  environment variable {name} is not valid JSON; a list or a "
+            f"table set from the environment is written as JSON, e.g. {name}='[{{\"name\": …}}]'"
+        ) from exc
     finally:
         _toml_file.reset(token)
 
