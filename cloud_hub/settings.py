@@ -62,6 +62,12 @@ class HubModelSpec(BaseModel):
         None, description="Model name the upstream knows; default: the same as `name`."
     )
     echo_delay_s: float = Field(0.0, ge=0, description="echo only: pause between words (tests).")
+    capabilities: list[Literal["tools", "json_schema", "logprobs", "embeddings"]] | None = Field(
+        None,
+        description="What edges may route here (advertised on agl.v1.dev.<device>.models); "
+        "empty = what the backend can do (gguf: tools, json_schema, logprobs; openai: tools, "
+        "json_schema).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -146,6 +152,13 @@ class HubSettings(TomlFileSettings):
         True,
         description="Keep the device registry (JetStream KV agl_devices) from heartbeats on "
         "agl.v1.dev.*.hb; without JetStream the hub counts heartbeats but stores nothing.",
+    )
+    jetstream_domain: str = Field(
+        "hub",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="JetStream domain of the hub's NATS server (its `jetstream { domain }`); "
+        "batch results are kept there and edge sites read them through $JS.<domain>.API, so "
+        "agents set the same name as batches.hub_domain.",
     )
     heartbeat_burst: int = Field(
         3, ge=1, le=1000, description="Heartbeats a device may send back to back."

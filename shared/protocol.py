@@ -42,11 +42,23 @@ from shared.subjects import SUBJECT_PREFIX as SUBJECT_PREFIX
 from shared.subjects import InvalidSubjectToken as InvalidSubjectToken
 from shared.subjects import ProtocolError as ProtocolError
 from shared.subjects import cancel_subject as cancel_subject
+from shared.subjects import device_subject
 from shared.subjects import infer_subject as infer_subject
 from shared.subjects import model_from_subject as model_from_subject
 from shared.subjects import probe_subject as probe_subject
 
 PROTOCOL_VERSION = 1
+#: The hub answers every device's models request (queue group ``hub``).
+MODELS_WILDCARD = f"{SUBJECT_PREFIX}.dev.*.models"
+
+
+def models_subject(device: str) -> str:
+    """Where ``device`` asks the hub for its models: ``agl.v1.dev.<device>.models``.
+
+    The reply is a :class:`shared.capabilities.ModelsReply` (names, capabilities, context)."""
+    return device_subject(device, "models")
+
+
 #: Header names that travel with requests.
 TRACEPARENT_HEADER = "traceparent"
 #: A hub's interest probe carries this header and no body; edges skip such messages.

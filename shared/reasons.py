@@ -30,6 +30,9 @@ class RouteReason(StrEnum):
     """The local runtime failed, so the request was escalated."""
     LOCAL_ONLY = "local_only"
     """A plugin or policy forbids leaving the device (e.g. PII)."""
+    CAPABILITY = "capability"
+    """The request needs a capability (tools, json_schema, logprobs …) that the local model lacks
+    or that the policy marks local-weak, so a hub model that has it answers."""
     FALLBACK = "fallback"
     """The cloud was unreachable, the circuit open or the budget spent; served locally, degraded."""
     DEFAULT = "default"

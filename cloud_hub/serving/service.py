@@ -40,6 +40,7 @@ from cloud_hub.serving.admission import Refused, admit, endpoints
 from cloud_hub.serving.answering import FinishedRequest, answer
 from cloud_hub.serving.connection import connect
 from cloud_hub.serving.interest import start_watch
+from cloud_hub.serving.models_info import ModelsAnswer
 from cloud_hub.serving.replies import ErrorStats, answerable, reply_subject, send_error
 from cloud_hub.settings import HubSettings
 from shared.protocol import InferRequest
@@ -86,6 +87,7 @@ class HubService:
         #: Heartbeats → the device registry (KV ``agl_devices``), after :meth:`start`.
         self.intake: HeartbeatIntake | None = None
         self.batches: BatchWorker | None = None  # deferred lines (control.batches)
+        self.models_answer: ModelsAnswer | None = None  # agl.v1.dev.*.models
         self._spoofed = PromCounter(
             "agl_hub_spoofed_replies",
             "Requests dropped because their reply subject was not the sending device's inbox",
@@ -131,9 +133,12 @@ class HubService:
                 handler=functools.partial(self._on_request, stats=ErrorStats(self._service, name)),
             )
         self._cancel_sub = await nc.subscribe(CANCEL_WILDCARD, cb=self._on_cancel)
+        self.models_answer = await ModelsAnswer.start(nc, self.settings, self.backends)
         if self.settings.registry:
             self.intake = await HeartbeatIntake.start(nc, self.settings, self.metrics)
-        self.batches = await BatchWorker.start_on(nc, self.backends)
+        self.batches = await BatchWorker.start_on(
+            nc, self.backends, domain=self.settings.jetstream_domain
+        )
         await nc.flush()
         log.info("hub %s serving %s", self.service_id, ", ".join(sorted(self.backends)))
 
@@ -233,7 +238,7 @@ class HubService:
         if self._cancel_sub is not None:
             with contextlib.suppress(Exception):
                 await self._cancel_sub.unsubscribe()
-        for part in (self.intake, self.batches):
+        for part in (self.intake, self.batches, self.models_answer):
             if part is not None:
                 await part.stop()
         if self._nc is not None and self._owns_nc and not self._nc.is_closed:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from edge_agent.api.capability import capability_facts, unmet
 from edge_agent.api.errors import api_error_for
 from edge_agent.api.formatter import CompletionFormat, json_answer, sse_answer
 from edge_agent.api.http_io import json_response
@@ -93,9 +94,12 @@ async def run_job(state: AgentState, job: Job, *, tier_header: Tier | None) -> J
                 cloud_available=uplink is not None and uplink.available(),
                 fits_locally=prompt is not None
                 and prompt_tokens + (job.max_tokens or 1) <= runtime.n_ctx,
+                **capability_facts(state, job, local_id),
             ),
             state.settings.router,
         )
+        if route.decision.unmet:
+            raise unmet(route.decision, local_id)
         events = await _carry_out(state, job, route, local_id, runtime, prompt, prompt_tokens)
     except AglError as exc:
         raise route.refuse(api_error_for(exc)) from exc
@@ -148,6 +152,8 @@ async def _carry_out(
             route.settle(decision)
             return events
         decision = route.decision = fallback(decision, "escalation failed")
+        if decision.unmet:  # the local model may not answer it: no silent downgrade
+            raise unmet(decision, local_id, status=503)
     if not decision.cascade:  # final now: counted even if the prompt is refused next
         route.settle(decision)
     if prompt is None:

@@ -5,8 +5,11 @@
 1. a plugin asked for ``local_only``, or any matching rule's tier is ``local_only``
    → edge, ``local_only`` (wins over everything, a cloud tier header included);
 2. an ``x-agl-tier`` header (``edge`` or ``cloud``) → that tier, ``policy``;
-3. a plugin asked for ``edge`` or ``cloud`` → that tier, ``policy``;
-4. the requested model is one of ``cloud_aliases`` → cloud, ``policy``;
+3. the requested model is one of ``cloud_aliases`` → cloud, ``policy``;
+4. the request needs a capability (``needs``) that the local model lacks or that ``local_weak``
+   lists → cloud on a hub model that has it (``capable_cloud_model``), ``capability``; with no
+   such model reachable the decision carries ``unmet`` and the caller refuses it (a 400);
+   then a plugin asked for ``edge`` or ``cloud`` → that tier, ``policy``;
 5. the first matching rule → its tier, ``policy``;
 6. ``load_slo_s`` is set and the expected local queue wait exceeds it → cloud, ``load``;
 7. the cascade is enabled → edge with ``cascade=True``, ``default`` (the caller judges the local
@@ -63,6 +66,12 @@ class RouteInput:
     """False when there is no hub link, the circuit is open or the cloud budget is spent."""
     fits_locally: bool = True
     """False when the prompt plus ``max_tokens`` (or one token) exceeds the local context."""
+    needs: frozenset[str] = frozenset()
+    """Capabilities the request needs (``tools``, ``json_schema``, ``logprobs``)."""
+    local_capabilities: frozenset[str] | None = None
+    """What the local model can do (None: everything)."""
+    capable_cloud_model: str | None = None
+    """A reachable hub model that has every capability in ``needs`` (None: none known)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +92,10 @@ class RouteDecision:
     """The router's first choice of tier, when a later fact changed it (else None)."""
     first_reason: RouteReason | None = None
     """The reason of that first choice (else None)."""
+    unmet: tuple[str, ...] = ()
+    """Capabilities the request needs that no reachable model here may serve: refuse it."""
+    needs: tuple[str, ...] = ()
+    """A ``capability`` decision: the capabilities it was made for."""
 
     def headers(self) -> dict[str, str]:
         """The response headers that report this decision."""
@@ -128,12 +141,15 @@ def decide(inp: RouteInput, cfg: RouterConfig) -> RouteDecision:
         )
     ]
 
+    local = inp.local_capabilities
+    lacking = () if local is None else tuple(sorted(inp.needs - local))
     # Step 1 runs before the header so that a PII plugin cannot be overridden by a client.
     if inp.plugin_route == "local_only":
         return RouteDecision(
             tier=Tier.EDGE,
             reason=RouteReason.LOCAL_ONLY,
             detail="a plugin marked the request local_only",
+            unmet=lacking,
         )
     for rule in matching:
         if rule.tier == "local_only":
@@ -142,22 +158,51 @@ def decide(inp: RouteInput, cfg: RouterConfig) -> RouteDecision:
                 reason=RouteReason.LOCAL_ONLY,
                 rule=rule.name,
                 detail=f"rule {rule.name!r} keeps the request on the device",
+                unmet=lacking,
             )
 
     cloud_model = cloud_model_for(inp.model, cfg)
+    if header is Tier.EDGE and lacking:
+        return RouteDecision(
+            tier=Tier.EDGE, reason=RouteReason.POLICY, detail="x-agl-tier: edge", unmet=lacking
+        )
+    short = tuple(sorted(set(lacking) | (inp.needs & set(cfg.local_weak))))
+    if short and header is None and inp.model not in cfg.cloud_aliases:
+        return _capability(inp, short)
     decision = _first_choice(inp, cfg, header, matching, cloud_model)
     decision = _apply_fit(decision, inp)
     return _apply_availability(decision, cloud_available=inp.cloud_available)
+
+
+def _capability(inp: RouteInput, short: tuple[str, ...]) -> RouteDecision:
+    what = ", ".join(short)
+    if inp.capable_cloud_model is None or not inp.cloud_available:
+        return RouteDecision(
+            tier=Tier.EDGE,
+            reason=RouteReason.CAPABILITY,
+            detail=f"needs {what}; no reachable hub model has it",
+            unmet=short,
+        )
+    return RouteDecision(
+        tier=Tier.CLOUD,
+        reason=RouteReason.CAPABILITY,
+        cloud_model=inp.capable_cloud_model,
+        detail=f"needs {what}, which the local model lacks or does poorly",
+        needs=short,
+    )
 
 
 def fallback(decision: RouteDecision, why: str) -> RouteDecision:
     """The decision after an escalation failed before any token reached the client.
 
     The request is answered locally and marked degraded (``fallback``); a decision that was not
-    cloud-bound comes back unchanged.
+    cloud-bound comes back unchanged. A ``capability`` decision cannot fall back: it comes back
+    with ``unmet`` set (the local model must not answer it).
     """
     if decision.tier is not Tier.CLOUD:
         return decision
+    if decision.reason is RouteReason.CAPABILITY:
+        return replace(decision, unmet=decision.needs, detail=f"the hub failed: {why}")
     return _moved(
         decision,
         tier=Tier.EDGE,

@@ -19,6 +19,8 @@ from shared.reasons import RouteTarget
 
 __all__ = ["CascadeConfig", "PolicyRule", "RouteTarget", "RouterConfig"]
 
+Capability = Literal["tools", "json_schema", "logprobs", "embeddings"]
+
 
 class PolicyRule(BaseModel):
     """One routing rule: all the conditions that are set must hold (AND); none set matches all.
@@ -166,6 +168,17 @@ class RouterConfig(BaseModel):
     )
     cascade: CascadeConfig = Field(
         default_factory=CascadeConfig, description="Local-first answering judged by confidence."
+    )
+    capabilities: dict[str, list[Capability]] = Field(
+        default_factory=dict,
+        description="Local model id -> what it can do (tools, json_schema, logprobs, embeddings), "
+        "overriding what its runtime can do (a GGUF chat model: all of them).",
+    )
+    local_weak: list[Capability] = Field(
+        default_factory=list,
+        description='Capabilities the local model has but does poorly (e.g. ["tools"] for a '
+        "135M model): requests that need them go to a hub model that has them (reason "
+        "capability), or are refused with a 400 naming the capability when none is reachable.",
     )
 
     @model_validator(mode="after")

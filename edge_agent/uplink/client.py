@@ -40,6 +40,8 @@ from edge_agent.uplink.breaker import BreakerState, CircuitBreaker
 from edge_agent.uplink.budget import TokenBudget
 from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
 from edge_agent.uplink.link import REMINDER_S, LinkState
+from edge_agent.uplink.models import fetch_models
+from shared.capabilities import ModelInfo
 from shared.nats_auth import auth_failure, connect_options, denied_subject
 from shared.protocol import (
     PROBE_HEADER,
@@ -108,6 +110,9 @@ class Uplink:
         self._nc: Client | None = None
         self._connector: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        #: The hub's models by name, with capabilities (fetched on connect and reconnect).
+        self.hub_models: dict[str, ModelInfo] = {}
+        self._models_task: asyncio.Task[None] | None = None
         shown = servers if isinstance(servers, str) else ",".join(servers)
         #: Up or down, since when, the last error; logs each change (see ``LinkState``).
         self.link = LinkState(_redacted(shown), reminder_s=reminder_s)
@@ -157,6 +162,7 @@ class Uplink:
                 self._nc = nc
                 self._connected.set()
                 self.link.up(self._url())
+                self._refresh_models()
                 return
             except asyncio.CancelledError:
                 raise
@@ -227,6 +233,18 @@ class Uplink:
 
     async def _on_reconnect(self) -> None:
         self.link.up(self._url())
+        self._refresh_models()
+
+    def _refresh_models(self) -> None:
+        """Fetch the hub's models and capabilities in the background (``hub_models``)."""
+
+        async def refresh() -> None:
+            nc = self._nc
+            found = None if nc is None else await fetch_models(nc, self.device)
+            if found is not None:
+                self.hub_models = {m.name: m for m in found}
+
+        self._models_task = asyncio.create_task(refresh(), name="uplink-models")
 
     async def _on_closed(self) -> None:
         # nats-py closes (no reconnect) when the server revokes the credentials; a fresh

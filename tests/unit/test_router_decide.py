@@ -34,6 +34,7 @@ def test_reason_enum_is_the_closed_set_from_the_design() -> None:
         "load",
         "local_error",
         "local_only",
+        "capability",
         "fallback",
         "default",
     }
@@ -222,3 +223,87 @@ def test_every_config_field_has_a_description() -> None:
     for model in (PolicyRule, CascadeConfig, RouterConfig):
         missing = [n for n, f in model.model_fields.items() if not f.description]
         assert not missing, f"{model.__name__}: {missing}"
+
+
+TOOLS = frozenset({"tools"})
+ALL = frozenset({"tools", "json_schema", "logprobs", "embeddings"})
+
+
+def test_a_local_weak_capability_goes_to_a_hub_model_that_has_it() -> None:
+    d = decide(
+        inp(needs=TOOLS, local_capabilities=ALL, capable_cloud_model="big"),
+        cfg(local_weak=["tools"], cascade={"enabled": True}),
+    )
+    assert (d.tier, d.reason, d.cloud_model, d.cascade) == (
+        Tier.CLOUD,
+        RouteReason.CAPABILITY,
+        "big",
+        False,
+    )
+    assert d.needs == ("tools",) and d.unmet == ()
+    assert d.headers()["x-agl-reason"] == "capability"
+
+
+def test_a_capability_the_local_model_lacks_goes_to_the_hub() -> None:
+    d = decide(
+        inp(needs=TOOLS, local_capabilities=frozenset({"logprobs"}), capable_cloud_model="big"),
+        RouterConfig(),
+    )
+    assert (d.tier, d.reason, d.cloud_model) == (Tier.CLOUD, RouteReason.CAPABILITY, "big")
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [
+        {"capable_cloud_model": None},  # no hub model has it
+        {"capable_cloud_model": "big", "cloud_available": False},  # the hub is unreachable
+    ],
+)
+def test_with_no_capable_hub_model_the_capability_is_unmet(facts: dict[str, Any]) -> None:
+    d = decide(inp(needs=TOOLS, local_capabilities=ALL, **facts), cfg(local_weak=["tools"]))
+    assert (d.tier, d.reason, d.unmet) == (Tier.EDGE, RouteReason.CAPABILITY, ("tools",))
+
+
+def test_needs_the_local_model_does_well_stay_local() -> None:
+    d = decide(inp(needs=TOOLS, local_capabilities=ALL, capable_cloud_model="big"), RouterConfig())
+    assert (d.tier, d.reason, d.unmet) == (Tier.EDGE, RouteReason.DEFAULT, ())
+
+
+def test_local_only_keeps_a_weak_request_but_refuses_a_lacking_one() -> None:
+    weak = decide(
+        inp(needs=TOOLS, local_capabilities=ALL, plugin_route="local_only"),
+        cfg(local_weak=["tools"]),
+    )
+    assert (weak.tier, weak.reason, weak.unmet) == (Tier.EDGE, RouteReason.LOCAL_ONLY, ())
+    lacking = decide(
+        inp(needs=TOOLS, local_capabilities=frozenset(), plugin_route="local_only"), RouterConfig()
+    )
+    assert (lacking.reason, lacking.unmet) == (RouteReason.LOCAL_ONLY, ("tools",))
+
+
+def test_headers_and_cloud_aliases_beat_local_weak() -> None:
+    rc = cfg(local_weak=["tools"], cloud_aliases={"gpt": "gpt-4o"})
+    edge = decide(inp(needs=TOOLS, local_capabilities=ALL, tier_header="edge"), rc)
+    assert (edge.tier, edge.reason, edge.unmet) == (Tier.EDGE, RouteReason.POLICY, ())
+    alias = decide(inp(model="gpt", needs=TOOLS, local_capabilities=ALL), rc)
+    assert (alias.tier, alias.reason, alias.cloud_model) == (
+        Tier.CLOUD,
+        RouteReason.POLICY,
+        "gpt-4o",
+    )
+
+
+def test_a_failed_capability_escalation_does_not_fall_back() -> None:
+    from edge_agent.router import fallback
+
+    d = decide(
+        inp(needs=TOOLS, local_capabilities=ALL, capable_cloud_model="big"),
+        cfg(local_weak=["tools"]),
+    )
+    after = fallback(d, "timeout")
+    assert after.unmet == ("tools",) and after.tier is Tier.CLOUD
+
+
+def test_local_weak_names_known_capabilities_only() -> None:
+    with pytest.raises(ValidationError):
+        cfg(local_weak=["telepathy"])
