@@ -50,6 +50,8 @@ _UNLIMITED |= {"leaf": -1, "wildcards": True}
 #: KV buckets whose own key a device may use (registry entry, desired config).
 REGISTRY_BUCKET = "agl_devices"
 CONFIG_BUCKET = "agl_config"
+#: Object stores every device may read (sha256-addressed, signed artifacts).
+ARTIFACT_BUCKETS = ("agl_plugins", "agl_models")
 
 
 @dataclass(frozen=True, repr=False)
@@ -144,6 +146,9 @@ def device_permissions(device: str) -> Permissions:
             f"$KV.{REGISTRY_BUCKET}.{device}",
             f"$JS.API.DIRECT.GET.KV_{CONFIG_BUCKET}.$KV.{CONFIG_BUCKET}.{device}",
             f"$JS.API.CONSUMER.CREATE.KV_{CONFIG_BUCKET}.*.$KV.{CONFIG_BUCKET}.{device}",
+            # Signed artifacts (plugins, models) are read by direct get, chunk by chunk.
+            *(f"$JS.API.DIRECT.GET.OBJ_{b}" for b in ARTIFACT_BUCKETS),
+            *(f"$JS.API.DIRECT.GET.OBJ_{b}.>" for b in ARTIFACT_BUCKETS),
         ),
         sub=(f"{inbox_prefix(device)}.>", command_subject(device)),
     )
