@@ -1,6 +1,6 @@
 """Hub workers for deferred batch lines: pull them from each site's leaf, answer, send results.
 
-    worker = BatchWorker(nc, backends)       # the hub's connection and loaded back-ends
+    worker = BatchWorker(nc, backends, domain="hub")  # the hub's connection, back-ends, domain
     await worker.start()                     # listens for agl.v1.dev.*.batch.hello
     await worker.stop()
 
@@ -9,8 +9,8 @@ so one hub worker answers). From then on a task per device pulls ``AGL_BATCH_<de
 (consumer ``hub``) across the leaf with that domain's API (``$JS.<domain>.API``): while the
 link is down the pull fails and is retried every quarter second, so lines flow within about a
 second of the link coming back, with no action from anyone. Each line runs through the hub's
-back-ends; its result goes to the device's results stream on the hub domain
-(``AGL_BATCHRES_<device>``, ``Nats-Msg-Id`` = line id), then the line is marked done in KV
+back-ends; its result goes to the device's results stream on the hub's JetStream domain
+(``HubSettings.jetstream_domain``, default ``hub``; ``AGL_BATCHRES_<device>``, ``Nats-Msg-Id`` = line id), then the line is marked done in KV
 ``agl_batch_done`` and acknowledged. A line delivered again (an ack lost with the link) is
 found in ``agl_batch_done`` and only acknowledged: it is never run twice.
 The device id comes from the subject (server permissions enforce it), never from a body.
@@ -73,11 +73,17 @@ class BatchWorker:
     """Pulls every known device's lines and answers them (see the module doc)."""
 
     def __init__(
-        self, nc: Client, backends: Mapping[str, Backend], *, concurrency: int = 8
+        self,
+        nc: Client,
+        backends: Mapping[str, Backend],
+        *,
+        domain: str | None = None,
+        concurrency: int = 8,
     ) -> None:
         self.nc = nc
         self.backends = backends
-        self.js = nc.jetstream()
+        #: The hub's own JetStream (``domain``: the name edge sites use to reach it).
+        self.js = nc.jetstream(domain=domain)
         self._sem = asyncio.Semaphore(concurrency)
         self._devices: dict[str, asyncio.Task[None]] = {}
         self._domains: dict[str, str] = {}
@@ -95,13 +101,21 @@ class BatchWorker:
         self._sub = await self.nc.subscribe(HELLO_WILDCARD, queue=QUEUE_GROUP, cb=self._on_hello)
 
     @classmethod
-    async def start_on(cls, nc: Client, backends: Mapping[str, Backend]) -> BatchWorker | None:
+    async def start_on(
+        cls, nc: Client, backends: Mapping[str, Backend], *, domain: str | None = None
+    ) -> BatchWorker | None:
         """A started worker, or None (logged) when the hub's NATS has no JetStream."""
-        worker = cls(nc, backends)
+        worker = cls(nc, backends, domain=domain)
         try:
             await worker.start()
         except nats.errors.Error as exc:
-            log.warning("deferred batches off: the hub's NATS has no usable JetStream (%s)", exc)
+            hint = "give the server that jetstream domain (shared/templates/hub.conf) or set "
+            log.warning(
+                "deferred batches off: no JetStream in domain %r (%s); %s",
+                domain,
+                exc,
+                hint + "the hub's jetstream_domain to the server's domain",
+            )
             return None
         return worker
 
@@ -157,21 +171,26 @@ class BatchWorker:
         await self._results_stream(device)
         remote = self.nc.jetstream(domain=domain)
         sub = None
-        while True:
-            try:
-                if sub is None:
-                    sub = await remote.pull_subscribe_bind(
-                        HUB_CONSUMER, stream=batch_stream(device)
-                    )
-                msgs = await sub.fetch(FETCH, timeout=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # link down or nothing queued: pull again shortly
-                if not isinstance(exc, nats.errors.TimeoutError):
-                    log.debug("batch pull for %s: %s", device, exc)
-                    await asyncio.sleep(0.25)
-                continue
-            await asyncio.gather(*(self._line(device, m) for m in msgs))
+        try:
+            while True:
+                try:
+                    if sub is None:
+                        sub = await remote.pull_subscribe_bind(
+                            HUB_CONSUMER, stream=batch_stream(device)
+                        )
+                    msgs = await sub.fetch(FETCH, timeout=1.0)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # link down or nothing queued: pull again shortly
+                    if not isinstance(exc, nats.errors.TimeoutError):
+                        log.debug("batch pull for %s: %s", device, exc)
+                        await asyncio.sleep(0.25)
+                    continue
+                await asyncio.gather(*(self._line(device, m) for m in msgs))
+        finally:
+            if sub is not None:  # a pull subscription left behind holds up the hub's drain
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
 
     async def _line(self, device: str, msg: Msg) -> None:
         assert self._done is not None

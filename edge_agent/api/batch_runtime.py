@@ -126,8 +126,8 @@ async def start_batches(state: AgentState) -> BatchRuntime | None:
         store, device=settings.device_id, settings=cfg, line_request=_line_request(state)
     )
 
-    def link_up() -> bool:
-        return state.uplink is not None and state.uplink.connected
+    def cloud_allowed() -> bool:  # the breaker and the budget agree
+        return state.uplink is not None and state.uplink.available()
 
     loops = BatchLoops(
         service,
@@ -136,7 +136,7 @@ async def start_batches(state: AgentState) -> BatchRuntime | None:
         hub_domain=cfg.hub_domain,
         run_local=_run_local(state),
         idle=lambda: idle(state),
-        link_up=link_up,
+        cloud_allowed=cloud_allowed,
     )
     loops.start()
     log.info("batch API on: lines wait in JetStream domain %s", cfg.leaf_domain)

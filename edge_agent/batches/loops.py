@@ -1,17 +1,17 @@
 """The agent's batch loops: say hello to the hub, take in results, run ``edge`` lines, finalize.
 
     loops = BatchLoops(service, nc, domain="site1", hub_domain="hub", run_local=..., idle=...,
-                       link_up=...)
+                       cloud_allowed=...)
     loops.start()        # background tasks; every step is idempotent, so a restart resumes
     await loops.stop()
 
 - **hello**: every second, ``agl.v1.dev.<device>.batch.hello`` tells hub workers which JetStream
   domain the device's lines wait in; they pull them across the leaf as soon as the link is up.
+  The same loop asks the hub's JetStream (across the leaf) whether it can be reached: that is
+  ``link_up()``.
 - **results**: the device's results stream on the hub domain, read across the leaf; each result
   is recorded once per line (KV ``create``) and then acknowledged.
-- **local**: ``edge``/``auto`` lines run on the local model only while no interactive request
-  waits or runs (``idle()``); an ``auto`` line goes to the hub instead when the device is busy
-  and the link is up.
+- **local**: ``edge``/``auto`` lines on idle capacity (:mod:`edge_agent.batches.local`).
 - **sweep**: counts, finalizing (output and error files), resuming ``validating`` batches after
   a restart, and retention.
 """
@@ -25,15 +25,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.js.errors
 from nats.aio.client import Client
 
+from edge_agent.batches.local import LocalLines, RunLocal
 from edge_agent.batches.records import DONE, BatchRecord, output_line
 from edge_agent.batches.service import BatchService, error_item
 from shared.batch_wire import (
     AGENT_CONSUMER,
-    LOCAL_CONSUMER,
     BatchHello,
-    BatchLine,
     BatchResult,
     BatchWireError,
     decode_wire,
@@ -44,8 +44,8 @@ from shared.batch_wire import (
 
 log = logging.getLogger("edge_agent.batches")
 
-#: ``(endpoint, body) -> (status code, OpenAI response body)`` on the local model.
-RunLocal = Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
+__all__ = ["BatchLoops", "RunLocal", "completion_body"]
+
 HELLO_EVERY_S = 1.0
 SWEEP_EVERY_S = 0.5
 FETCH = 64
@@ -101,26 +101,33 @@ class BatchLoops:
         hub_domain: str,
         run_local: RunLocal,
         idle: Callable[[], bool],
-        link_up: Callable[[], bool],
+        cloud_allowed: Callable[[], bool] = lambda: True,
     ) -> None:
         self.svc = service
         self.store = service.store
         self.nc = nc
         self.device = service.device
         self.domain = domain
-        self.hub_js = nc.jetstream(domain=hub_domain)
-        self.run_local = run_local
-        self.idle = idle
-        self.link_up = link_up
+        self.hub_js = nc.jetstream(domain=hub_domain, timeout=2.0)
+        self.cloud_allowed = cloud_allowed
+        #: Whether the hub's JetStream answered the last probe across the leaf.
+        self.hub_reachable = False
+        self.local = LocalLines(self.store, run_local=run_local, idle=idle, link_up=self.link_up)
         self._tasks: list[asyncio.Task[None]] = []
         self._endpoints: dict[str, str] = {}
+        #: Batches finalized by this process: a late result for one is dropped.
+        self._finished: set[str] = set()
+
+    def link_up(self) -> bool:
+        """The hub can be reached now (probe across the leaf) and the agent may use it."""
+        return self.hub_reachable and self.cloud_allowed()
 
     def start(self) -> None:
         """Start the loops."""
         for name, loop in (
             ("hello", self._hello),
             ("results", self._results),
-            ("local", self._local),
+            ("local", self.local.run),
             ("sweep", self._sweep),
         ):
             self._tasks.append(asyncio.create_task(_forever(name, loop), name=f"batches-{name}"))
@@ -139,7 +146,17 @@ class BatchLoops:
         while True:
             with contextlib.suppress(Exception):  # no link, no hub: the next hello tries again
                 await self.nc.publish(hello_subject(self.device), hello)
+            self.hub_reachable = await self._probe_hub()
             await asyncio.sleep(HELLO_EVERY_S)
+
+    async def _probe_hub(self) -> bool:
+        try:
+            await self.hub_js.stream_info(results_stream(self.device))
+        except nats.js.errors.NotFoundError:
+            return True  # the hub's JetStream answered; it has not made the stream yet
+        except Exception:  # no responders / timeout: the link (or the hub's NATS) is down
+            return False
+        return True
 
     async def _results(self) -> None:
         sub = None
@@ -160,9 +177,11 @@ class BatchLoops:
                 await msg.ack()
 
     async def _endpoint(self, batch_id: str) -> str | None:
+        if batch_id in self._finished:
+            return None
         if batch_id not in self._endpoints:
             rec = await self.store.get_batch(batch_id)
-            if rec is None:
+            if rec is None or rec.status in DONE:
                 return None
             self._endpoints[batch_id] = rec.endpoint
         return self._endpoints[batch_id]
@@ -170,7 +189,7 @@ class BatchLoops:
     async def _record(self, res: BatchResult) -> None:
         endpoint = await self._endpoint(res.batch_id)
         if endpoint is None:
-            return  # a deleted batch
+            return  # a deleted or finished (e.g. cancelled) batch
         tier, reason = "cloud", res.reason
         if res.result is not None:
             body = completion_body(
@@ -198,48 +217,6 @@ class BatchLoops:
             )
         await self.store.put_output(res.batch_id, res.index, ok=res.result is not None, line=line)
 
-    async def _local(self) -> None:
-        sub = await self.svc.store.js.pull_subscribe_bind(LOCAL_CONSUMER, stream=self.store.stream)
-        while True:
-            while not self.idle():
-                await asyncio.sleep(0.02)
-            try:
-                msgs = await sub.fetch(1, timeout=1.0)
-            except Exception:
-                continue
-            for msg in msgs:
-                try:
-                    line = decode_wire(msg.data, BatchLine)
-                except BatchWireError:
-                    await msg.ack()
-                    continue
-                await self._run_local_line(line)
-                await msg.ack()
-
-    async def _run_local_line(self, line: BatchLine) -> None:
-        rec = await self.store.get_batch(line.batch_id)
-        if rec is None or rec.status in DONE or rec.status == "cancelling":
-            return
-        if line.tier == "auto" and not self.idle() and self.link_up():
-            moved = line.model_copy(update={"reason": "load"})
-            await self.store.publish_line(moved, local=False)
-            return
-        while not self.idle():  # an interactive request came in: it goes first
-            await asyncio.sleep(0.02)
-        status, body = await self.run_local(rec.endpoint, line.body or {})
-        ok = status == 200
-        out = output_line(
-            batch_id=line.batch_id,
-            index=line.index,
-            custom_id=line.custom_id,
-            body=body if ok else None,
-            status_code=status,
-            error=None if ok else body.get("error", error_item("failed", "local run failed")),
-            tier="edge",
-            reason=line.reason,
-        )
-        await self.store.put_output(line.batch_id, line.index, ok=ok, line=out)
-
     async def _sweep(self) -> None:
         while True:
             for raw in await self.store.records("batch"):
@@ -254,7 +231,8 @@ class BatchLoops:
                 await self._expire(rec)
             return
         if rec.status == "validating":  # the agent stopped while queueing: finish it
-            await self.svc.enqueue(rec, await self.store.file_content(rec.input_file_id))
+            if rec.id not in self.svc.queueing:  # (not the batch create() is queueing now)
+                await self.svc.enqueue(rec, await self.store.file_content(rec.input_file_id))
             return
         ok, failed = await self.store.done_counts(rec.id)
         if (ok, failed) != (rec.completed, rec.failed):
@@ -281,6 +259,8 @@ class BatchLoops:
             rec.status, rec.finalizing_at, rec.completed_at = "completed", now, now
         rec.completed_at = rec.completed_at or now
         await self.store.save_batch(rec)
+        self._finished.add(rec.id)
+        self._endpoints.pop(rec.id, None)
         await self.store.drop_outputs(rec.id)
         log.info(
             "batch %s %s: %d answered, %d failed", rec.id, rec.status, rec.completed, rec.failed
@@ -291,7 +271,7 @@ class BatchLoops:
             if file_id:
                 await self.store.delete_file(file_id)
         await self.store.delete_batch(rec.id)
-        self._endpoints.pop(rec.id, None)
+        self._finished.discard(rec.id)
 
 
 async def _forever(name: str, loop: Callable[[], Awaitable[None]]) -> None:

@@ -136,8 +136,13 @@ def output_line(
     error: dict[str, Any] | None = None,
     tier: str | None = None,
     reason: str | None = None,
+    started_at: float | None = None,
 ) -> dict[str, Any]:
-    """One line of the output (``body``) or error file (``error``), with the tier and reason."""
+    """One line of the output (``body``) or error file (``error``), with the tier and reason.
+
+    ``agl`` holds where the line ran (``tier``), why (``reason``) and, for a line the device ran
+    itself, when it began (``started_at``, Unix seconds).
+    """
     line: dict[str, Any] = {
         "id": f"batch_req_{batch_id}_{index}",
         "custom_id": custom_id,
@@ -148,4 +153,6 @@ def output_line(
     }
     if tier is not None:
         line["agl"] = {"tier": tier, "reason": reason}
+        if started_at is not None:
+            line["agl"]["started_at"] = started_at
     return line

@@ -54,6 +54,8 @@ class BatchService:
         self.line_request = line_request
         self.clock = clock
         self._lock = asyncio.Lock()
+        #: Batches ``create`` is queueing right now (the sweep resumes only the others).
+        self.queueing: set[str] = set()
 
     # files ------------------------------------------------------------------------------
     async def upload(self, filename: str, purpose: str, data: bytes) -> FileRecord:
@@ -138,8 +140,12 @@ class BatchService:
         async with self._lock:  # the limit check and the queueing are one step per device
             await self._check_room(len(parsed.requests), len(data))
             rec.total = parsed.total
-            await self.store.save_batch(rec)
-            await self.enqueue(rec, data)
+            self.queueing.add(rec.id)
+            try:
+                await self.store.save_batch(rec)
+                await self.enqueue(rec, data)
+            finally:
+                self.queueing.discard(rec.id)
         return rec
 
     async def _check_room(self, lines: int, size: int) -> None:

@@ -223,14 +223,19 @@ class BatchStore:
         info = await self.js.stream_info(self.stream)
         return info.state.messages, info.state.bytes
 
-    async def publish_line(self, line: BatchLine, *, local: bool) -> None:
-        """Store one line (``Nats-Msg-Id`` makes a repeat a no-op); a full store is a 507."""
+    async def publish_line(
+        self, line: BatchLine, *, local: bool, msg_id: str | None = None
+    ) -> None:
+        """Store one line (``Nats-Msg-Id``, the line id by default, makes a repeat a no-op).
+
+        A full store is a 507.
+        """
         try:
             await self.js.publish(
                 line_subject(self.device, line.batch_id, local=local),
                 encode_wire(line),
                 stream=self.stream,
-                headers={MSG_ID_HEADER: line.line_id},
+                headers={MSG_ID_HEADER: msg_id or line.line_id},
             )
         except nats.js.errors.APIError as exc:
             raise store_error(exc, "queue the batch's lines") from None

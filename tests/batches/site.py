@@ -1,5 +1,6 @@
 """A real edge site for the batch tests: hub-side nats-server, a link we can cut, a leaf node,
-a hub (ECHO back-end, a TEST STAND-IN that repeats the prompt) and agents as processes.
+a hub (ECHO back-end, a TEST STAND-IN that repeats the prompt; ``tests.fixtures.hubs``) and
+agents as processes (``edge-agent run``, so that a test can SIGKILL one).
 
     with edge_site(tmp_path) as site:
         with agent_process(site, tmp_path, device="dev-1") as agent:
@@ -26,9 +27,7 @@ from typing import Any
 import httpx
 import openai
 
-from cloud_hub.serving import HubService, running_hub
-from cloud_hub.settings import HubModelSpec, HubSettings
-from shared.embedded_nats import NatsServer, free_port
+from cloud_hub.serving import HubService
 from shared.leaf import (
     HubSideConfig,
     LeafConfig,
@@ -36,8 +35,13 @@ from shared.leaf import (
     render_leaf_config,
     running_nats_config,
 )
+from tests.fixtures.hubs import echo_spec, hub_in_thread, hub_settings
+from tests.fixtures.names import ECHO
+from tests.fixtures.nats import NatsServer, free_port
+from tests.fixtures.waiting import poll
 
-CLOUD_MODEL = "glm-4-plus"
+CLOUD_MODEL = ECHO
+"""The hub serves the ECHO stand-in under the router's default cloud model name."""
 
 
 class LinkProxy:
@@ -118,45 +122,28 @@ class Site:
     link: LinkProxy
     domain: str
     hub: HubService
+    hub_domain: str = "hub"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
-def hub_thread(url: str) -> Iterator[HubService]:
-    """A real hub serving the ECHO stand-in as ``glm-4-plus``, on its own event loop."""
-    settings = HubSettings(
-        nats_url=url, models=[HubModelSpec(name=CLOUD_MODEL, backend="echo")], drain_timeout_s=1.0
-    )
-    loop = asyncio.new_event_loop()
-    box: dict[str, Any] = {}
-    started = threading.Event()
-
-    async def main() -> None:
-        stop = box["stop"] = asyncio.Event()
-        async with running_hub(settings) as hub:
-            box["hub"] = hub
-            started.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    assert started.wait(30), "the hub did not start"
-    try:
-        yield box["hub"]
-    finally:
-        loop.call_soon_threadsafe(box["stop"].set)
-        thread.join(15)
-
-
-@contextlib.contextmanager
 def edge_site(
-    tmp: Path, *, domain: str = "site1", leaf_max_file_store: str = "1GB"
+    tmp: Path,
+    *,
+    domain: str = "site1",
+    hub_domain: str = "hub",
+    leaf_max_file_store: str = "1GB",
+    echo_delay_s: float = 0.0,
 ) -> Iterator[Site]:
-    """Hub-side NATS (domain hub, leafnode port), a cuttable link, a leaf (domain ``domain``), a hub."""
+    """Hub-side NATS (domain ``hub_domain``, leafnode port), a cuttable link, a leaf (domain
+    ``domain``), a hub (its ``jetstream_domain`` = ``hub_domain``)."""
     hp, hl, lp = free_port(), free_port(), free_port()
     hub_conf = render_hub_config(
         HubSideConfig(
-            store_dir=tmp / "hub-js", listen=f"127.0.0.1:{hp}", leaf_listen=f"127.0.0.1:{hl}"
+            store_dir=tmp / "hub-js",
+            listen=f"127.0.0.1:{hp}",
+            leaf_listen=f"127.0.0.1:{hl}",
+            domain=hub_domain,
         )
     )
     with running_nats_config(hub_conf, port=hp, log_file=tmp / "hub-nats.log") as hub_nats:
@@ -173,9 +160,22 @@ def edge_site(
         try:
             with (
                 running_nats_config(leaf_conf, port=lp, log_file=tmp / "leaf.log") as leaf,
-                hub_thread(hub_nats.url) as hub,
+                hub_in_thread(
+                    hub_settings(
+                        hub_nats.url,
+                        echo_spec(CLOUD_MODEL, delay_s=echo_delay_s),
+                        jetstream_domain=hub_domain,
+                    )
+                ) as hub,
             ):
-                yield Site(hub_nats=hub_nats, leaf=leaf, link=link, domain=domain, hub=hub)
+                yield Site(
+                    hub_nats=hub_nats,
+                    leaf=leaf,
+                    link=link,
+                    domain=domain,
+                    hub=hub,
+                    hub_domain=hub_domain,
+                )
         finally:
             link.close()
 
@@ -199,6 +199,7 @@ def write_agent_config(site: Site, tmp: Path, *, device: str, port: int, **batch
         f'nats_url = "{site.leaf.url}"',
         "[batches]",
         f'leaf_domain = "{site.domain}"',
+        f'hub_domain = "{site.hub_domain}"',
         *(f"{k} = {v!r}" for k, v in batches.items()),
     ]
     path = tmp / f"{device}.toml"
@@ -273,13 +274,17 @@ def chat_line(i: int, text: str | None = None, **extra: Any) -> dict[str, Any]:
 
 
 def wait_status(client: openai.OpenAI, batch_id: str, statuses: set[str], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The batch once its status is one of ``statuses`` (bounded by ``timeout``)."""
+    seen: list[Any] = []
+
+    def check() -> Any:
         batch = client.batches.retrieve(batch_id)
-        if batch.status in statuses:
-            return batch
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"batch {batch_id} is {batch.status} ({batch.request_counts}) after {timeout} s"
-            )
-        time.sleep(0.1)
+        seen[:] = [batch]
+        return batch if batch.status in statuses else None
+
+    try:
+        return poll(check, timeout, f"batch {batch_id} to be {sorted(statuses)}", every=0.1)
+    except AssertionError as exc:
+        last = seen[0] if seen else None
+        state = f"{last.status} {last.request_counts}" if last else "unknown"
+        raise AssertionError(f"{exc}; it is {state}") from None
