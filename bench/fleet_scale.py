@@ -52,9 +52,9 @@ def scenario_dict(devices: int, duration_s: float, seed: int) -> dict[str, Any]:
 def one(devices: int, duration_s: float, seed: int) -> dict[str, float]:
     """One run in this process: the figures as a dict."""
     from openautoglm.sim.cli import quiet_logging
-    from openautoglm.sim.metrics import percentile
     from openautoglm.sim.runner import run_scenario_sync
     from openautoglm.sim.scenario import Scenario
+    from shared.fleet_report.metrics import percentile
 
     quiet_logging(False)
     logging.getLogger("openautoglm").setLevel(logging.ERROR)

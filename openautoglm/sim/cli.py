@@ -8,9 +8,8 @@ from pathlib import Path
 
 import click
 
-from openautoglm.sim.errors import SimError
-from openautoglm.sim.metrics import percentile
 from openautoglm.sim.scenario import load_scenario, scenario_names
+from shared.errors import AglError
 
 __all__ = ["quiet_logging", "sim"]
 
@@ -57,12 +56,14 @@ def sim(scenario: str, report_dir: Path | None, baseline_dir: Path | None, verbo
       open-autoglm sim hub_outage --report out/    # every worker killed, then one added
       open-autoglm sim my-fleet.toml --baseline sim-reports/smoke
     """
-    from openautoglm.sim.report import ReportInput, write_report
     from openautoglm.sim.runner import run_scenario_sync
+    from shared.fleet_report import ReportInput, load_baseline, percentile, write_report
 
     quiet_logging(verbose)
     try:
         loaded = load_scenario(scenario)
+        # Read the baseline first: a wrong path must not cost a whole run.
+        baseline = None if baseline_dir is None else load_baseline(baseline_dir)
         click.echo(
             f"scenario {loaded.name}: {loaded.device_count} devices at {len(loaded.sites)} "
             f"site(s), {loaded.hub.workers} hub worker(s), {len(loaded.faults)} fault(s), "
@@ -84,9 +85,9 @@ def sim(scenario: str, report_dir: Path | None, baseline_dir: Path | None, verbo
                 },
             ),
             out,
-            baseline_dir=baseline_dir,
+            baseline=baseline,
         )
-    except SimError as exc:
+    except AglError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"{int(figures['requests'])} requests, {figures['ok_share']:.1%} answered ok, "

@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable
 
 from openautoglm.sim.errors import NotYetAvailable
-from openautoglm.sim.ledger import FaultMark, Ledger
 from openautoglm.sim.proxy import FaultProxy
 from openautoglm.sim.scenario import Fault, Scenario
 from openautoglm.sim.topology import Topology
+from shared.fleet_report.ledger import FaultMark, Ledger
 
 log = logging.getLogger("openautoglm.sim.faults")
 

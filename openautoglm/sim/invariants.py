@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from openautoglm.sim.ledger import Ledger, LedgerEntry
 from openautoglm.sim.scenario import Scenario
+from shared.fleet_report.ledger import Ledger, LedgerEntry
 
 __all__ = ["EXTRA_CHECKS", "Violation", "Window", "check_all", "fault_windows"]
 

@@ -12,9 +12,9 @@ import json
 from typing import Any
 
 from openautoglm.sim.device import AsgiAnswer, SimDevice
-from openautoglm.sim.ledger import Ledger, LedgerEntry
 from openautoglm.sim.scenario import Scenario
 from openautoglm.sim.traffic import SimRequest, answer_text_ok
+from shared.fleet_report.ledger import Ledger, LedgerEntry
 
 __all__ = ["read_answer", "send_request"]
 

@@ -25,13 +25,13 @@ from openautoglm.sim.collector import CollectorSink
 from openautoglm.sim.device import SharedPool, SimDevice
 from openautoglm.sim.faults import FaultInjector
 from openautoglm.sim.invariants import Violation, check_all
-from openautoglm.sim.ledger import Ledger, LedgerEntry
 from openautoglm.sim.proxy import FaultProxy
 from openautoglm.sim.requests import send_request
 from openautoglm.sim.runtime import LocalModelSpec
 from openautoglm.sim.scenario import Scenario
 from openautoglm.sim.topology import Topology
 from openautoglm.sim.traffic import arrival_times, intended_tier, make_request
+from shared.fleet_report.ledger import Ledger, LedgerEntry
 
 log = logging.getLogger("openautoglm.sim")
 

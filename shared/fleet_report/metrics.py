@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from openautoglm.sim.ledger import Ledger, LedgerEntry
+from shared.fleet_report.ledger import Ledger, LedgerEntry
 
 __all__ = ["BETTER", "percentile", "summarize"]
 

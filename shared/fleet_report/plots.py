@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from openautoglm.sim.ledger import Ledger
+from shared.fleet_report.ledger import Ledger
 
 __all__ = ["device_heatmap", "latency_cdf", "timeline", "tokens_by_tier"]
 

@@ -1,7 +1,7 @@
 """The fleet report: ``report.md`` and a self-contained ``report.html`` with PNG plots.
 
     figures = write_report(ReportInput(ledger=..., title="smoke", duration_s=10), out_dir,
-                           baseline_dir=Path("runs/last-week"))
+                           baseline=load_baseline(Path("runs/last-week")))
 
 It takes a ledger (the simulator's, or one built from a real fleet's registry and metrics: the
 ``hubctl report`` seam), so the same report serves both. ``out_dir`` also gets ``ledger.jsonl``
@@ -14,16 +14,21 @@ import base64
 import html
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from openautoglm.sim.errors import SimError
-from openautoglm.sim.invariants import Violation
-from openautoglm.sim.ledger import Ledger
-from openautoglm.sim.metrics import BETTER, summarize
-from openautoglm.sim.plots import device_heatmap, latency_cdf, timeline, tokens_by_tier
+from shared.errors import AglError
+from shared.fleet_report.ledger import Ledger
+from shared.fleet_report.metrics import BETTER, summarize
+from shared.fleet_report.plots import device_heatmap, latency_cdf, timeline, tokens_by_tier
 
-__all__ = ["ReportInput", "comparison_rows", "load_baseline", "write_report"]
+__all__ = ["ReportError", "ReportInput", "comparison_rows", "load_baseline", "write_report"]
+
+
+class ReportError(AglError):
+    """A report cannot be written: a missing or broken baseline (the message says which)."""
+
 
 _PLOTS = (
     ("latency_cdf.png", "Latency CDF per tier"),
@@ -41,7 +46,8 @@ class ReportInput:
     title: str
     duration_s: float
     description: str = ""
-    violations: list[Violation] = field(default_factory=list)
+    violations: Sequence[object] = field(default_factory=list)
+    """Broken promises (their ``str()`` is the explanation; the simulator's ``Violation``)."""
     extra: dict[str, float] = field(default_factory=dict)
     """Figures measured outside the ledger (RSS per device …)."""
 
@@ -52,12 +58,12 @@ def load_baseline(directory: Path) -> dict[str, float]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError:
-        raise SimError(
+        raise ReportError(
             f"no baseline figures at {path}; pass --baseline a directory an earlier "
             "`open-autoglm sim --report DIR` wrote"
         ) from None
     except ValueError as exc:
-        raise SimError(f"{path} is not valid JSON: {exc}") from None
+        raise ReportError(f"{path} is not valid JSON: {exc}") from None
     return {k: float(v) for k, v in data.items() if isinstance(v, int | float)}
 
 
@@ -94,11 +100,13 @@ def comparison_rows(
 
 
 def write_report(
-    source: ReportInput, out_dir: Path, *, baseline_dir: Path | None = None
+    source: ReportInput, out_dir: Path, *, baseline: dict[str, float] | None = None
 ) -> dict[str, float]:
-    """Write the report files into ``out_dir``; returns the run's figures."""
+    """Write the report files into ``out_dir``; returns the run's figures.
+
+    ``baseline``: an earlier report's figures (:func:`load_baseline`) for the comparison table.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    baseline = None if baseline_dir is None else load_baseline(baseline_dir)
     figures = {**summarize(source.ledger, duration_s=source.duration_s), **source.extra}
     ledger = source.ledger
     latency_cdf(ledger, out_dir / "latency_cdf.png")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from openautoglm.sim.invariants import check_all, fault_windows
-from openautoglm.sim.ledger import Ledger, LedgerEntry
 from openautoglm.sim.scenario import Scenario
+from shared.fleet_report.ledger import Ledger, LedgerEntry
 
 BASE: dict[str, Any] = {
     "name": "t",

@@ -10,11 +10,11 @@ import pytest
 
 from edge_agent.errors import QueueFullError
 from edge_agent.router.policy import RouterConfig
-from openautoglm.sim.ledger import FaultMark, Ledger
 from openautoglm.sim.proxy import FaultProxy
-from openautoglm.sim.report import ReportInput, comparison_rows, write_report
 from openautoglm.sim.runtime import LocalModelSpec, SimulatedRuntime, simulated_scheduler
 from openautoglm.sim.traffic import answer_text_ok, arrival_times, intended_tier
+from shared.fleet_report import ReportInput, comparison_rows, load_baseline, write_report
+from shared.fleet_report.ledger import FaultMark, Ledger
 from shared.runtimes.types import GenerationEnd, SamplingParams, TokenPiece
 
 SPEC = LocalModelSpec(
@@ -159,7 +159,7 @@ def test_the_report_is_self_contained_and_compares_with_a_baseline(tmp_path: Pat
     write_report(
         ReportInput(ledger=ledger, title="t", duration_s=10),
         tmp_path / "two",
-        baseline_dir=tmp_path / "one",
+        baseline=load_baseline(tmp_path / "one"),
     )
     md = (tmp_path / "two" / "report.md").read_text()
     assert "| metric | current | baseline | status |" in md
