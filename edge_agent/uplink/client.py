@@ -36,6 +36,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from edge_agent.uplink.backoff import reconnect_delays
 from edge_agent.uplink.breaker import BreakerState, CircuitBreaker
 from edge_agent.uplink.budget import TokenBudget
 from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
@@ -138,7 +139,7 @@ class Uplink:
         return self.connected
 
     async def _connect_loop(self) -> None:
-        delay = self._reconnect_wait_s
+        delays = reconnect_delays(self._reconnect_wait_s, self._max_reconnect_wait_s)
         while True:
             try:
                 # Jitter spreads a fleet's reconnects after a hub-side NATS restart.
@@ -173,9 +174,9 @@ class Uplink:
                     self._refused(exc)
                     return
                 self.link.failed(_describe(exc))
+                delay = next(delays)
                 log.debug("NATS %s unreachable (%s); retrying in %.1f s", self.servers, exc, delay)
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self._max_reconnect_wait_s)
+                await asyncio.sleep(delay)
 
     def _url(self) -> str:
         url = self._nc.connected_url if self._nc is not None else None

@@ -1,0 +1,22 @@
+"""Reconnect delays: exponential, capped and jittered (pure; the uplink sleeps them).
+
+delays = reconnect_delays(1.0, 30.0)
+next(delays)  # 0.5 … 1.5 s, then 1 … 3 s, 2 … 6 s, … up to 15 … 45 s
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+
+def reconnect_delays(
+    first_s: float, cap_s: float, *, rand: Callable[[], float] = random.random
+) -> Iterator[float]:
+    """Seconds to wait before each retry: the base doubles from ``first_s`` up to ``cap_s``,
+    and each wait is the base times a random factor in [0.5, 1.5), so a fleet that lost its
+    NATS server at the same moment does not come back in lockstep."""
+    base = first_s
+    while True:
+        yield base * (0.5 + rand())
+        base = min(base * 2, cap_s)
