@@ -19,92 +19,31 @@ around a proxy. Workers are ``hubctl serve`` processes with the echo back-end (a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from openautoglm.sim.errors import TopologyError
+from openautoglm.sim.nats_nodes import (
+    HOST,
+    PROBE_DEVICE,
+    NatsNode,
+    hub_conf,
+    infer_reaches_hub,
+    ping_count,
+)
 from openautoglm.sim.proxy import FaultProxy
 from openautoglm.sim.scenario import HubSpec
-from shared.embedded_nats import free_port, nats_server_binary
-from shared.protocol import infer_subject
+from shared.embedded_nats import free_port
 from shared.subjects import inbox_prefix
 
 log = logging.getLogger("openautoglm.sim.topology")
 
 __all__ = ["NatsNode", "Topology", "hubctl_command"]
-
-_HOST = "127.0.0.1"
-#: The device id of the harness's readiness probes.
-_PROBE_DEVICE = "sim-probe"
-
-
-@dataclass
-class NatsNode:
-    """One nats-server process with a config file; ports survive a restart."""
-
-    name: str
-    config: str
-    port: int
-    workdir: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        conf = self.workdir / f"{self.name}.conf"
-        conf.write_text(self.config)
-        logfile = self.workdir / f"{self.name}.log"
-        self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(conf), "-l", str(logfile)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    async def wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            proc = self.process
-            if proc is None or proc.poll() is not None:
-                code = None if proc is None else proc.returncode
-                raise TopologyError(
-                    f"nats-server {self.name} exited ({code}); see {self.workdir / self.name}.log"
-                )
-            if await _accepts(self.port):
-                return
-            await asyncio.sleep(0.05)
-        raise TopologyError(f"nats-server {self.name} did not listen on {self.port} in {timeout} s")
-
-    def stop(self, *, kill: bool = False) -> None:
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-async def _accepts(port: int) -> bool:
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(_HOST, port), 0.5)
-    except (OSError, TimeoutError):
-        return False
-    try:
-        line = await asyncio.wait_for(reader.read(4), 0.5)
-        return line.startswith(b"INFO")
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        writer.close()
 
 
 def hubctl_command() -> list[str]:
@@ -147,7 +86,7 @@ class Topology:
             self.nodes.append(
                 NatsNode(
                     f"hub-{i}",
-                    _hub_conf(i, ports, cluster_ports, self._leaf_ports),
+                    hub_conf(i, ports, cluster_ports, self._leaf_ports),
                     ports[i],
                     self.workdir,
                 )
@@ -156,7 +95,7 @@ class Topology:
             node.start()
         await asyncio.gather(*(n.wait_ready() for n in self.nodes))
         for i, node in enumerate(self.nodes):
-            proxy = FaultProxy(_HOST, node.port, name=f"hub-link-{i}")
+            proxy = FaultProxy(HOST, node.port, name=f"hub-link-{i}")
             await proxy.start()
             if self.hub.latency_ms:
                 proxy.set_mode("delay", delay_s=self.hub.latency_ms / 1000)
@@ -173,14 +112,14 @@ class Topology:
     async def _start_leaf(self, site: str) -> None:
         proxies = []
         for i, leaf_port in enumerate(self._leaf_ports):
-            proxy = FaultProxy(_HOST, leaf_port, name=f"site-{site}-link-{i}")
+            proxy = FaultProxy(HOST, leaf_port, name=f"site-{site}-link-{i}")
             await proxy.start()
             proxies.append(proxy)
         self.site_proxies[site] = proxies
         port = free_port()
-        remotes = ", ".join(f'"nats-leaf://{_HOST}:{p.port}"' for p in proxies)
+        remotes = ", ".join(f'"nats-leaf://{HOST}:{p.port}"' for p in proxies)
         conf = (
-            f"listen: {_HOST}:{port}\nserver_name: leaf-{site}\n"
+            f"listen: {HOST}:{port}\nserver_name: leaf-{site}\n"
             f"leafnodes {{ reconnect: 1s\n  remotes: [ {{ urls: [ {remotes} ] }} ] }}\n"
         )
         node = NatsNode(f"leaf-{site}", conf, port, self.workdir)
@@ -192,12 +131,12 @@ class Topology:
     def device_url(self, site: str) -> str:
         """The NATS URL(s) the devices of ``site`` use."""
         if self.hub.leaf_nodes:
-            return f"nats://{_HOST}:{self.leaves[site].port}"
-        return ",".join(f"nats://{_HOST}:{n.port}" for n in self.nodes)
+            return f"nats://{HOST}:{self.leaves[site].port}"
+        return ",".join(f"nats://{HOST}:{n.port}" for n in self.nodes)
 
     def worker_url(self) -> str:
         """The NATS URL(s) hub workers use (through the hub-link proxies)."""
-        return ",".join(f"nats://{_HOST}:{p.port}" for p in self.hub_proxies)
+        return ",".join(f"nats://{HOST}:{p.port}" for p in self.hub_proxies)
 
     # --- workers -------------------------------------------------------------------------------
     def _spawn_worker(self) -> _Worker:
@@ -255,7 +194,7 @@ class Topology:
 
         # The probe's replies come to the probe device's own inbox (the hub answers nowhere else).
         nc = await nats.connect(
-            url.split(","), connect_timeout=2, inbox_prefix=inbox_prefix(_PROBE_DEVICE)
+            url.split(","), connect_timeout=2, inbox_prefix=inbox_prefix(PROBE_DEVICE)
         )
         try:
             while True:
@@ -265,8 +204,8 @@ class Topology:
                             f"hub worker {w.index} exited ({w.process.returncode}); "
                             f"see {self.workdir}/worker-{w.index}.log"
                         )
-                seen = await _ping_count(nc)
-                if seen >= len(live) and await self._infer_reaches_hub(nc):
+                seen = await ping_count(nc)
+                if seen >= len(live) and await infer_reaches_hub(nc, self.hub.model):
                     return
                 if time.monotonic() > deadline:
                     raise TopologyError(
@@ -328,50 +267,3 @@ class Topology:
             await proxy.close()
         for node in self.nodes:
             node.stop()
-
-    async def _infer_reaches_hub(self, nc: Any) -> bool:
-        """Whether an inference subject has responders from here (queue interest propagated).
-
-        A bad body on purpose: any reply (the hub's error) proves the route; "no responders"
-        means the workers' queue subscriptions have not reached this server yet.
-        """
-        import nats.errors
-
-        try:
-            await nc.request(infer_subject(_PROBE_DEVICE, self.hub.model), b"{}", timeout=1.0)
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-            return False
-        return True
-
-
-async def _ping_count(nc: object) -> int:
-    """How many ``agl-hub`` micro services answer ``$SRV.PING`` within 0.3 s."""
-    inbox = nc.new_inbox()  # type: ignore[attr-defined]
-    replies = 0
-    sub = await nc.subscribe(inbox)  # type: ignore[attr-defined]
-    try:
-        await nc.publish("$SRV.PING.agl-hub", b"", reply=inbox)  # type: ignore[attr-defined]
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.3):
-                async for _ in sub.messages:
-                    replies += 1
-    finally:
-        await sub.unsubscribe()
-    return replies
-
-
-def _hub_conf(i: int, ports: list[int], cluster_ports: list[int], leaf_ports: list[int]) -> str:
-    lines = [
-        f"listen: {_HOST}:{ports[i]}",
-        f"server_name: hub-{i}",
-        f"leafnodes {{ listen: {_HOST}:{leaf_ports[i]}\n  no_advertise: true }}",
-    ]
-    if cluster_ports:
-        routes = ", ".join(
-            f'"nats-route://{_HOST}:{p}"' for j, p in enumerate(cluster_ports) if j != i
-        )
-        lines.append(
-            f"cluster {{ name: agl-sim\n  listen: {_HOST}:{cluster_ports[i]}\n"
-            f"  no_advertise: true\n  routes: [ {routes} ] }}"
-        )
-    return "\n".join(lines) + "\n"

@@ -1,0 +1,145 @@
+"""nats-server processes for the simulator and the probes that tell when they serve.
+
+node = NatsNode("hub-0", hub_conf(0, ports, [], leaf_ports), ports[0], workdir)
+node.start(); await node.wait_ready(); node.stop(kill=True)
+await ping_count(nc)                       # agl-hub workers answering $SRV.PING
+await infer_reaches_hub(nc, "sim-hub")     # inference interest reached this server
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from openautoglm.sim.errors import TopologyError
+from shared.embedded_nats import nats_server_binary
+from shared.protocol import infer_subject
+
+__all__ = [
+    "HOST",
+    "PROBE_DEVICE",
+    "NatsNode",
+    "accepts",
+    "hub_conf",
+    "infer_reaches_hub",
+    "ping_count",
+]
+
+HOST = "127.0.0.1"
+#: The device id of the harness's readiness probes (their replies come to its inbox).
+PROBE_DEVICE = "sim-probe"
+
+
+@dataclass
+class NatsNode:
+    """One nats-server process with a config file; ports survive a restart."""
+
+    name: str
+    config: str
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        conf = self.workdir / f"{self.name}.conf"
+        conf.write_text(self.config)
+        logfile = self.workdir / f"{self.name}.log"
+        self.process = subprocess.Popen(
+            [nats_server_binary(), "-c", str(conf), "-l", str(logfile)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.process
+            if proc is None or proc.poll() is not None:
+                code = None if proc is None else proc.returncode
+                raise TopologyError(
+                    f"nats-server {self.name} exited ({code}); see {self.workdir / self.name}.log"
+                )
+            if await accepts(self.port):
+                return
+            await asyncio.sleep(0.05)
+        raise TopologyError(f"nats-server {self.name} did not listen on {self.port} in {timeout} s")
+
+    def stop(self, *, kill: bool = False) -> None:
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def accepts(port: int) -> bool:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 0.5)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        line = await asyncio.wait_for(reader.read(4), 0.5)
+        return line.startswith(b"INFO")
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+
+
+async def infer_reaches_hub(nc: Any, model: str) -> bool:
+    """Whether an inference subject has responders from here (queue interest propagated).
+
+    A bad body on purpose: any reply (the hub's error) proves the route; "no responders"
+    means the workers' queue subscriptions have not reached this server yet.
+    """
+    import nats.errors
+
+    try:
+        await nc.request(infer_subject(PROBE_DEVICE, model), b"{}", timeout=1.0)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        return False
+    return True
+
+
+async def ping_count(nc: object) -> int:
+    """How many ``agl-hub`` micro services answer ``$SRV.PING`` within 0.3 s."""
+    inbox = nc.new_inbox()  # type: ignore[attr-defined]
+    replies = 0
+    sub = await nc.subscribe(inbox)  # type: ignore[attr-defined]
+    try:
+        await nc.publish("$SRV.PING.agl-hub", b"", reply=inbox)  # type: ignore[attr-defined]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.3):
+                async for _ in sub.messages:
+                    replies += 1
+    finally:
+        await sub.unsubscribe()
+    return replies
+
+
+def hub_conf(i: int, ports: list[int], cluster_ports: list[int], leaf_ports: list[int]) -> str:
+    lines = [
+        f"listen: {HOST}:{ports[i]}",
+        f"server_name: hub-{i}",
+        f"leafnodes {{ listen: {HOST}:{leaf_ports[i]}\n  no_advertise: true }}",
+    ]
+    if cluster_ports:
+        routes = ", ".join(
+            f'"nats-route://{HOST}:{p}"' for j, p in enumerate(cluster_ports) if j != i
+        )
+        lines.append(
+            f"cluster {{ name: agl-sim\n  listen: {HOST}:{cluster_ports[i]}\n"
+            f"  no_advertise: true\n  routes: [ {routes} ] }}"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,108 @@
+"""What the invariant checks share: fault windows, the margins around them, readable examples.
+
+windows, grace, recover = windows_and_margins(scenario)
+healthy(entry, windows, grace, recover)    # no fault touched this request
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openautoglm.sim.scenario import Scenario
+from shared.fleet_report.ledger import LedgerEntry
+
+__all__ = [
+    "EXAMPLES",
+    "Violation",
+    "Window",
+    "fault_windows",
+    "healthy",
+    "show",
+    "violation",
+    "windows_and_margins",
+]
+
+#: Offending requests quoted per violation.
+EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken promise: which check, what it means, and a few offending requests."""
+
+    check: str
+    message: str
+    examples: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        lines = [f"[{self.check}] {self.message}"]
+        lines += [f"    {e}" for e in self.examples]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of time a fault disturbs: ``outage`` windows cut the hub off for ``sites``."""
+
+    kind: str
+    start: float
+    end: float
+    outage: bool
+    sites: frozenset[str] | None = None
+    """None: every site."""
+
+    def covers(self, e: LedgerEntry, *, before: float = 0.0, after: float = 0.0) -> bool:
+        """Whether ``e`` was in flight during the window (widened by ``before``/``after``)."""
+        if self.sites is not None and e.site not in self.sites:
+            return False
+        end = e.answered_at if e.answered_at is not None else e.deadline_at
+        return e.sent_at <= self.end + after and end >= self.start - before
+
+
+def fault_windows(scenario: Scenario) -> list[Window]:
+    """The windows the scenario's faults disturb, with hub outages marked."""
+    out: list[Window] = []
+    faults = sorted(scenario.faults, key=lambda f: f.at_s)
+    for i, f in enumerate(faults):
+        if f.kind == "kill_worker":
+            if f.worker == "all" or scenario.hub.workers <= 1:
+                back = next((g.at_s for g in faults[i + 1 :] if g.kind == "add_worker"), None)
+                out.append(Window(f.kind, f.at_s, back or scenario.duration_s, outage=True))
+            else:
+                out.append(Window(f.kind, f.at_s, f.at_s, outage=False))
+        elif f.kind == "partition_site":
+            outage = f.mode != "delay"
+            out.append(Window(f.kind, f.at_s, f.until_s, outage, frozenset({f.site or ""})))
+        elif f.kind == "restart_nats":
+            out.append(Window(f.kind, f.at_s, f.at_s + f.down_s, outage=not scenario.hub.cluster))
+        elif f.kind == "add_worker":
+            out.append(Window(f.kind, f.at_s, f.at_s, outage=False))
+        else:
+            out.append(Window(f.kind, f.at_s, f.until_s, outage=False))
+    return out
+
+
+def show(e: LedgerEntry) -> str:
+    got = "no answer" if e.status is None else f"{e.status} {e.tier}/{e.reason}"
+    lat = "" if e.latency_s is None else f" after {e.latency_s:.2f} s"
+    why = f": {e.error}" if e.error else ""
+    return (
+        f"#{e.id} {e.device} sent at {e.sent_at:.2f} s ({e.prompt_class}, "
+        f"{'stream' if e.stream else 'json'}, policy {e.intended_tier}) → {got}{lat}{why}"
+    )
+
+
+def violation(check: str, message: str, bad: list[LedgerEntry]) -> Violation:
+    return Violation(check, message, tuple(show(e) for e in bad[:EXAMPLES]))
+
+
+def healthy(e: LedgerEntry, windows: list[Window], grace: float, recover: float) -> bool:
+    return not any(w.covers(e, before=grace, after=recover) for w in windows)
+
+
+def windows_and_margins(scenario: Scenario) -> tuple[list[Window], float, float]:
+    hub = scenario.edge.get("hub", {})
+    cooldown = float(hub.get("breaker_cooldown_s", 10.0))
+    grace = scenario.expect.detect_grace_s
+    # After a fault heals: links reconnect (~1 s), open breakers wait their cooldown.
+    return fault_windows(scenario), grace, grace + cooldown + 2.0
