@@ -82,7 +82,7 @@ class BatchedDecoder:
         *,
         parallel: int = 4,
         n_batch: int = 512,
-        prefill_chunk: int = 128,
+        prefill_chunk: int = 256,
         observer: DecoderObserver | None = None,
         sampler_factory: SamplerFactory = default_sampler,
     ) -> None:
@@ -229,22 +229,29 @@ class BatchedDecoder:
             self.observer.admitted(queue_wait_s=wait, busy=self.busy)
 
     def _step(self) -> None:
-        b, lib = self._batch, self._lib
+        """One decode of every generating sequence, then one prefill chunk of one prompt.
+
+        The two are separate ``llama_decode`` calls: llama.cpp splits a multi-sequence batch
+        into equal per-sequence parts, so a prompt read next to other sequences would be cut
+        differently than alone and its numbers (and greedy text) could differ. Apart, a prompt is
+        read in ``prefill_chunk`` pieces whether others run or not.
+        """
+        b = self._batch
         outputs: list[tuple[int, Slot]] = []
         n = 0
-        prefill = 0
+        filling: Slot | None = None
         for slot in self._slots:
             run = slot.run
             if run is None:
                 continue
             if run.job.cancelled.is_set():
                 self._end(slot, finish="cancelled")
-                continue
-            if not run.pending:  # generating: one token
-                pos = len(slot.cached)
+            elif run.pending:
+                filling = filling or slot
+            else:  # generating: its last token, one row
                 b.token[n], b.pos[n], b.n_seq_id[n], b.seq_id[n][0], b.logits[n] = (
                     run.last,
-                    pos,
+                    len(slot.cached),
                     1,
                     slot.seq_id,
                     1,
@@ -252,38 +259,38 @@ class BatchedDecoder:
                 slot.cached.append(run.last)
                 outputs.append((n, slot))
                 n += 1
-        decoding = n
-        room = self.n_batch - n
-        cap = self.prefill_chunk if decoding else room
-        for slot in self._slots:
-            run = slot.run
-            if run is None or not run.pending or room <= 0:
-                continue
-            take = min(len(run.pending), room, cap - prefill)
-            if take <= 0:
-                break
-            chunk, run.pending = run.pending[:take], run.pending[take:]
-            pos = len(slot.cached)
-            for i, tok in enumerate(chunk):
-                b.token[n], b.pos[n], b.n_seq_id[n], b.seq_id[n][0], b.logits[n] = (
-                    tok,
-                    pos + i,
-                    1,
-                    slot.seq_id,
-                    0,
-                )
-                n += 1
-            slot.cached.extend(chunk)
-            if not run.pending:
-                b.logits[n - 1] = 1
-                outputs.append((n - 1, slot))
-            room -= take
-            prefill += take
-        if n == 0:
-            return
-        b.n_tokens = n
+        if n:
+            self._decode(n, outputs, prefill=0)
+        if filling is not None and filling.run is not None:
+            self._prefill(filling)
+
+    def _prefill(self, slot: Slot) -> None:
+        run = slot.run
+        assert run is not None
+        b = self._batch
+        take = min(len(run.pending), self.prefill_chunk, self.n_batch)
+        chunk, run.pending = run.pending[:take], run.pending[take:]
+        pos = len(slot.cached)
+        seq = slot.seq_id
+        for i, tok in enumerate(chunk):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.seq_id[i][0], b.logits[i] = (
+                tok,
+                pos + i,
+                1,
+                seq,
+                0,
+            )
+        slot.cached.extend(chunk)
+        outputs: list[tuple[int, Slot]] = []
+        if not run.pending:
+            b.logits[take - 1] = 1
+            outputs.append((take - 1, slot))
+        self._decode(take, outputs, prefill=take)
+
+    def _decode(self, n: int, outputs: list[tuple[int, Slot]], *, prefill: int) -> None:
+        self._batch.n_tokens = n
         started = time.perf_counter()
-        rc = lib.llama_decode(self._ctx, b)
+        rc = self._lib.llama_decode(self._ctx, self._batch)
         if rc != 0:
             self._fail_batch(outputs, rc)
             return
@@ -293,7 +300,7 @@ class BatchedDecoder:
             self.observer.step(
                 sequences=len(outputs),
                 prefill_tokens=prefill,
-                decode_tokens=decoding,
+                decode_tokens=n - prefill,
                 seconds=time.perf_counter() - started,
             )
 
@@ -315,8 +322,11 @@ class BatchedDecoder:
                 logprob, top = logprobs_of(
                     lib, self._ctx, idx, rt.n_vocab, token, params.top_logprobs, rt.token_text
                 )
-            text = run.stops.feed(run.decoder.decode(self._piece(token)))
-            run.job.post(TokenPiece(text=text, token_id=token, logprob=logprob, top_logprobs=top))
+            raw = self._piece(token)
+            text = run.stops.feed(run.decoder.decode(raw))
+            run.job.post(
+                TokenPiece(text=text, token_id=token, logprob=logprob, top_logprobs=top, raw=raw)
+            )
         except Exception as exc:  # this sequence's failure only
             log.warning("sequence %d failed: %s", slot.seq_id, exc)
             err = exc if isinstance(exc, AglError) else SamplingError(f"sampling failed: {exc}")
