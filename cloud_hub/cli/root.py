@@ -94,7 +94,7 @@ async def connect_cli(nats_url: str, creds: Path | None) -> Client:
             name="hubctl",
             connect_timeout=3,
             allow_reconnect=False,
-            max_reconnect_attempts=0,
+            max_reconnect_attempts=1,  # 0 would mean "forever" in nats-py
             **options,
         )
     except AglError as exc:

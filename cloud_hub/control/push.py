@@ -33,7 +33,7 @@ async def push_account(
             user_credentials=str(system_creds),
             connect_timeout=timeout,
             allow_reconnect=False,
-            max_reconnect_attempts=0,
+            max_reconnect_attempts=1,  # 0 would mean "forever" in nats-py
         )
     except Exception as exc:  # OSError, NoServersError, auth errors …
         raise PushError(
