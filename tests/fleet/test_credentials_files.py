@@ -121,7 +121,7 @@ def test_a_malformed_creds_file_is_a_clear_error_naming_the_file(
 
 
 def test_a_missing_creds_file_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(AglError, match="cannot read the NATS credentials file .*nope.creds"):
+    with pytest.raises(AglError, match=r"cannot read the NATS credentials file .*nope\.creds"):
         load_settings(None, hub={"credentials": str(tmp_path / "nope.creds")})
 
 

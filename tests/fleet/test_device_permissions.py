@@ -11,6 +11,7 @@ import nats
 import nats.errors
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from cloud_hub.serving import HubService
 from cloud_hub.settings import HubModelSpec
@@ -108,7 +109,7 @@ async def test_a_cannot_read_bs_inbox(devices: tuple[Device, Device]) -> None:
     a, b = devices
     seen: list[bytes] = []
 
-    async def spy(msg: nats.aio.msg.Msg) -> None:
+    async def spy(msg: Msg) -> None:
         seen.append(msg.data)
 
     await a.nc.subscribe("_INBOX.dev-b.>", cb=spy)
@@ -159,7 +160,7 @@ async def test_a_reply_subject_in_another_devices_inbox_is_dropped_unanswered(
     a, b = devices
     got: list[bytes] = []
 
-    async def victim(msg: nats.aio.msg.Msg) -> None:
+    async def victim(msg: Msg) -> None:
         got.append(msg.data)
 
     await b.nc.subscribe("_INBOX.dev-b.>", cb=victim)

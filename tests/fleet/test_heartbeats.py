@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -79,7 +78,9 @@ async def test_a_heartbeat_with_a_wrong_schema_is_rejected_counted_and_harmless(
         # (dev-h spent its burst of 3 on the bad ones: the limit counts every beat.)
         other = await device_client(op_nats, "dev-h2")
         await other.publish(heartbeat_subject("dev-h2"), encode_heartbeat(BEAT))
-        await apoll(lambda: hub.intake.counts["accepted"] == 1, 5, "the good heartbeat")
+        intake = hub.intake
+        assert intake is not None
+        await apoll(lambda: intake.counts["accepted"] == 1, 5, "the good heartbeat")
         await other.close()
     finally:
         await nc.close()
