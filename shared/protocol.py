@@ -225,6 +225,8 @@ class WireLogprob(BaseModel):
     token: str
     logprob: float
     top_logprobs: list[WireTopLogprob] = Field(default_factory=list)
+    #: The token's own bytes (``TokenPiece.raw``), when known.
+    bytes: list[int] | None = Field(default=None, max_length=256)
 
 
 class ResultMessage(_Message):
@@ -345,8 +347,14 @@ def wire_logprobs(pieces: Sequence[TokenPiece]) -> list[WireLogprob] | None:
         top = [
             WireTopLogprob(token=t.token, logprob=_finite(t.logprob)) for t in piece.top_logprobs
         ]
+        raw = None if piece.raw is None else list(piece.raw)
         out.append(
-            WireLogprob(token=loose + piece.text, logprob=_finite(piece.logprob), top_logprobs=top)
+            WireLogprob(
+                token=loose + piece.text,
+                logprob=_finite(piece.logprob),
+                top_logprobs=top,
+                bytes=raw,
+            )
         )
         loose = ""
     return out or None
@@ -369,6 +377,7 @@ def token_pieces(text: str, logprobs: list[WireLogprob] | None) -> list[TokenPie
                 token_id=0,
                 logprob=e.logprob,
                 top_logprobs=tuple(TopLogprob(t.token, t.logprob) for t in e.top_logprobs),
+                raw=None if e.bytes is None else bytes(e.bytes),
             )
             for e in logprobs
         ]

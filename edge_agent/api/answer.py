@@ -125,7 +125,7 @@ async def answer(state: AgentState, request: Request, job: Job) -> Response:
         raise ApiError(400, str(exc), param="x-agl-tier") from None
     started = await run_job(state, job, tier_header=tier_header)
     events = watch_events(request.scope, started.events)  # access log: model, TTFT, usage
-    headers = started.decision.headers()
+    headers = {**started.decision.headers(), "x-request-id": started.format.id}
     if job.stream:
         return StreamingResponse(
             sse_answer(events, started.format),
@@ -162,14 +162,18 @@ async def _carry_out(
     run = local_run(state, job, local_id, runtime, prompt, logprobs=decision.cascade)
     if not decision.cascade:
         return run.events()
+    tuner = state.cascade_tuner
+    cascade = state.settings.router.cascade
     settled, events, judgement = await run_cascade(
         run,
         decision,
-        state.settings.router.cascade,
+        tuner.cascade(cascade) if tuner is not None else cascade,
         stream=job.stream,
         escalate=lambda chosen: escalate(state, job, chosen),
     )
     state.metrics.cascade_nll.observe(-judgement.score)
+    if tuner is not None:
+        tuner.observe(judgement.score, escalated=judgement.escalate)
     note_judgement(state.telemetry.tracer, judgement)
     route.settle(settled)
     return events

@@ -5,7 +5,8 @@ and ``x-agl-reason: default``, so every answer carries both headers.
 
 The access log (logger ``edge_agent.access``) writes one structured line per request, as
 llama-server and Ollama do: method, path, status, tier, reason, model, prompt and completion
-tokens, time to first token, duration and trace id. Probes and scrapes (``/healthz``,
+tokens, time to first token, duration, trace id and request id (``x-request-id``: a
+completion's response id, ``chatcmpl-…``/``cmpl-…``, else ``req-…``, on every answer). Probes and scrapes (``/healthz``,
 ``/readyz``, ``/metrics``) are logged at DEBUG, everything else at INFO. The request path
 reports what only it knows through :func:`watch_events`, which notes the answering model,
 the first token and the usage in the request's ASGI scope state.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -127,11 +129,14 @@ class EdgeHeadersMiddleware:
                     headers.append((b"x-agl-tier", b"edge"))
                 if b"x-agl-reason" not in names:
                     headers.append((b"x-agl-reason", b"default"))
+                if b"x-request-id" not in names:  # completions send their response id
+                    headers.append((b"x-request-id", f"req-{uuid.uuid4().hex}".encode()))
                 message["headers"] = headers
                 found = dict(headers)
                 answered["status"] = int(message["status"])
                 answered["tier"] = found[b"x-agl-tier"].decode()
                 answered["reason"] = found[b"x-agl-reason"].decode()
+                answered["request_id"] = found[b"x-request-id"].decode("latin-1")
                 self.metrics.requests.labels(
                     route, str(message["status"]), answered["tier"], answered["reason"]
                 ).inc()
@@ -165,15 +170,17 @@ class EdgeHeadersMiddleware:
             "ttft_ms": None if record.ttft_s is None else round(record.ttft_s * 1000, 1),
             "duration_ms": round(duration * 1000, 1),
             "trace_id": ids[0] if ids else _incoming_trace_id(scope),
+            "request_id": answered.get("request_id"),
         }
         access_log.log(
             level,
-            "%s %s %d %s/%s %.0f ms",
+            "%s %s %d %s/%s %.0f ms %s",
             method,
             path,
             answered["status"],
             answered["tier"],
             answered["reason"],
             duration * 1000,
+            answered.get("request_id", "-"),
             extra=fields,
         )

@@ -117,8 +117,8 @@ class CompletionFormat:
         text = pieces[0].text if len(pieces) == 1 else "".join(p.text for p in pieces)
         if not self.logprobs:
             return (self._prefix + _dumps(text) + self._suffix).encode() if text else b""
-        scored = [p for p in pieces if p.token_id >= 0]
         if self.chat:
+            scored = [p for p in pieces if p.token_id >= 0]
             choice = {
                 "index": 0,
                 "delta": {"content": text},
@@ -129,7 +129,7 @@ class CompletionFormat:
             choice = {
                 "index": 0,
                 "text": text,
-                "logprobs": self.text_logprobs(scored),
+                "logprobs": self.text_logprobs(pieces),
                 "finish_reason": None,
             }
         return self._chunk(choice)
@@ -205,7 +205,7 @@ class CompletionFormat:
             obj = "chat.completion"
         else:
             self._text_offset = len(prefix)
-            lp = self.text_logprobs(scored) if self.logprobs else None
+            lp = self.text_logprobs(pieces) if self.logprobs else None
             choice = {"index": 0, "text": text, "logprobs": lp, "finish_reason": finish_reason(end)}
             obj = "text_completion"
         return {
@@ -223,9 +223,9 @@ class CompletionFormat:
         """Chat-style logprobs entries."""
         return [
             {
-                "token": p.text,
+                "token": p.own_text(),
                 "logprob": p.logprob,
-                "bytes": list(p.text.encode()),
+                "bytes": list(p.text.encode() if p.raw is None else p.raw),
                 "top_logprobs": [
                     {"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode())}
                     for t in p.top_logprobs
@@ -235,15 +235,18 @@ class CompletionFormat:
         ]
 
     def text_logprobs(self, pieces: Sequence[TokenPiece]) -> dict[str, Any]:
-        """Legacy completions-style logprobs."""
-        offsets = []
+        """Legacy completions-style logprobs of the scored pieces; ``text_offset`` counts
+        every character sent before a token (the echoed prompt, text released untokenised)."""
+        offsets, scored = [], []
         for p in pieces:
-            offsets.append(self._text_offset)
+            if p.token_id >= 0:
+                offsets.append(self._text_offset)
+                scored.append(p)
             self._text_offset += len(p.text)
         return {
-            "tokens": [p.text for p in pieces],
-            "token_logprobs": [p.logprob for p in pieces],
-            "top_logprobs": [{t.token: t.logprob for t in p.top_logprobs} for p in pieces],
+            "tokens": [p.own_text() for p in scored],
+            "token_logprobs": [p.logprob for p in scored],
+            "top_logprobs": [{t.token: t.logprob for t in p.top_logprobs} for p in scored],
             "text_offset": offsets,
         }
 

@@ -253,7 +253,9 @@ class GgufRuntime:
                 logprob, top = self._logprobs(token, params) if params.logprobs else (None, ())
                 raw = llm.detokenize([token])
                 text = stops.feed(decoder.decode(raw))
-                yield TokenPiece(text=text, token_id=token, logprob=logprob, top_logprobs=top)
+                yield TokenPiece(
+                    text=text, token_id=token, logprob=logprob, top_logprobs=top, raw=raw
+                )
                 if stops.stopped:
                     finish = "stop"
                     break

@@ -41,6 +41,18 @@ class TokenPiece:
     token_id: int
     logprob: float | None = None
     top_logprobs: tuple[TopLogprob, ...] = ()
+    raw: bytes | None = None
+    """The token's own bytes (a part of a UTF-8 character, maybe); None when not known."""
+
+    def own_text(self) -> str:
+        """The token's own text: ``bytes:\\xe2\\x80`` for a part of a UTF-8 character (as
+        OpenAI writes it), never the empty text a held-back part releases."""
+        if self.raw is None:
+            return self.text
+        try:
+            return self.raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "bytes:" + "".join(f"\\x{b:02x}" for b in self.raw)
 
 
 @dataclass(frozen=True, slots=True)
