@@ -207,12 +207,13 @@ def write_agent_config(site: Site, tmp: Path, *, device: str, port: int, **batch
     return path
 
 
-def start_agent(config: Path, port: int, log: Path) -> AgentProcess:
+def start_agent(config: Path, port: int, log: Path, *flags: str) -> AgentProcess:
+    """``edge-agent run --config config *flags``, once its Batch API answers."""
     exe = Path(sys.executable).parent / "edge-agent"
     env = {**os.environ, "AGL_TELEMETRY__JSON_LOGS": "false"}
     with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [str(exe), "run", "--config", str(config)],
+            [str(exe), "run", "--config", str(config), *flags],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
