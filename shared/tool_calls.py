@@ -259,8 +259,13 @@ def parse_calls(text: str, spec: ToolSpec) -> list[ParsedCall] | None:
         if fn is None:
             raise MalformedCall(f"tool call {i} names {call['name']!r}, which may not be called")
         args = call.get("arguments", {})
-        if isinstance(args, str):
-            args = _loads(args)
+        if isinstance(args, str):  # an upstream's arguments string
+            try:
+                args = json.loads(args)
+            except ValueError as exc:
+                raise MalformedCall(
+                    f"the arguments of tool call {i} ({fn['name']}) are not valid JSON ({exc})"
+                ) from None
         if not isinstance(args, dict):
             raise MalformedCall(f"the arguments of tool call {i} ({fn['name']}) are not an object")
         _validate(args, _parameters(fn), fn["name"])

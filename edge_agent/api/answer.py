@@ -132,7 +132,12 @@ async def answer(state: AgentState, request: Request, job: Job) -> Response:
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **headers},
         )
-    return json_response(await json_answer(events, started.format), headers=headers)
+    try:
+        body = await json_answer(events, started.format)
+    except ApiError as exc:  # e.g. a malformed tool call: still say where it was answered
+        exc.headers = {**headers, **exc.headers}
+        raise
+    return json_response(body, headers=headers)
 
 
 async def _carry_out(
