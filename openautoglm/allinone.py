@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,10 @@ from typing import Any
 import click
 import uvicorn
 
+from cloud_hub.control.keystore import KeyStore
 from cloud_hub.serving import running_hub
 from cloud_hub.settings import HubModelSpec, HubSettings
+from edge_agent.api.api_keys import bind_refusal
 from edge_agent.api.app import create_app
 from edge_agent.api.http_protocol import bounded_http_protocol
 from edge_agent.cli import DrainingServer
@@ -65,7 +69,7 @@ class AllInOneOptions:
     log_level: str = "warning"
 
 
-def _banner(url: str, nats_url: str, model: str, grpc: str) -> str:
+def _banner(url: str, nats_url: str, model: str, grpc: str, *, device: str, auth: Path) -> str:
     chat = f"{url}/v1/chat/completions"
     return f"""
 open-autoglm is up
@@ -73,6 +77,8 @@ open-autoglm is up
   edge agent (gRPC)        {grpc}      KServe v2 inference protocol, agl.v1.Chat
   hub                      {CLOUD_MODEL} (stand-in: the bundled SmolLM2, served over NATS)
   embedded NATS            {nats_url}  (loopback only, JetStream, temporary store)
+  fleet identity           operator-mode NATS; this agent is device {device!r} with its own
+                           credentials (auth directory {auth}, removed on exit)
 
 Try it (look at the x-agl-tier / x-agl-reason headers):
   curl -si {chat} -H 'content-type: application/json' \\
@@ -82,11 +88,19 @@ Try it (look at the x-agl-tier / x-agl-reason headers):
   curl -si {chat} -H 'content-type: application/json' -H 'x-agl-tier: cloud' \\
     -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Hi"}}], "stream": true}}'
 
+Enroll another device on this machine while this runs, then start its agent:
+  hubctl devices enroll dev-2 --dir {auth} --nats-url {nats_url} --out .
+  AGL_DEVICE_ID=dev-2 AGL_HUB__NATS_URL={nats_url} AGL_HUB__CREDENTIALS=./dev-2.creds \\
+    edge-agent run --port 8081
+  hubctl devices list --dir {auth} --nats-url {nats_url}
+
 Ctrl-C stops everything (in-flight requests finish first).
 """
 
 
-def edge_settings(opts: AllInOneOptions, nats_url: str) -> EdgeSettings:
+def edge_settings(
+    opts: AllInOneOptions, nats_url: str, credentials: Path | None = None
+) -> EdgeSettings:
     """The agent's settings: the user's config and env, plus the hub link and demo routing."""
     base = load_settings(opts.config_file, host=opts.host, port=opts.port, log_level=opts.log_level)
     routes_itself = base.router.rules or base.router.cascade.enabled
@@ -97,7 +111,7 @@ def edge_settings(opts: AllInOneOptions, nats_url: str) -> EdgeSettings:
         port=opts.port,
         log_level=opts.log_level,
         grpc_port=_grpc_port(opts, base),
-        hub={**base.hub.model_dump(), "nats_url": nats_url},
+        hub={**base.hub.model_dump(), "nats_url": nats_url, "credentials": credentials},
         router=router,
     )
 
@@ -114,9 +128,32 @@ def _grpc_port(opts: AllInOneOptions, base: EdgeSettings) -> int:
     return DEFAULT_GRPC_PORT
 
 
+def local_auth(root: Path, device: str) -> tuple[KeyStore, Path]:
+    """Operator-mode auth in ``root`` with ``device`` enrolled: (the keys, its .creds)."""
+    store = KeyStore(root)
+    now = int(time.time())
+    store.init(now=now)
+    creds, _ = store.enroll(device, site="local", labels={}, out=root, now=now)
+    return store, creds
+
+
 async def run(opts: AllInOneOptions) -> None:
-    """Start everything, serve until SIGINT/SIGTERM, then stop in reverse order."""
-    with embedded_nats(port=opts.nats_port) as nats:
+    """Start everything, serve until SIGINT/SIGTERM, then stop in reverse order.
+
+    NATS runs in operator mode: the hub and the local agent each connect with their own
+    credentials, as a fleet would (``hubctl auth init`` + ``hubctl devices enroll``).
+    """
+    base = load_settings(opts.config_file, host=opts.host, port=opts.port)
+    refusal = bind_refusal(base.host, keys=base.api_keys, insecure=base.insecure_no_auth)
+    if refusal is not None:
+        raise click.ClickException(refusal)
+    with tempfile.TemporaryDirectory(prefix="agl-auth-") as tmp:
+        store, creds = local_auth(Path(tmp), base.device_id)
+        await _run_with(opts, store, creds)
+
+
+async def _run_with(opts: AllInOneOptions, store: KeyStore, creds: Path) -> None:
+    with embedded_nats(port=opts.nats_port, include=store.server_include) as nats:
         hub_settings = HubSettings(
             nats_url=nats.url,
             models=[
@@ -130,9 +167,10 @@ async def run(opts: AllInOneOptions) -> None:
                 )
             ],
             log_level=opts.log_level,
+            credentials=store.hub_creds,
         )
         async with running_hub(hub_settings):
-            settings = edge_settings(opts, nats.url)
+            settings = edge_settings(opts, nats.url, creds)
             registry = ModelRegistry(plan_models(settings), settings)
             app = create_app(settings, registry)
             try:
@@ -158,7 +196,15 @@ async def run(opts: AllInOneOptions) -> None:
                 if uplink is not None:
                     await uplink.wait_connected(10)
                 grpc = f"{settings.host}:{app.state.agent.grpc_port}"
-                click.echo(_banner(url, nats.url, settings.model_id, grpc), err=True)
+                banner = _banner(
+                    url,
+                    nats.url,
+                    settings.model_id,
+                    grpc,
+                    device=settings.device_id,
+                    auth=store.root,
+                )
+                click.echo(banner, err=True)
 
             announcer = asyncio.create_task(announce())
             try:

@@ -7,6 +7,8 @@ from typing import Any
 
 from cloud_hub.control.fleet import DeviceEntry, liveness
 
+_HEADS = {"tok_s": "TOK/S", "last_seen": "LAST SEEN"}
+
 
 def ago(at: float | None, now: float) -> str:
     """``12s ago``, ``5m ago``, ``3h ago``, ``2d ago``, or ``never``."""
@@ -42,7 +44,7 @@ def render_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
     """Left-aligned columns with an upper-case header line."""
     cols = list(columns or rows[0].keys())
     cells = [[str(row.get(c, "")) for c in cols] for row in rows]
-    heads = [c.upper().replace("_", " ") for c in cols]
+    heads = [_HEADS.get(c, c.upper().replace("_", " ")) for c in cols]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(heads)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]

@@ -170,6 +170,8 @@ class Heartbeats:
 
     async def _loop(self) -> None:
         while True:
+            # The first beat goes out as soon as the link is up, not one interval later.
+            await self._uplink.wait_connected(self.interval_s)
             try:
                 await self.beat()
             except Exception:  # a heartbeat must never take the agent down

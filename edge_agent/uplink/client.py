@@ -199,14 +199,19 @@ class Uplink:
         if denied is not None:
             verb, subject = denied
             if subject not in self.denied:
+                hint = (
+                    f"check that hub.credentials was enrolled for device_id {self.device}; "
+                    "not sending there again"
+                    if subject.startswith(("agl.v1.dev.", "_inbox."))
+                    else "these credentials do not allow it"
+                )
                 log.error(
-                    "hub link: NATS refused %s to %s for device %s (%s); check that hub.credentials "
-                    "was enrolled for device_id %s; not sending there again",
+                    "hub link: NATS refused %s to %s for device %s (%s); %s",
                     verb,
                     subject,
                     self.device,
                     self.credentials or "no credentials",
-                    self.device,
+                    hint,
                 )
             self.denied[subject] = verb
             return
@@ -276,6 +281,11 @@ class Uplink:
     def connected(self) -> bool:
         """Whether the NATS connection is up right now."""
         return self._nc is not None and self._nc.is_connected
+
+    @property
+    def nats_client(self) -> Client | None:
+        """The live NATS connection while it is up (the desired-state watcher reads KV over it)."""
+        return self._nc if self.connected else None
 
     @property
     def circuit_state(self) -> BreakerState:
