@@ -39,7 +39,7 @@ CLIS: dict[str, click.Command] = {
     "open-autoglm": open_autoglm,
 }
 #: Commands the README names as future work, with the issue that will add them.
-NOT_YET = {("hubctl", "devices"): "issue 9: `hubctl devices enroll`"}
+NOT_YET: dict[tuple[str, str], str] = {}
 _SHELL_ENDS = {"|", ">", ">>", "&&", "||", ";", "&"}
 
 
