@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from edge_agent.batches.settings import BatchSettings
+from edge_agent.control.desired_settings import DesiredSettings
 from edge_agent.router.policy import RouterConfig
 from shared.model_files import BUNDLED_MODEL_ID
 from shared.nats_auth import CredentialsError, read_creds
@@ -272,6 +273,11 @@ class EdgeSettings(TomlFileSettings):
     router: RouterConfig = Field(
         default_factory=RouterConfig,
         description="Where requests are answered: rules, cascade, load SLO.",
+    )
+    desired: DesiredSettings = Field(
+        default_factory=DesiredSettings,
+        description="Fleet desired state: watch KV agl_config, verified artifacts, pinned local "
+        "settings ([desired] table).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log verbosity."

@@ -58,6 +58,22 @@ class Heartbeat(BaseModel):
     requests_by_reason: dict[_Name, _Count] = Field(default_factory=dict, max_length=32)
     escalations_by_reason: dict[_Name, _Count] = Field(default_factory=dict, max_length=32)
     tokens_by_tier: dict[_Name, _Count] = Field(default_factory=dict, max_length=8)
+    # Desired state and staged rollouts (cumulative counters; the hub diffs two heartbeats).
+    http_requests: int = Field(default=0, ge=0, description="HTTP requests answered so far.")
+    http_errors: int = Field(default=0, ge=0, description="Of them, answered with a 5xx.")
+    latency_buckets: dict[Annotated[str, Field(max_length=16)], _Count] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Cumulative HTTP latency histogram: upper bound in s ('+Inf') -> count.",
+    )
+    applied_revision: str | None = Field(default=None, max_length=64)
+    apply_error: str | None = Field(default=None, max_length=1000)
+    cascade_threshold: float | None = Field(
+        default=None, description="The cascade's current (possibly tuned) min_mean_logprob."
+    )
+    tuned_share: float | None = Field(
+        default=None, ge=0, le=1, description="Escalated share of the tuner's recent window."
+    )
 
 
 def encode_heartbeat(beat: Heartbeat) -> bytes:

@@ -29,6 +29,7 @@ from edge_agent.api.state import AgentState, SchedulerFactory
 from edge_agent.api.status import log_plugins
 from edge_agent.api.tracing import TracingMiddleware
 from edge_agent.control.heartbeat import Heartbeats
+from edge_agent.control.watcher import desired_watcher
 from edge_agent.errors import ApiError
 from edge_agent.models import ModelRegistry
 from edge_agent.scheduler import Scheduler, SerialScheduler, batched_scheduler
@@ -106,12 +107,15 @@ def create_app(
                 state.start_schedulers()
 
         loader = asyncio.create_task(load())
-        heartbeats = None
+        heartbeats = desired = None
         if settings.hub.nats_url:
             state.uplink = make_uplink(settings)
             await state.uplink.connect()
             heartbeats = Heartbeats(state, state.uplink, interval_s=settings.hub.heartbeat_s)
             heartbeats.start()
+            if settings.desired.enabled:
+                desired = heartbeats.desired = desired_watcher(state)
+                desired.start()
         batches: BatchRuntime | None = None
         try:  # the Batch API answers 503 (and says why) when the site's leaf is unreachable
             batches = app.state.batches = await start_batches(state)
@@ -139,6 +143,8 @@ def create_app(
                 await batches.close()
             if not loader.done():
                 await asyncio.wait({loader})
+            if desired is not None:
+                await desired.stop()
             if heartbeats is not None:
                 await heartbeats.stop()
             if state.uplink is not None:

@@ -20,6 +20,7 @@ from edge_agent.errors import NotReadyError
 from edge_agent.metrics import AgentMetrics
 from edge_agent.models import ModelRegistry
 from edge_agent.router.decide import RouteDecision
+from edge_agent.router.online_tuning import ThresholdTuner
 from edge_agent.scheduler import Scheduler
 from edge_agent.settings import EdgeSettings
 from edge_agent.uplink.client import Uplink
@@ -68,6 +69,11 @@ class AgentState:
         self.started = time.time()
         self.uplink: Uplink | None = None
         self.plugins: PluginWatcher | None = None
+        cascade = settings.router.cascade
+        self.cascade_tuner: ThresholdTuner | None = (
+            ThresholdTuner.from_config(cascade) if cascade.target_escalation_share else None
+        )
+        """Online tuning of the cascade threshold (``cascade.target_escalation_share``)."""
         self.grpc_port: int | None = None
         """The bound gRPC port while the gRPC API serves (``grpc_port`` set), else None."""
         self.workers = ThreadPoolExecutor(_WORKERS, thread_name_prefix="agl-prompt")

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -40,6 +41,9 @@ class Totals:
     escalations_by_reason: dict[str, int] = field(default_factory=dict)
     tokens_by_tier: dict[str, int] = field(default_factory=dict)
     generated: int = 0
+    http: tuple[int, int] = (0, 0)
+    """HTTP requests answered and, of them, 5xx answers."""
+    latency_buckets: dict[str, int] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
@@ -52,7 +56,8 @@ def read_totals(registry: CollectorRegistry) -> Totals:
     requests: dict[str, int] = {}
     escalations: dict[str, int] = {}
     tokens: dict[str, int] = {}
-    generated = 0
+    generated = http = http_errors = 0
+    buckets: dict[str, int] = {}
     for family in registry.collect():
         for sample in family.samples:
             labels, value = sample.labels, int(sample.value)
@@ -61,12 +66,19 @@ def read_totals(registry: CollectorRegistry) -> Totals:
                 requests[reason] = requests.get(reason, 0) + value
                 if labels.get("tier") == "cloud":
                     escalations[reason] = escalations.get(reason, 0) + value
+            elif sample.name == "agl_http_requests_total":
+                http += value
+                if labels.get("status", "").startswith("5"):
+                    http_errors += value
+            elif sample.name == "agl_http_request_duration_seconds_bucket":
+                le = labels.get("le", "+Inf")
+                buckets[le] = buckets.get(le, 0) + value
             elif sample.name == "agl_tokens_total":
                 tier = labels.get("tier", "")
                 tokens[tier] = tokens.get(tier, 0) + value
                 if labels.get("kind") == "output":
                     generated += value
-    return Totals(requests, escalations, tokens, generated)
+    return Totals(requests, escalations, tokens, generated, (http, http_errors), buckets)
 
 
 def config_revision(settings_json: str) -> str:
@@ -122,6 +134,8 @@ class Heartbeats:
         self._task: asyncio.Task[None] | None = None
         self._revision = config_revision(state.settings.model_dump_json())
         self._before: Totals | None = None
+        self.desired: Any = None
+        """The desired-state watcher (``edge_agent.control.watcher``), when the agent runs one."""
         self._before_at = time.monotonic()
 
     def _artifacts(self) -> tuple[list[Artifact], list[Artifact]]:
@@ -157,7 +171,24 @@ class Heartbeats:
             elapsed_s=at - self._before_at,
         )
         self._before, self._before_at = now, at
-        return beat
+        return beat.model_copy(update=self._rollout_figures(now))
+
+    def _rollout_figures(self, now: Totals) -> dict[str, Any]:
+        """Counters a staged rollout compares, and the desired state and tuning in effect."""
+        tuner = self._state.cascade_tuner
+        cascade = self._state.settings.router.cascade
+        figures: dict[str, Any] = {
+            "http_requests": now.http[0],
+            "http_errors": now.http[1],
+            "latency_buckets": dict(list(now.latency_buckets.items())[:32]),
+            "cascade_threshold": tuner.threshold if tuner is not None else cascade.min_mean_logprob,
+            "tuned_share": tuner.measured_share if tuner is not None else None,
+        }
+        applier = getattr(self.desired, "applier", None)
+        if applier is not None:
+            figures["applied_revision"] = applier.applied_revision
+            figures["apply_error"] = applier.apply_error
+        return figures
 
     async def beat(self) -> bool:
         """Publish one heartbeat now; False when the link is down (nothing is queued)."""

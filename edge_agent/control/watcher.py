@@ -1,0 +1,166 @@
+"""Watch this device's desired-state key in KV ``agl_config`` and converge on it (NATS I/O).
+
+    watcher = DesiredWatcher(device="dev-1", connection=lambda: uplink.nats_client, applier=applier)
+    watcher.start()
+    await watcher.stop()
+
+The key is watched with a filtered ordered consumer (``LAST_PER_SUBJECT``), the one kind of
+watch a device's permissions allow, and read again by direct get every ``reconcile_s``: a watch
+lost with a NATS restart, or a connection replaced by the uplink, cannot leave the device on an
+old revision for longer than that. The latest record wins; older ones are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from edge_agent.api.state import AgentState
+from edge_agent.control.apply import Applier
+from edge_agent.control.artifact_cache import ArtifactCache
+from shared.desired import CONFIG_BUCKET, decode_record
+from shared.errors import ConfigError
+
+__all__ = ["DesiredWatcher", "desired_watcher"]
+
+log = logging.getLogger(__name__)
+
+
+class DesiredWatcher:
+    """Keeps the agent on the revision stored under its own key."""
+
+    def __init__(
+        self,
+        *,
+        device: str,
+        connection: Callable[[], Client | None],
+        applier: Applier,
+        reconcile_s: float = 5.0,
+    ) -> None:
+        self.device = device
+        self._connection = connection
+        self.applier = applier
+        self.reconcile_s = reconcile_s
+        self.seen_revision: str | None = None
+        self.watches = 0
+        """Watches (re)created; more than one means the watch was lost and made again."""
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._latest: bytes | None = None
+        self._sub_client: Client | None = None
+        self._sub: object | None = None
+
+    @property
+    def subject(self) -> str:
+        """The KV subject of this device's key."""
+        return f"$KV.{CONFIG_BUCKET}.{self.device}"
+
+    def start(self) -> None:
+        """Start converging in a task."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="desired-watcher")
+
+    async def stop(self) -> None:
+        """Stop watching."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._unwatch()
+
+    async def _on_msg(self, msg: Msg) -> None:
+        if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+            return
+        self._latest = msg.data
+        self._wake.set()
+
+    async def _watch(self, nc: Client) -> None:
+        if self._sub_client is nc and self._sub is not None and nc.is_connected:
+            return
+        await self._unwatch()
+        js = nc.jetstream()
+        self._sub = await js.subscribe(
+            self.subject,
+            stream=f"KV_{CONFIG_BUCKET}",
+            cb=self._on_msg,
+            ordered_consumer=True,
+            idle_heartbeat=2.0,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT),
+        )
+        self._sub_client = nc
+        self.watches += 1
+
+    async def _unwatch(self) -> None:
+        sub, self._sub, self._sub_client = self._sub, None, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()  # type: ignore[attr-defined]
+
+    async def _read_key(self, nc: Client) -> bytes | None:
+        try:
+            msg = await nc.jetstream().get_msg(
+                f"KV_{CONFIG_BUCKET}", subject=self.subject, direct=True
+            )
+        except NotFoundError:
+            return None
+        return msg.data
+
+    async def converge_once(self) -> None:
+        """Make sure the watch is up, read the key, apply the newest record."""
+        nc = self._connection()
+        if nc is None:
+            self._sub = None  # the connection is down or replaced: watch again when it is back
+            return
+        await self._watch(nc)
+        data = self._latest if self._latest is not None else await self._read_key(nc)
+        self._latest = None
+        if not data:
+            return
+        try:
+            record = decode_record(data)
+        except ConfigError as exc:
+            self.applier.apply_error = str(exc)
+            return
+        self.seen_revision = record.revision
+        await self.applier.apply(record, nc.jetstream())
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.converge_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a broken link or server: try again at the next tick
+                log.info(
+                    "desired state: %s; trying again in %g s",
+                    exc or type(exc).__name__,
+                    self.reconcile_s,
+                )
+                await self._unwatch()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.reconcile_s)
+
+
+def desired_watcher(state: AgentState) -> DesiredWatcher:
+    """The watcher for the agent's own settings (``[desired]``) over its uplink."""
+    settings = state.settings
+    cfg = settings.desired
+    uplink = state.uplink
+    cache = ArtifactCache(
+        cfg.cache_dir, max_bytes=cfg.cache_max_bytes, trusted=list(cfg.trusted_signers)
+    )
+    return DesiredWatcher(
+        device=settings.device_id,
+        connection=lambda: uplink.nats_client if uplink is not None else None,
+        applier=Applier(state, cache=cache, base=settings),
+        reconcile_s=cfg.reconcile_s,
+    )
