@@ -6,17 +6,24 @@ side is a nats-py responder that answers with pre-built bytes of the same size. 
 this process against one real nats-server; runs are interleaved, and the medians of 3 runs
 of N requests each are compared. The last line is ``ratio_p50 <ours p50 / bare p50>``.
 
-    python bench/escalation_roundtrip.py [--n 2000] [--runs 3]
+With ``--auth`` (the default) the server runs in operator mode (``hubctl auth init``): the hub,
+the uplink and both bare clients connect with JWT credentials, the bare pair as the same device
+(its inbox, a subject of its own) and the hub's user, so both sides pay the same auth.
+
+    python bench/escalation_roundtrip.py [--n 2000] [--runs 3] [--no-auth]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
@@ -24,14 +31,18 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from cloud_hub.control.keystore import KeyStore
 from cloud_hub.serving import running_hub
 from cloud_hub.settings import HubModelSpec, HubSettings
 from edge_agent.uplink import Uplink
 from shared.embedded_nats import embedded_nats as nats_server
 from shared.protocol import ChatTurn, InferRequest, ResultMessage, Usage, encode
+from shared.subjects import device_subject, inbox_prefix
 
 MODEL = "echo-bench"
-BARE_SUBJECT = "bench.bare"
+DEVICE = "bench-dev"
+#: A subject of the device's own (allowed by its credentials) that no hub listens on.
+BARE_SUBJECT = device_subject(DEVICE, "bare")
 TEXT = "please summarise the maintenance log of pump seven for the night shift"
 
 
@@ -48,7 +59,7 @@ def make_request(i: int) -> InferRequest:
     """One escalation with a fresh id."""
     return InferRequest(
         id=f"b{i}",
-        device="bench-dev",
+        device=DEVICE,
         model=MODEL,
         kind="chat",
         messages=[ChatTurn(role="user", content=TEXT)],
@@ -76,12 +87,26 @@ async def run_bare(nc: Client, n: int, payload: bytes) -> list[float]:
     return out
 
 
-async def main(n: int, runs: int, warmup: int) -> None:
+async def main(n: int, runs: int, warmup: int, auth: bool) -> None:
     """Start everything, warm up, measure, print."""
     print("hub back-end: ECHO (a benchmark stand-in that repeats the prompt; no model runs)")
-    with nats_server() as server:
+    print(f"auth: {'operator mode, JWT credentials on every connection' if auth else 'none'}")
+    with contextlib.ExitStack() as stack:
+        store: KeyStore | None = None
+        device_creds: Path | None = None
+        if auth:
+            store = KeyStore(Path(stack.enter_context(tempfile.TemporaryDirectory())))
+            store.init(now=int(time.time()))
+            device_creds, _ = store.enroll(
+                DEVICE, site=None, labels={}, out=store.root, now=int(time.time())
+            )
+        server = stack.enter_context(nats_server(include=store.server_include if store else None))
+        hub_auth: dict[str, Any] = {"user_credentials": str(store.hub_creds)} if store else {}
+        dev_auth: dict[str, Any] = {"user_credentials": str(device_creds)} if device_creds else {}
         settings = HubSettings(
-            nats_url=server.url, models=[HubModelSpec(name=MODEL, backend="echo")]
+            nats_url=server.url,
+            models=[HubModelSpec(name=MODEL, backend="echo")],
+            credentials=store.hub_creds if store else None,
         )
         payload = encode(make_request(0))
         reply = encode(
@@ -93,14 +118,14 @@ async def main(n: int, runs: int, warmup: int) -> None:
                 usage=Usage(prompt_tokens=12, completion_tokens=12),
             )
         )
-        responder = await nats.connect(server.url)
-        client = await nats.connect(server.url)
+        responder = await nats.connect(server.url, **hub_auth)
+        client = await nats.connect(server.url, inbox_prefix=inbox_prefix(DEVICE), **dev_auth)
 
         async def bare_echo(msg: Msg) -> None:
             await responder.publish(msg.reply, reply)
 
         await responder.subscribe(BARE_SUBJECT, queue="bare", cb=bare_echo)
-        uplink = Uplink(server.url, device="bench-dev")
+        uplink = Uplink(server.url, device=DEVICE, credentials=device_creds)
         await uplink.connect()
         assert await uplink.wait_connected(5), "uplink did not connect"
         async with running_hub(settings):
@@ -134,5 +159,11 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=2000, help="requests per run (default 2000)")
     parser.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
     parser.add_argument("--warmup", type=int, default=200, help="warm-up requests per side")
+    parser.add_argument(
+        "--auth",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="operator-mode NATS with JWT credentials on both sides (default on)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.runs, args.warmup))
+    asyncio.run(main(args.n, args.runs, args.warmup, args.auth))
