@@ -15,6 +15,7 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from pathlib import Path
 
 from cloud_hub.backends.base import BackendEvent, RequestContext
@@ -26,6 +27,7 @@ from shared.runtimes.batched import BatchedDecoder, DecoderObserver
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.slots import DecodeJob
 from shared.runtimes.types import GenerationEnd, PreparedPrompt, SamplingParams, TokenPiece
+from shared.tool_calls import tool_prompt
 
 _DONE = object()
 
@@ -161,7 +163,16 @@ def _prepare(rt: GgufRuntime, req: InferRequest) -> tuple[PreparedPrompt, Sampli
     """Template and tokenize the request (off the event loop); refuse what cannot fit."""
     params = sampling_params(req.params)
     if req.kind == "chat":
-        prompt = rt.prepare_chat([m.model_dump() for m in req.messages or []])
+        # Tools in the generic format; their grammar replaces any sent (shared.tool_calls).
+        messages, grammar = tool_prompt(
+            [m.model_dump() for m in req.messages or []],
+            req.tools,
+            req.tool_choice,
+            req.parallel_tool_calls,
+        )
+        if req.tools:
+            params = replace(params, grammar=grammar)
+        prompt = rt.prepare_chat(messages)
     else:
         prompt = rt.prepare_text(req.prompt or "")
     rt.check_fits(prompt, params.max_tokens)
