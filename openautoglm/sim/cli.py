@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -82,6 +83,12 @@ def sim(scenario: str, report_dir: Path | None, baseline_dir: Path | None, verbo
                 extra={
                     "rss_per_device_mb": result.rss_per_device_mb,
                     "sim_loop_lag_p99_ms": percentile(result.loop_lag_ms, 99),
+                    "registry_devices_online": float(
+                        result.registry.get("devices", {}).get("online", math.nan)
+                    ),
+                    "registry_requests": float(
+                        result.registry.get("requests", {}).get("total", math.nan)
+                    ),
                 },
             ),
             out,

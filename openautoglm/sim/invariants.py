@@ -12,12 +12,14 @@ Checks:
   are not (``expect.max_fallback_share_healthy``);
 - ``breaker``: breakers open only when the hub fails, stay open their cooldown, and close again
   once the hub is back;
+- ``registry``: every device's heartbeats reached the hub's registry (``hubctl stats``);
 - ``deferred_lines`` (not yet: offline batches, issue 11) plugs in through :data:`EXTRA_CHECKS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from openautoglm.sim.breaker_checks import check_breaker
 from openautoglm.sim.scenario import Scenario
@@ -129,8 +131,36 @@ Check = Callable[[Scenario, Ledger], list[Violation]]
 EXTRA_CHECKS: list[Check] = []
 
 
-def check_all(scenario: Scenario, ledger: Ledger) -> list[Violation]:
-    """Every check; an empty list means the run kept every promise."""
+def check_registry(scenario: Scenario, registry: dict[str, Any] | str) -> list[Violation]:
+    """Every device's heartbeats reached the hub's registry (``hubctl stats`` after the run)."""
+    if isinstance(registry, str):
+        return [Violation("registry", f"the hub registry could not be read: {registry}")]
+    devices = registry.get("devices", {})
+    want = scenario.device_count
+    problems = []
+    if devices.get("total", 0) < want:
+        problems.append(f"{devices.get('total', 0)} of {want} devices are in the registry")
+    for state in ("never_seen", "offline"):
+        if devices.get(state, 0):
+            problems.append(f"{devices[state]} devices are {state.replace('_', ' ')}")
+    if not problems:
+        return []
+    return [
+        Violation(
+            "registry",
+            "the hub does not see every device's heartbeats: " + "; ".join(problems),
+            (f"hubctl stats: {devices}",),
+        )
+    ]
+
+
+def check_all(
+    scenario: Scenario, ledger: Ledger, *, registry: dict[str, Any] | str | None = None
+) -> list[Violation]:
+    """Every check; an empty list means the run kept every promise.
+
+    ``registry`` (``hubctl stats --json``, or why it could not be read) adds the heartbeat check.
+    """
     checks: list[Check] = [
         check_answered,
         check_answered_once,
@@ -139,4 +169,7 @@ def check_all(scenario: Scenario, ledger: Ledger) -> list[Violation]:
         check_breaker,
         *EXTRA_CHECKS,
     ]
-    return [v for check in checks for v in check(scenario, ledger)]
+    found = [v for check in checks for v in check(scenario, ledger)]
+    if registry is not None:
+        found += check_registry(scenario, registry)
+    return found

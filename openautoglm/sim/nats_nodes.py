@@ -128,10 +128,15 @@ async def ping_count(nc: object) -> int:
     return replies
 
 
-def hub_conf(i: int, ports: list[int], cluster_ports: list[int], leaf_ports: list[int]) -> str:
+def hub_conf(
+    i: int, ports: list[int], cluster_ports: list[int], leaf_ports: list[int], *, store: Path
+) -> str:
+    """Hub-side server ``i``: JetStream (domain ``hub``: the registry, batches), a leaf listener
+    that advertises nothing, and cluster routes to the others when there are several."""
     lines = [
         f"listen: {HOST}:{ports[i]}",
         f"server_name: hub-{i}",
+        f'jetstream {{ store_dir: "{store / f"js-{i}"}"\n  domain: hub }}',
         f"leafnodes {{ listen: {HOST}:{leaf_ports[i]}\n  no_advertise: true }}",
     ]
     if cluster_ports:

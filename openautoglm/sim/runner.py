@@ -23,6 +23,7 @@ from edge_agent.router.policy import RouterConfig
 from edge_agent.settings import EdgeSettings, load_settings
 from openautoglm.sim.collector import CollectorSink
 from openautoglm.sim.device import SharedPool, SimDevice
+from openautoglm.sim.errors import TopologyError
 from openautoglm.sim.faults import FaultInjector
 from openautoglm.sim.invariants import Violation, check_all
 from openautoglm.sim.proxy import FaultProxy
@@ -54,6 +55,8 @@ class RunResult:
     wall_s: float
     violations: list[Violation] = field(default_factory=list)
     collector_posts: int = 0
+    registry: dict[str, Any] = field(default_factory=dict)
+    """``hubctl stats --json`` after the traffic: the hub registry's view of the fleet."""
     loop_lag_ms: list[float] = field(default_factory=list)
     """How late a 100 ms timer fired on the devices' event loop, sampled through the traffic:
     a large lag means the simulator itself, not the fleet, made requests slow."""
@@ -145,7 +148,12 @@ async def _run(scenario: Scenario, workdir: Path, started: float) -> RunResult:
         finally:
             probe.cancel()
         per_device = max(per_device, (rss_mb() - base) / max(1, len(devices)))
-        violations = check_all(scenario, ledger)
+        registry: dict[str, Any] | str
+        try:
+            registry = await topo.registry_summary()
+        except (TopologyError, TimeoutError) as exc:
+            registry = str(exc)
+        violations = check_all(scenario, ledger, registry=registry)
         return RunResult(
             scenario=scenario,
             ledger=ledger,
@@ -155,6 +163,7 @@ async def _run(scenario: Scenario, workdir: Path, started: float) -> RunResult:
             violations=violations,
             collector_posts=0 if sink is None else sink.posts,
             loop_lag_ms=lags,
+            registry=registry if isinstance(registry, dict) else {},
         )
     finally:
         for i in range(0, len(devices), _START_BATCH):

@@ -19,6 +19,7 @@ around a proxy. Workers are ``hubctl serve`` processes with the echo back-end (a
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import subprocess
@@ -26,6 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from openautoglm.sim.errors import TopologyError
 from openautoglm.sim.nats_nodes import (
@@ -86,7 +88,7 @@ class Topology:
             self.nodes.append(
                 NatsNode(
                     f"hub-{i}",
-                    hub_conf(i, ports, cluster_ports, self._leaf_ports),
+                    hub_conf(i, ports, cluster_ports, self._leaf_ports, store=self.workdir),
                     ports[i],
                     self.workdir,
                 )
@@ -133,6 +135,27 @@ class Topology:
         if self.hub.leaf_nodes:
             return f"nats://{HOST}:{self.leaves[site].port}"
         return ",".join(f"nats://{HOST}:{n.port}" for n in self.nodes)
+
+    def hub_url(self) -> str:
+        """The hub-side servers themselves (no proxy): for the harness's own look at the hub."""
+        return ",".join(f"nats://{HOST}:{n.port}" for n in self.nodes)
+
+    async def registry_summary(self) -> dict[str, Any]:
+        """``hubctl stats --json``: the hub's registry, as an operator sees it."""
+        proc = await asyncio.create_subprocess_exec(
+            *hubctl_command(),
+            "stats",
+            "--json",
+            "--nats-url",
+            self.hub_url(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        if proc.returncode != 0:
+            raise TopologyError(f"hubctl stats failed ({proc.returncode}): {err.decode()[-500:]}")
+        summary: dict[str, Any] = json.loads(out)
+        return summary
 
     def worker_url(self) -> str:
         """The NATS URL(s) hub workers use (through the hub-link proxies)."""

@@ -33,6 +33,8 @@ BETTER: dict[str, int] = {
     "breaker_opens": -1,
     "rss_per_device_mb": -1,
     "sim_loop_lag_p99_ms": -1,
+    "registry_devices_online": +1,
+    "registry_requests": 0,
 }
 
 

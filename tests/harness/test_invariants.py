@@ -163,3 +163,21 @@ def test_breaker_must_open_in_an_outage_and_close_after() -> None:
     assert "1 devices sent more than breaker_failures=2 cloud-bound requests" in found[0].message
     assert found[0].examples == ("a-000: 4 cloud-bound requests, breaker never opened",)
     assert "1 breakers did not close again after the outage ended" in found[1].message
+
+
+def test_devices_missing_from_the_registry_are_reported() -> None:
+    ledger = Ledger()
+    seen = {"devices": {"total": 3, "online": 2, "stale": 0, "offline": 1, "never_seen": 0}}
+    [violation] = check_all(_scenario(), ledger, registry=seen)
+    assert violation.check == "registry"
+    assert violation.message == (
+        "the hub does not see every device's heartbeats: 3 of 4 devices are in the registry; "
+        "1 devices are offline"
+    )
+    all_in = {"devices": {"total": 4, "online": 4, "stale": 0, "offline": 0, "never_seen": 0}}
+    assert check_all(_scenario(), ledger, registry=all_in) == []
+    [unread] = check_all(_scenario(), ledger, registry="hubctl stats failed (1): no NATS")
+    assert (
+        str(unread)
+        == "[registry] the hub registry could not be read: hubctl stats failed (1): no NATS"
+    )

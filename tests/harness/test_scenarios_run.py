@@ -44,6 +44,7 @@ def test_open_autoglm_sim_smoke_writes_a_passing_report(tmp_path: Path) -> None:
     figures = json.loads((out / "figures.json").read_text())
     assert figures["ok_share"] == 1.0
     assert 0 < figures["rss_per_device_mb"] < 5
+    assert figures["registry_devices_online"] == 10  # every device's heartbeat reached the hub
     html = (out / "report.html").read_text()
     assert "PASS: every invariant held." in html
     assert html.count("data:image/png;base64,") == 4
@@ -70,3 +71,6 @@ async def test_hub_outage_falls_back_opens_breakers_and_recovers() -> None:
     closed = {d for _, d, _, state in ledger.breaker_events if state == "closed"}
     assert opened and closed
     assert all(kill.at_s <= t for t, *_ in ledger.breaker_events)
+    # The devices' heartbeats reached the hub registry (hubctl stats) despite the outage.
+    assert result.registry["devices"]["total"] == scenario.device_count
+    assert result.registry["devices"]["online"] == scenario.device_count
