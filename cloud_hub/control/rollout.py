@@ -26,7 +26,13 @@ from nats.js.api import KeyValueConfig
 from nats.js.kv import KeyValue
 
 from cloud_hub.control.audit import audit
-from cloud_hub.control.policy import materialize_all, open_config, read_layer, set_layer
+from cloud_hub.control.policy import (
+    current_record,
+    materialize_all,
+    open_config,
+    read_layer,
+    set_layer,
+)
 from cloud_hub.control.registry import Registry
 from cloud_hub.control.rollout_plan import (
     ACTIVE,
@@ -37,6 +43,7 @@ from cloud_hub.control.rollout_plan import (
     advance,
 )
 from shared.desired import LAYER_PREFIX, merge
+from shared.heartbeat import Heartbeat
 
 __all__ = ["active_overlays", "get_rollout", "set_status", "start_rollout", "tick"]
 
@@ -81,16 +88,36 @@ async def active_overlays(nc: Client) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-async def _figures(nc: Client) -> dict[str, Counters]:
+async def _figures(nc: Client) -> tuple[dict[str, Counters], dict[str, Heartbeat]]:
     registry = await Registry.open(nc)
-    out = {}
+    counters, beats = {}, {}
     for entry in await registry.entries():
         beat = entry.heartbeat
         if beat is not None:
-            out[entry.device] = Counters(
+            beats[entry.device] = beat
+            counters[entry.device] = Counters(
                 requests=beat.http_requests, errors=beat.http_errors,
                 latency_buckets=dict(beat.latency_buckets),
             )  # fmt: skip
+    return counters, beats
+
+
+async def _applied(
+    nc: Client, devices: list[str], beats: dict[str, Heartbeat]
+) -> dict[str, bool | str]:
+    """Per device: runs its current record (True), not yet (False), or the apply error."""
+    kv = await open_config(nc)
+    out: dict[str, bool | str] = {}
+    for device in devices:
+        record, beat = await current_record(kv, device), beats.get(device)
+        if record is None or beat is None:
+            out[device] = False
+        elif beat.applied_revision == record.revision:
+            out[device] = True
+        elif (beat.apply_error or "").startswith(f"revision {record.revision}:"):
+            out[device] = str(beat.apply_error)
+        else:
+            out[device] = False
     return out
 
 
@@ -149,7 +176,10 @@ async def tick(nc: Client, target: str, *, now: float | None = None) -> RolloutS
     state = await get_rollout(nc, target)
     if state is None or state.status != "running":
         return state
-    new, step = advance(state, now=time.time() if now is None else now, figures=await _figures(nc))
+    counters, beats = await _figures(nc)
+    applied = await _applied(nc, state.updated, beats)
+    at = time.time() if now is None else now
+    new, step = advance(state, now=at, figures=counters, applied=applied)
     if new == state:
         return state
     await _save(nc, new)

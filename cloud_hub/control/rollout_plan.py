@@ -105,6 +105,8 @@ class RolloutState(BaseModel):
     wave: int = -1
     """Index of the wave being watched; -1 before the first."""
     wave_started_at: float | None = None
+    window_from: float | None = None
+    """When every device of the current wave ran the change (its health window starts)."""
     status: Status = "running"
     reason: str = ""
     snapshot: dict[str, Counters] = Field(default_factory=dict)
@@ -135,6 +137,11 @@ class RolloutState(BaseModel):
         )  # fmt: skip
 
     @property
+    def converge_s(self) -> float:
+        """How long a wave's devices may take to apply the change before it counts as failed."""
+        return max(5 * self.window_s, 120.0)
+
+    @property
     def bounds(self) -> Bounds:
         """The health bounds as one value."""
         return Bounds(self.window_s, self.max_error_rate, self.max_p95_ratio)
@@ -162,15 +169,47 @@ class Step:
     finished: bool = False
 
 
+def _rollback(state: RolloutState, reason: str) -> tuple[RolloutState, Step]:
+    done = state.model_copy(update={"status": "rolled_back", "reason": reason})
+    note = f"wave {state.wave + 1} breached: {reason}; rolling back"
+    return done, Step(rollback=state.updated, note=note, finished=True)
+
+
 def advance(
-    state: RolloutState, *, now: float, figures: Mapping[str, Counters]
+    state: RolloutState,
+    *,
+    now: float,
+    figures: Mapping[str, Counters],
+    applied: Mapping[str, bool | str] | None = None,
 ) -> tuple[RolloutState, Step]:
-    """One tick: start the first wave, judge a wave whose window is over, or wait."""
+    """One tick: start the first wave, judge a wave whose window is over, or wait.
+
+    ``applied`` says, per updated device, whether it runs the change (True), not yet (False) or
+    could not apply it (the error). The window only counts once every updated device runs it;
+    an apply error is a breach; a wave that does not converge within ``converge_s`` is one too.
+    """
     if state.status != "running":
         return state, Step()
     if state.wave >= 0:
         assert state.wave_started_at is not None
-        if now - state.wave_started_at < state.window_s:
+        status = {d: (applied or {}).get(d, True) for d in state.updated}
+        failed = {d: v for d, v in status.items() if isinstance(v, str)}
+        if failed:
+            device, error = sorted(failed.items())[0]
+            return _rollback(state, f"{device} could not apply the change: {error}")
+        if not all(status.values()):
+            if now - state.wave_started_at > state.converge_s:
+                waiting = sorted(d for d, v in status.items() if v is not True)
+                return _rollback(
+                    state, f"{len(waiting)} device(s) did not apply the change within "
+                    f"{state.converge_s:g}s ({', '.join(waiting[:5])})"
+                )  # fmt: skip
+            return state, Step()
+        if state.window_from is None:  # converged just now: the window starts here
+            return state.model_copy(update={"window_from": now, "snapshot": dict(figures)}), Step(
+                note=f"wave {state.wave + 1}: all {len(status)} updated devices run the change"
+            )
+        if now - state.window_from < state.window_s:
             return state, Step()
         updated, pending = state.updated, state.pending
         verdict = judge(
@@ -179,16 +218,15 @@ def advance(
             state.bounds,
         )
         if not verdict.ok:
-            done = state.model_copy(update={"status": "rolled_back", "reason": verdict.reason})
-            note = f"wave {state.wave + 1} breached: {verdict.reason}; rolling back"
-            return done, Step(rollback=updated, note=note, finished=True)
+            return _rollback(state, verdict.reason)
         if state.wave == len(state.waves) - 1:
             done = state.model_copy(update={"status": "succeeded", "reason": verdict.reason})
             return done, Step(note=f"last wave healthy: {verdict.reason}", finished=True)
     before = set(state.updated)
     nxt = state.model_copy(
-        update={"wave": state.wave + 1, "wave_started_at": now, "snapshot": dict(figures)}
-    )
+        update={"wave": state.wave + 1, "wave_started_at": now, "window_from": None,
+                "snapshot": dict(figures)}
+    )  # fmt: skip
     fresh = [d for d in nxt.updated if d not in before]
     share = f"{nxt.waves[nxt.wave]:.0%}"
     return nxt, Step(apply=fresh, note=f"wave {nxt.wave + 1} ({share}): {len(fresh)} devices")

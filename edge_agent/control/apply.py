@@ -56,6 +56,8 @@ class Applier:
         self.applied_revision: str | None = None
         self.apply_error: str | None = None
         self._chain_root = cache.root / "chains"
+        self._managed = False
+        """Whether the plugin chain now in use came from the desired state."""
         self._lock = asyncio.Lock()
 
     async def apply(self, record: DeviceRecord, jsm: JetStreamManager) -> bool:
@@ -95,14 +97,20 @@ class Applier:
                 f"models.{model_id}: fetched and verified, but live model swap is not "
                 "supported by this agent yet; remove [models] from the desired state"
             )
+        restore = watcher is None and self._managed and spec.plugins is None
+        if restore and self.base.plugins_dir is not None:  # back to the local plugin directory
+            watcher = await asyncio.to_thread(PluginWatcher, self.base.plugins_dir)
         # Nothing below can fail: the swap is two assignments.
         self.state.settings = self.state.settings.model_copy(update={"router": router})
         self._retune(router)
-        if watcher is not None:
+        if watcher is not None or restore:
             old, self.state.plugins = self.state.plugins, watcher
+            self._managed = watcher is not None and watcher.directory != self.base.plugins_dir
+            if watcher is not None and not self._managed:
+                watcher.start()  # the local directory hot-reloads again
             if old is not None:
                 await asyncio.to_thread(old.stop)
-            self._drop_old_chains(keep=watcher.directory)
+            self._drop_old_chains(keep=watcher.directory if self._managed and watcher else None)
         keep = {p.sha256 for p in (spec.plugins or {}).values()}
         await asyncio.to_thread(self.cache.evict, keep=keep)
 
@@ -134,7 +142,7 @@ class Applier:
             (directory / f"{name}.plugin.toml").write_text(tomli_w.dumps(manifest))
         return directory
 
-    def _drop_old_chains(self, *, keep: Path) -> None:
+    def _drop_old_chains(self, *, keep: Path | None) -> None:
         for old in self._chain_root.iterdir() if self._chain_root.is_dir() else []:
             if old != keep and os.path.isdir(old):
                 shutil.rmtree(old, ignore_errors=True)

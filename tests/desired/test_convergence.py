@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -153,7 +154,7 @@ def test_plugins_arrive_verified_and_a_tampered_one_is_refused_and_reported(
     a, b = pair
     out = _hubctl(js_nats, tmp_path, "plugins", "push", str(WASM / "prompt_guard.wasm"),
                   "--manifest", str(WASM / "prompt_guard.plugin.toml"))  # fmt: skip
-    sha = out.split("@", 1)[1].split()[0]
+    sha = re.findall(r"@([0-9a-f]{64})", out)[-1]
     good = tmp_path / "guard.toml"
     good.write_text(f'[plugins.prompt_guard]\nsha256 = "{sha}"\n')
     _hubctl(js_nats, tmp_path, "policy", "set", str(good), "--device", "dev-a")

@@ -54,25 +54,47 @@ def test_waves_parse_and_bad_waves_say_how_to_write_them() -> None:
     assert wave_size(0.05, 3) == 1
 
 
+def _converge(state: RolloutState, now: float, n: int) -> RolloutState:
+    state, step = advance(state, now=now, figures=_figs(n))
+    assert state.window_from == now and "run the change" in step.note
+    return state
+
+
 def test_healthy_waves_go_out_in_order_and_finish() -> None:
     state, step = advance(_new(), now=0, figures=_figs(0))
     assert state.wave == 0 and len(step.apply) == 1
+    state = _converge(state, 1, 0)
     state, step = advance(state, now=30, figures=_figs(10))
     assert step.apply == [] and state.wave == 0  # window not over
-    state, step = advance(state, now=61, figures=_figs(20))
+    state, step = advance(state, now=62, figures=_figs(20))
     assert (
         state.wave == 1 and len(step.apply) == 4 and set(step.apply).isdisjoint(state.devices[:1])
     )
-    state, step = advance(state, now=122, figures=_figs(40))
+    state = _converge(state, 63, 20)
+    state, step = advance(state, now=124, figures=_figs(40))
     assert state.wave == 2 and len(step.apply) == 15
-    state, step = advance(state, now=183, figures=_figs(60))
+    state = _converge(state, 125, 40)
+    state, step = advance(state, now=186, figures=_figs(60))
     assert state.status == "succeeded" and step.finished and step.rollback == []
+
+
+def test_the_window_waits_for_the_wave_to_run_the_change() -> None:
+    state, step = advance(_new(), now=0, figures=_figs(0))
+    canary = step.apply[0]
+    waiting, step = advance(state, now=100, figures=_figs(10), applied={canary: False})
+    assert waiting == state and step == type(step)()
+    late, step = advance(state, now=500, figures=_figs(10), applied={canary: False})
+    assert late.status == "rolled_back" and "did not apply the change within 300s" in late.reason
+    broken, step = advance(state, now=1, figures=_figs(0), applied={canary: "sha mismatch"})
+    assert broken.status == "rolled_back" and step.rollback == [canary]
+    assert broken.reason == f"{canary} could not apply the change: sha mismatch"
 
 
 def test_a_failing_first_wave_rolls_back_and_later_devices_never_get_it() -> None:
     state, step = advance(_new(), now=0, figures=_figs(0))
     canary = step.apply
-    state, step = advance(state, now=61, figures=_figs(10, bad=set(canary)))
+    state = _converge(state, 1, 0)
+    state, step = advance(state, now=62, figures=_figs(10, bad=set(canary)))
     assert state.status == "rolled_back" and step.rollback == canary and step.apply == []
     assert "error rate 1.000" in state.reason
     state, step = advance(state, now=200, figures=_figs(50))
@@ -81,7 +103,9 @@ def test_a_failing_first_wave_rolls_back_and_later_devices_never_get_it() -> Non
 
 def test_a_slow_wave_breaches_the_p95_ratio() -> None:
     state, step = advance(_new(), now=0, figures=_figs(0))
-    state, step = advance(state, now=61, figures=_figs(10, slow=set(step.apply)))
+    slow = set(step.apply)
+    state = _converge(state, 1, 0)
+    state, step = advance(state, now=62, figures=_figs(10, slow=slow))
     assert state.status == "rolled_back" and "p95 latency 2.000s is 4.00x" in state.reason
 
 
