@@ -164,10 +164,11 @@ def grammar_source(spec: ToolSpec) -> str | None:
     return source if spec.forced else PROSE_OR + source
 
 
-def system_block(spec: ToolSpec) -> str:
-    """The system-prompt text that declares the callable functions and the answer format."""
-    lines = ["You can call these functions:"]
-    for fn in spec.calling:
+def system_block(spec: ToolSpec, *, listed: bool = True) -> str:
+    """The system-prompt text that declares the callable functions (unless the chat template
+    lists them: ``listed=False``) and the answer format."""
+    lines = ["You can call these functions:"] if listed else []
+    for fn in spec.calling if listed else []:
         doc = f": {fn['description']}" if fn.get("description") else ""
         lines.append(f"- {fn['name']}{doc}")
         lines.append(f"  parameters: {json.dumps(_parameters(fn), separators=(',', ':'))}")
@@ -182,10 +183,13 @@ def system_block(spec: ToolSpec) -> str:
 
 
 def render_messages(
-    messages: Sequence[Mapping[str, Any]], spec: ToolSpec | None
+    messages: Sequence[Mapping[str, Any]], spec: ToolSpec | None, *, template_tools: bool = False
 ) -> list[dict[str, str]]:
     """Plain ``role``/``content`` messages: the tool block in the system message, calls and
-    results written out in the generic format (assistant ``tool_calls``, ``tool`` messages)."""
+    results written out in the generic format (assistant ``tool_calls``, ``tool`` messages).
+
+    ``template_tools``: the chat template lists the tools (``prepare_chat(tools=…)``), so the
+    block only says how to answer."""
     names: dict[str, str] = {}
     out: list[dict[str, str]] = []
     for m in messages:
@@ -204,7 +208,7 @@ def render_messages(
             content = f"Result of {names.get(call_id, 'the function')} ({call_id}): {content}"
         out.append({"role": role, "content": content})
     if spec is not None and spec.calling:
-        block = system_block(spec)
+        block = system_block(spec, listed=not template_tools)
         if out and out[0]["role"] in ("system", "developer"):
             out[0] = {"role": out[0]["role"], "content": out[0]["content"] + "\n\n" + block}
         else:
@@ -303,10 +307,14 @@ def tool_prompt(
     tools: Sequence[Mapping[str, Any]] | None,
     choice: str | None,
     parallel: bool | None,
-) -> tuple[list[dict[str, str]], str | None]:
-    """A wire request's rendered messages and its tool grammar (``None``: no tools to call).
+    *,
+    template_tools: bool = False,
+) -> tuple[list[dict[str, str]], str | None, list[Mapping[str, Any]] | None]:
+    """A wire request's rendered messages, its tool grammar (``None``: no tools to call) and the
+    functions for a chat template that lists tools (``template_tools``; else None).
 
     What the hub's GGUF back-end runs; :class:`InvalidInput` names a bad tool or choice."""
     spec = ToolSpec.make(tools, choice=choice, parallel=parallel) if tools else None
     grammar = grammar_source(spec) if spec is not None else None
-    return render_messages(messages, spec), grammar
+    listed = spec.calling if spec is not None and template_tools and spec.calling else None
+    return render_messages(messages, spec, template_tools=template_tools), grammar, listed

@@ -164,15 +164,16 @@ def _prepare(rt: GgufRuntime, req: InferRequest) -> tuple[PreparedPrompt, Sampli
     params = sampling_params(req.params)
     if req.kind == "chat":
         # Tools in the generic format; their grammar replaces any sent (shared.tool_calls).
-        messages, grammar = tool_prompt(
+        messages, grammar, listed = tool_prompt(
             [m.model_dump() for m in req.messages or []],
             req.tools,
             req.tool_choice,
             req.parallel_tool_calls,
+            template_tools=rt.tool_template,
         )
         if req.tools:
             params = replace(params, grammar=grammar)
-        prompt = rt.prepare_chat(messages)
+        prompt = rt.prepare_chat(messages, tools=listed)
     else:
         prompt = rt.prepare_text(req.prompt or "")
     rt.check_fits(prompt, params.max_tokens)

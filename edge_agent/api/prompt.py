@@ -7,6 +7,7 @@ chat template and tokeniser run on the agent's worker pool.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from edge_agent.api.jobs import Job
 from edge_agent.api.state import AgentState
@@ -79,7 +80,12 @@ async def prepare(state: AgentState, runtime: GgufRuntime, job: Job) -> Prepared
     """Chat template and tokens, on a worker thread: long prompts take a while to tokenise."""
     loop = asyncio.get_running_loop()
     if job.messages is not None:
-        # Tools, calls and tool results in the generic format (``shared.tool_calls``).
-        messages = render_messages(job.messages, job.tools)
-        return await loop.run_in_executor(state.workers, runtime.prepare_chat, messages)
+        # Tools, calls and tool results in the generic format (``shared.tool_calls``); a chat
+        # template that renders tools lists them itself.
+        listed = runtime.tool_template and job.tools is not None and bool(job.tools.calling)
+        messages = render_messages(job.messages, job.tools, template_tools=listed)
+        tools = job.tools.calling if listed and job.tools is not None else None
+        return await loop.run_in_executor(
+            state.workers, functools.partial(runtime.prepare_chat, messages, tools=tools)
+        )
     return await loop.run_in_executor(state.workers, runtime.prepare_text, job.prompt_text or "")

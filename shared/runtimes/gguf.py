@@ -11,7 +11,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,9 @@ class GgufRuntime:
         self.n_vocab: int = llm.n_vocab()
         self._vocab = llm._model.vocab
         self._formatter = self._chat_formatter(llm)
+        template = str(llm.metadata.get("tokenizer.chat_template") or "")
+        #: Whether the chat template renders ``tools`` itself (else ``shared.tool_calls`` does).
+        self.tool_template: bool = self._formatter is not None and "tools" in template
         self._embedder: Any | None = None
         self._embed_lock = threading.Lock()
         self._grammars: dict[str, Any] = {}
@@ -124,12 +127,17 @@ class GgufRuntime:
         """Whether the GGUF metadata carries a chat template (base models often do not)."""
         return self._formatter is not None
 
-    def prepare_chat(self, messages: Sequence[ChatMessage]) -> PreparedPrompt:
+    def prepare_chat(
+        self, messages: Sequence[ChatMessage], *, tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> PreparedPrompt:
         """Render messages with the model's own chat template and tokenize the result.
 
         Special tokens come only from the template: message contents are tokenised as plain
         text, so ``<|im_end|>`` in user text cannot close a turn (see ``chat_prompt``).
+        ``tools`` (OpenAI ``function`` objects) go to a template that renders them
+        (:attr:`tool_template`).
         """
+        listed = [{"type": "function", "function": dict(f)} for f in tools] if tools else None
         formatter = self._formatter
         if formatter is None:
             raise UnsupportedOperation(
@@ -139,7 +147,7 @@ class GgufRuntime:
 
         def render(msgs: list[dict[str, Any]]) -> tuple[str, bool, tuple[str, ...]]:
             try:
-                result = formatter(messages=msgs)
+                result = formatter(messages=msgs, tools=listed)
             except Exception as exc:  # jinja2 raises many types for bad message lists
                 raise InvalidInput(
                     f"the chat template could not render these messages: {exc}"
