@@ -136,6 +136,7 @@ async def start_batches(state: AgentState) -> BatchRuntime | None:
         hub_domain=cfg.hub_domain,
         run_local=_run_local(state),
         idle=lambda: idle(state),
+        load=lambda: sum(state.queue_depths().values()),
         cloud_allowed=cloud_allowed,
     )
     loops.start()

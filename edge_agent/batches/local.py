@@ -5,7 +5,8 @@
 
 A line starts only while no interactive request waits or runs (``idle()``), and the check is
 made again just before it starts, so an interactive request that came in meanwhile goes
-first. An ``auto`` line that finds the device busy while the hub can be reached goes to the
+first. One that comes in while a line runs (``load()`` counts more than that line) stops
+the line at once; the line starts again, from the beginning, at the next idle moment. An ``auto`` line that finds the device busy while the hub can be reached goes to the
 hub instead (output ``tier: cloud, reason: load``); an ``edge`` line (or an ``auto`` line
 with the link down) waits for idle time. Each output line records its tier, its reason and
 ``started_at`` (when the device began it, Unix seconds).
@@ -14,6 +15,7 @@ with the link down) waits for idle time. Each output line records its tier, its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,13 +43,17 @@ class LocalLines:
         run_local: RunLocal,
         idle: Callable[[], bool],
         link_up: Callable[[], bool],
+        load: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.run_local = run_local
         self.idle = idle
         self.link_up = link_up
+        self.load = load
         self.clock = clock
+        #: Lines stopped to let an interactive request go first (and run again later).
+        self.preempted = 0
 
     async def run(self) -> None:
         """Take lines one at a time, forever (each is acknowledged once it is answered)."""
@@ -73,16 +79,21 @@ class LocalLines:
         rec = await self.store.get_batch(line.batch_id)
         if rec is None or rec.status in DONE or rec.status == "cancelling":
             return
-        while not self.idle():  # an interactive request waits or runs: it goes first
-            if line.tier == "auto" and self.link_up():
-                moved = line.model_copy(update={"reason": "load"})
-                await self.store.publish_line(
-                    moved, local=False, msg_id=line.line_id + MOVED_SUFFIX
-                )
-                return
-            await asyncio.sleep(IDLE_POLL_S)
-        started = round(self.clock(), 3)
-        status, body = await self.run_local(rec.endpoint, line.body or {})
+        while True:
+            while not self.idle():  # an interactive request waits or runs: it goes first
+                if line.tier == "auto" and self.link_up():
+                    moved = line.model_copy(update={"reason": "load"})
+                    await self.store.publish_line(
+                        moved, local=False, msg_id=line.line_id + MOVED_SUFFIX
+                    )
+                    return
+                await asyncio.sleep(IDLE_POLL_S)
+            started = round(self.clock(), 3)
+            task = asyncio.ensure_future(self.run_local(rec.endpoint, line.body or {}))
+            if await self._finished_unless_preempted(task):
+                break
+            self.preempted += 1
+        status, body = task.result()
         ok = status == 200
         error = None if ok else body.get("error", {"code": "failed", "message": "local run failed"})
         out = output_line(
@@ -97,3 +108,14 @@ class LocalLines:
             started_at=started,
         )
         await self.store.put_output(line.batch_id, line.index, ok=ok, line=out)
+
+    async def _finished_unless_preempted(self, task: asyncio.Future[Any]) -> bool:
+        """Wait for ``task``; cancel it (False) when an interactive request joins it."""
+        while not task.done():
+            await asyncio.wait({task}, timeout=IDLE_POLL_S)
+            if not task.done() and self.load() > 1:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return False
+        return True

@@ -102,6 +102,7 @@ class BatchLoops:
         run_local: RunLocal,
         idle: Callable[[], bool],
         cloud_allowed: Callable[[], bool] = lambda: True,
+        load: Callable[[], int] = lambda: 0,
     ) -> None:
         self.svc = service
         self.store = service.store
@@ -112,7 +113,9 @@ class BatchLoops:
         self.cloud_allowed = cloud_allowed
         #: Whether the hub's JetStream answered the last probe across the leaf.
         self.hub_reachable = False
-        self.local = LocalLines(self.store, run_local=run_local, idle=idle, link_up=self.link_up)
+        self.local = LocalLines(
+            self.store, run_local=run_local, idle=idle, link_up=self.link_up, load=load
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._endpoints: dict[str, str] = {}
         #: Batches finalized by this process: a late result for one is dropped.
