@@ -6,6 +6,7 @@ what they decoded for assertions. ``SilentServer`` accepts connections and never
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
@@ -248,3 +249,66 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+class HangingServer:
+    """Accepts connections and never answers; counts connections open at once.
+
+    ``mark()`` starts a new count: ``peak`` is then the most connections opened after the
+    mark that were open at the same time (1 means one after another).
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._marked = False
+        self._open_new = 0
+        self.peak = 0
+        self.accepted = 0
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def mark(self) -> None:
+        with self._lock:
+            self._marked, self._open_new, self.peak = True, 0, 0
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.accepted += 1
+                self._conns.append(conn)
+                new = self._marked
+                if new:
+                    self._open_new += 1
+                    self.peak = max(self.peak, self._open_new)
+            threading.Thread(target=self._drain, args=(conn, new), daemon=True).start()
+
+    def _drain(self, conn: socket.socket, new: bool) -> None:
+        with contextlib.suppress(OSError):
+            while conn.recv(65536):
+                pass  # read the request, never answer; EOF: the client gave up
+        if new:
+            with self._lock:
+                self._open_new -= 1
+
+    def close(self) -> None:
+        self._sock.close()
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.close()
+
+
+@contextmanager
+def hanging_server() -> Iterator[HangingServer]:
+    """A :class:`HangingServer` on loopback, closed on exit."""
+    server = HangingServer()
+    try:
+        yield server
+    finally:
+        server.close()
