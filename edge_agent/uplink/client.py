@@ -184,9 +184,9 @@ class Uplink:
 
     def _refused(self, exc: BaseException) -> None:
         """The server refused the credentials: say which, stop retrying, answer locally."""
-        which = f"credentials {self.credentials}" if self.credentials else "no credentials"
+        which = f"'s credentials {self.credentials}" if self.credentials else " (no credentials)"
         self.auth_error = (
-            f"NATS at {self.link.servers} refused device {self.device}'s {which} "
+            f"NATS at {self.link.servers} refused device {self.device}{which} "
             f"({_describe(exc)}); the device may be revoked or the file belongs to another "
             "server: enroll it again (`hubctl devices enroll`) and fix hub.credentials"
         )
