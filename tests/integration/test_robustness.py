@@ -93,7 +93,7 @@ def test_client_disconnect_stops_generation_within_a_few_tokens() -> None:
 
 def test_full_queue_answers_503_with_retry_after() -> None:
     with (
-        run_agent(max_queue=0) as agent,
+        run_agent(max_queue=0, parallel=1) as agent,
         httpx.stream("POST", f"{agent.v1}/chat/completions", json=LONG, timeout=30) as resp,
     ):
         lines = resp.iter_lines()

@@ -182,7 +182,11 @@ def test_confident_local_answer_stays_at_the_edge(
 def test_busy_local_queue_sends_the_next_request_to_the_cloud_with_load(
     nats_server: NatsServer, echo_hub: HubService
 ) -> None:
-    with edge(nats_server.url, router={"load_slo_s": 0.001}) as agent, oai(agent) as client:
+    # One slot: a second request would wait (with more slots it starts at once, no load).
+    with (
+        edge(nats_server.url, router={"load_slo_s": 0.001}, parallel=1) as agent,
+        oai(agent) as client,
+    ):
         # A long local generation: a raw completion of a counting prompt rarely stops early.
         with httpx.stream(
             "POST",
