@@ -10,10 +10,11 @@ end message from a :class:`StreamFramer`. Failures go out through :func:`send_er
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from nats.micro.request import Request
 from nats.micro.service import Service
+from prometheus_client import CollectorRegistry, Counter
 
 from cloud_hub.serving.admission import reply_allowed
 from shared.protocol import (
@@ -75,26 +76,36 @@ def reply_subject(request: Request) -> str:
     return str(getattr(msg, "reply", "") or "")
 
 
-def answerable(request: Request, *, spoofed: Callable[[], object]) -> bool:
-    """Whether ``request`` may be answered: it has a reply subject in the sender's own inbox.
+class ReplyGuard:
+    """Answers only into the sender's own inbox, and counts what it drops.
 
     A reply subject outside ``_INBOX.<device from the subject>.`` is dropped unanswered (the
-    server does not check reply subjects, so answering would write into another device's
-    inbox); ``spoofed()`` counts it.
+    server does not check reply subjects, so answering would write into another device's inbox)
+    and counted in ``agl_hub_spoofed_replies_total``.
     """
-    reply = reply_subject(request)
-    if not reply:
-        log.warning("a request on %s has no reply subject; ignored", request.subject)
-        return False
-    if not reply_allowed(request.subject, reply):
-        spoofed()
-        log.warning(
-            "dropped a request on %s: its reply subject %s is not that device's inbox",
-            request.subject,
-            reply[:80],
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.spoofed = Counter(
+            "agl_hub_spoofed_replies",
+            "Requests dropped because their reply subject was not the sending device's inbox",
+            registry=registry,
         )
-        return False
-    return True
+
+    def allows(self, request: Request) -> bool:
+        """Whether ``request`` has a reply subject in its sender's own inbox (else: logged)."""
+        reply = reply_subject(request)
+        if not reply:
+            log.warning("a request on %s has no reply subject; ignored", request.subject)
+            return False
+        if not reply_allowed(request.subject, reply):
+            self.spoofed.inc()
+            log.warning(
+                "dropped a request on %s: its reply subject %s is not that device's inbox",
+                request.subject,
+                reply[:80],
+            )
+            return False
+        return True
 
 
 def usage(end: GenerationEnd) -> Usage:

@@ -1,12 +1,9 @@
 """The hub's NATS inference service (``nats.micro`` service ``agl-hub``).
 
-One endpoint per model on ``agl.v1.dev.*.infer.<model>`` in queue group ``hub``, so several
-hub processes share the load and ``$SRV.PING/INFO/STATS`` find them. The device is the
-subject's; a reply subject outside that device's inbox is dropped unanswered. Each request
-passes :func:`~cloud_hub.serving.admission.admit` in the subscription's callback and is then
-answered in its own task (:func:`~cloud_hub.serving.answering.answer`); cancels arrive on
-``agl.v1.dev.*.cancel.*`` and stop only that device's request. Every bad message gets an
-error reply and the hub keeps serving. Heartbeats feed the registry (``control.intake``).
+One endpoint per model on ``agl.v1.dev.*.infer.<model>`` (queue group ``hub``; ``$SRV.*``
+finds it). The device is the subject's; a reply outside its inbox is dropped (``replies``).
+Requests pass ``admission.admit`` in the callback and run in a task (``answering``); cancels
+(``agl.v1.dev.*.cancel.*``) stop only that device's request; bad messages get error replies.
 Embedding the hub in another program (an all-in-one launcher, a test)::
 
     async with running_hub(settings) as hub:   # connects, loads models, subscribes
@@ -29,7 +26,6 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 from prometheus_client import CollectorRegistry
-from prometheus_client import Counter as PromCounter
 
 from cloud_hub import __version__
 from cloud_hub.backends import Backend, RequestContext, start_backends
@@ -41,7 +37,7 @@ from cloud_hub.serving.answering import FinishedRequest, answer
 from cloud_hub.serving.connection import connect
 from cloud_hub.serving.interest import start_watch
 from cloud_hub.serving.models_info import ModelsAnswer
-from cloud_hub.serving.replies import ErrorStats, answerable, reply_subject, send_error
+from cloud_hub.serving.replies import ErrorStats, ReplyGuard, reply_subject, send_error
 from cloud_hub.settings import HubSettings
 from shared.protocol import InferRequest
 from shared.subjects import CANCEL_WILDCARD, QUEUE_GROUP, parse_subject
@@ -88,11 +84,7 @@ class HubService:
         self.intake: HeartbeatIntake | None = None
         self.batches: BatchWorker | None = None  # deferred lines (control.batches)
         self.models_answer: ModelsAnswer | None = None  # agl.v1.dev.*.models
-        self._spoofed = PromCounter(
-            "agl_hub_spoofed_replies",
-            "Requests dropped because their reply subject was not the sending device's inbox",
-            registry=self.metrics.registry,
-        )
+        self._guard = ReplyGuard(self.metrics.registry)
         self._draining = False
         self._closed = False
 
@@ -150,7 +142,7 @@ class HubService:
 
     async def _on_request(self, request: Request, stats: ErrorStats) -> None:
         # Runs in the subscription's delivery loop: answer or hand off to a task, never wait.
-        if not answerable(request, spoofed=self._spoofed.inc):
+        if not self._guard.allows(request):
             return
         verdict = admit(
             request.subject,

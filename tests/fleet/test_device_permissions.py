@@ -171,7 +171,7 @@ async def test_a_reply_subject_in_another_devices_inbox_is_dropped_unanswered(
             infer_subject("dev-a", ECHO), chat_from("dev-a"), reply="_INBOX.dev-b.spoofed"
         )
         await a.nc.flush()
-        await apoll(lambda: hub._spoofed._value.get() == 1, 5, "the spoofed request counted")
+        await apoll(lambda: hub._guard.spoofed._value.get() == 1, 5, "the spoofed request counted")
     await asyncio.sleep(0.3)
     assert got == []
     assert "_INBOX.dev-b.spoofed is not that device's inbox" in caplog.text
