@@ -15,7 +15,7 @@ from shared.errors import AglError
 __all__ = ["quiet_logging", "sim"]
 
 #: Loggers that speak per device or per request: 200 devices would drown the terminal.
-_NOISY = ("edge_agent", "shared", "nats", "opentelemetry", "openautoglm.sim.proxy")
+_NOISY = ("edge_agent", "shared", "nats", "opentelemetry", "asyncio", "openautoglm.sim.proxy")
 
 
 def quiet_logging(verbose: bool) -> None:
@@ -71,14 +71,19 @@ def sim(scenario: str, report_dir: Path | None, baseline_dir: Path | None, verbo
             f"{loaded.duration_s:g} s of traffic",
             err=True,
         )
-        result = run_scenario_sync(loaded)
         out = report_dir or Path("sim-reports") / loaded.name
+        try:
+            result = run_scenario_sync(loaded, hub_report=out / "hub")
+        except KeyboardInterrupt:
+            click.echo("interrupted: the fleet was stopped, no report written", err=True)
+            raise SystemExit(130) from None
         figures = write_report(
             ReportInput(
                 ledger=result.ledger,
                 title=loaded.name,
                 duration_s=loaded.duration_s,
                 description=loaded.description,
+                links=[("The hub's own view of this fleet (hubctl report)", "hub/report.html")],
                 violations=result.violations,
                 extra={
                     "rss_per_device_mb": result.rss_per_device_mb,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import os
 import signal
 import subprocess
 import time
@@ -26,12 +28,15 @@ __all__ = [
     "PROBE_DEVICE",
     "NatsNode",
     "accepts",
+    "die_with_parent",
     "hub_conf",
     "infer_reaches_hub",
     "ping_count",
 ]
 
 HOST = "127.0.0.1"
+#: prctl option: the signal a child gets when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
 #: The device id of the harness's readiness probes (their replies come to its inbox).
 PROBE_DEVICE = "sim-probe"
 
@@ -54,7 +59,7 @@ class NatsNode:
             [nats_server_binary(), "-c", str(conf), "-l", str(logfile)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
@@ -148,3 +153,12 @@ def hub_conf(
             f"  no_advertise: true\n  routes: [ {routes} ] }}"
         )
     return "\n".join(lines) + "\n"
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for the simulator's children: a new session (a Ctrl-C in the terminal is the
+    simulator's to handle), and SIGKILL when the simulator dies, even by SIGKILL (Linux)."""
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,27 +100,43 @@ def device_settings(
     )
 
 
-def run_scenario_sync(scenario: Scenario) -> RunResult:
-    """:func:`run_scenario` on a fresh event loop (uvloop when installed: it comes with uvicorn)."""
+def run_scenario_sync(scenario: Scenario, *, hub_report: Path | None = None) -> RunResult:
+    """:func:`run_scenario` on a fresh event loop (uvloop when installed: it comes with uvicorn).
+
+    SIGTERM stops the run like Ctrl-C: workers and nats-servers are stopped on the way out.
+    """
     try:
         import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it
-        return asyncio.run(run_scenario(scenario))
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(run_scenario(scenario))
+        factory = None
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(run_scenario(scenario, hub_report=hub_report))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-async def run_scenario(scenario: Scenario, *, workdir: Path | None = None) -> RunResult:
-    """Run ``scenario`` end to end and check its invariants (module docstring)."""
+async def run_scenario(
+    scenario: Scenario, *, workdir: Path | None = None, hub_report: Path | None = None
+) -> RunResult:
+    """Run ``scenario`` end to end and check its invariants (module docstring).
+
+    ``hub_report``: also write ``hubctl report`` (the hub registry's view of this fleet) there.
+    """
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="agl-sim-")))
-        return await _run(scenario, workdir, started)
+        return await _run(scenario, workdir, started, hub_report)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _run(scenario: Scenario, workdir: Path, started: float) -> RunResult:
+async def _run(
+    scenario: Scenario, workdir: Path, started: float, hub_report: Path | None
+) -> RunResult:
     FaultInjector.check_supported(scenario)
     rng = random.Random(scenario.seed)
     topo = Topology(scenario.hub, sites=[s.name for s in scenario.sites], workdir=workdir)
@@ -154,6 +172,11 @@ async def _run(scenario: Scenario, workdir: Path, started: float) -> RunResult:
         except (TopologyError, TimeoutError) as exc:
             registry = str(exc)
         violations = check_all(scenario, ledger, registry=registry)
+        if hub_report is not None:
+            try:
+                await topo.hub_report(hub_report)
+            except (TopologyError, TimeoutError) as exc:
+                log.warning("the hub's own report could not be written: %s", exc)
         return RunResult(
             scenario=scenario,
             ledger=ledger,

@@ -14,11 +14,12 @@ process.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ class SimulatedRuntime(GgufRuntime):
         self.n_vocab = 32_000
         self.n_threads = 1
         self.n_gpu_layers = 0
+        self.tool_template = False  # tools are rendered by shared.tool_calls, as for most GGUFs
 
     @property
     def has_chat_template(self) -> bool:
@@ -96,8 +98,14 @@ class SimulatedRuntime(GgufRuntime):
     def max_token_bytes(self) -> int:
         return 64
 
-    def prepare_chat(self, messages: Sequence[dict[str, Any]]) -> PreparedPrompt:
+    def prepare_chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> PreparedPrompt:
         count = sum(_PER_MESSAGE + _words(str(m.get("content") or "")) for m in messages)
+        count += sum(_words(json.dumps(t)) for t in tools or ())
         return PreparedPrompt(tokens=list(range(max(1, count))), stop=("<|im_end|>",))
 
     def prepare_text(self, prompt: str) -> PreparedPrompt:

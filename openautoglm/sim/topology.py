@@ -34,6 +34,7 @@ from openautoglm.sim.nats_nodes import (
     HOST,
     PROBE_DEVICE,
     NatsNode,
+    die_with_parent,
     hub_conf,
     infer_reaches_hub,
     ping_count,
@@ -157,6 +158,24 @@ class Topology:
         summary: dict[str, Any] = json.loads(out)
         return summary
 
+    async def hub_report(self, out_dir: Path) -> None:
+        """``hubctl report --since all --out out_dir``: the hub's own report of this fleet."""
+        proc = await asyncio.create_subprocess_exec(
+            *hubctl_command(),
+            "report",
+            "--since",
+            "all",
+            "--out",
+            str(out_dir),
+            "--nats-url",
+            self.hub_url(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 120)
+        if proc.returncode != 0:
+            raise TopologyError(f"hubctl report failed ({proc.returncode}): {err.decode()[-500:]}")
+
     def worker_url(self) -> str:
         """The NATS URL(s) hub workers use (through the hub-link proxies)."""
         return ",".join(f"nats://{HOST}:{p.port}" for p in self.hub_proxies)
@@ -189,7 +208,7 @@ class Topology:
             stdout=logfile,
             stderr=subprocess.STDOUT,
             env=env,
-            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         logfile.close()
         worker = _Worker(index, proc)

@@ -35,6 +35,13 @@ BETTER: dict[str, int] = {
     "sim_loop_lag_p99_ms": -1,
     "registry_devices_online": +1,
     "registry_requests": 0,
+    # hubctl report (from heartbeats)
+    "devices": 0,
+    "devices_online": +1,
+    "devices_offline": -1,
+    "breakers_open": -1,
+    "p50_latency_s": -1,
+    "p99_latency_s": -1,
 }
 
 

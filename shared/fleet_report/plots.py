@@ -12,13 +12,21 @@ from typing import Any
 
 from shared.fleet_report.ledger import Ledger
 
-__all__ = ["device_heatmap", "latency_cdf", "timeline", "tokens_by_tier"]
+__all__ = [
+    "TIER_COLORS",
+    "device_heatmap",
+    "latency_cdf",
+    "pyplot",
+    "timeline",
+    "tokens_by_tier",
+]
 
-_TIER_COLORS = {"edge": "#2b8cbe", "cloud": "#e6550d", "fallback": "#756bb1", "error": "#d62728"}
+TIER_COLORS = {"edge": "#2b8cbe", "cloud": "#e6550d", "fallback": "#756bb1", "error": "#d62728"}
 _DPI = 110
 
 
-def _plt() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg back-end, with the report's style."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,7 +38,7 @@ def _plt() -> Any:
 
 def latency_cdf(ledger: Ledger, path: Path) -> None:
     """Latency CDF per answering tier, JSON (solid) and streamed (dashed, paced), log time axis."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for tier in ("edge", "cloud"):
         for stream, style in ((False, "-"), (True, "--")):
@@ -48,7 +56,7 @@ def latency_cdf(ledger: Ledger, path: Path) -> None:
                 values,
                 ys,
                 where="post",
-                color=_TIER_COLORS[tier],
+                color=TIER_COLORS[tier],
                 linestyle=style,
                 label=f"{tier}, {kind} (n={len(values)}, p99 {p99:.0f} ms)",
             )
@@ -86,7 +94,7 @@ def _fault_marks(ax: Any, ledger: Ledger) -> None:
 
 def timeline(ledger: Ledger, path: Path, *, duration_s: float) -> None:
     """Answers/s by tier (stacked) and the escalation and fallback shares, with fault markers."""
-    plt = _plt()
+    plt = pyplot()
     width = _bins(duration_s)
     n = max(1, math.ceil(duration_s / width))
     counts = {k: [0] * n for k in ("edge", "cloud", "fallback", "error")}
@@ -113,7 +121,7 @@ def timeline(ledger: Ledger, path: Path, *, duration_s: float) -> None:
     ):
         rates = [c / width for c in counts[key]]
         top.bar(
-            xs, rates, width=width * 0.95, bottom=bottom_stack, color=_TIER_COLORS[key], label=label
+            xs, rates, width=width * 0.95, bottom=bottom_stack, color=TIER_COLORS[key], label=label
         )
         bottom_stack = [b + r for b, r in zip(bottom_stack, rates, strict=True)]
     top.set_ylabel("answers / s (by send time)")
@@ -123,8 +131,8 @@ def timeline(ledger: Ledger, path: Path, *, duration_s: float) -> None:
     _fault_marks(top, ledger)
     esc = [counts["cloud"][i] / sent[i] if sent[i] else math.nan for i in range(n)]
     fb = [counts["fallback"][i] / sent[i] if sent[i] else math.nan for i in range(n)]
-    bottom.plot(xs, esc, color=_TIER_COLORS["cloud"], marker=".", label="escalated (cloud)")
-    bottom.plot(xs, fb, color=_TIER_COLORS["fallback"], marker=".", label="fallback")
+    bottom.plot(xs, esc, color=TIER_COLORS["cloud"], marker=".", label="escalated (cloud)")
+    bottom.plot(xs, fb, color=TIER_COLORS["fallback"], marker=".", label="fallback")
     bottom.set_ylim(0, 1.05)
     bottom.set_ylabel("share of requests")
     bottom.set_xlabel("seconds since traffic started")
@@ -137,7 +145,7 @@ def timeline(ledger: Ledger, path: Path, *, duration_s: float) -> None:
 
 def device_heatmap(ledger: Ledger, path: Path, *, duration_s: float) -> None:
     """Escalation share per device (rows) and time bin (columns); grey = no request."""
-    plt = _plt()
+    plt = pyplot()
     import numpy as np
 
     devices = sorted({e.device for e in ledger})
@@ -183,7 +191,7 @@ def device_heatmap(ledger: Ledger, path: Path, *, duration_s: float) -> None:
 
 def tokens_by_tier(ledger: Ledger, path: Path) -> None:
     """Prompt and completion tokens answered per tier (where the tokens' cost lands)."""
-    plt = _plt()
+    plt = pyplot()
     tiers = ["edge", "cloud"]
     prompt = [sum(e.prompt_tokens for e in ledger if e.ok and e.tier == t) for t in tiers]
     completion = [sum(e.completion_tokens for e in ledger if e.ok and e.tier == t) for t in tiers]
@@ -193,7 +201,7 @@ def tokens_by_tier(ledger: Ledger, path: Path) -> None:
         tiers,
         completion,
         left=prompt,
-        color=[_TIER_COLORS["edge"], _TIER_COLORS["cloud"]],
+        color=[TIER_COLORS["edge"], TIER_COLORS["cloud"]],
         label="completion tokens",
     )
     total = sum(prompt) + sum(completion) or 1

@@ -10,8 +10,6 @@ and ``figures.json``; a later run's ``--baseline DIR`` reads that ``figures.json
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 from collections.abc import Sequence
@@ -22,6 +20,7 @@ from shared.errors import AglError
 from shared.fleet_report.ledger import Ledger
 from shared.fleet_report.metrics import BETTER, summarize
 from shared.fleet_report.plots import device_heatmap, latency_cdf, timeline, tokens_by_tier
+from shared.fleet_report.render import Page, html_page, markdown
 
 __all__ = ["ReportError", "ReportInput", "comparison_rows", "load_baseline", "write_report"]
 
@@ -48,6 +47,8 @@ class ReportInput:
     description: str = ""
     violations: Sequence[object] = field(default_factory=list)
     """Broken promises (their ``str()`` is the explanation; the simulator's ``Violation``)."""
+    links: list[tuple[str, str]] = field(default_factory=list)
+    """(text, relative path) of related reports, listed under "See also"."""
     extra: dict[str, float] = field(default_factory=dict)
     """Figures measured outside the ledger (RSS per device …)."""
 
@@ -116,8 +117,9 @@ def write_report(
     ledger.write_jsonl(out_dir / "ledger.jsonl")
     (out_dir / "figures.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     rows = comparison_rows(figures, baseline)
-    (out_dir / "report.md").write_text(_markdown(source, rows), encoding="utf-8")
-    (out_dir / "report.html").write_text(_html(source, rows, out_dir), encoding="utf-8")
+    page = _page(source, rows)
+    (out_dir / "report.md").write_text(markdown(page), encoding="utf-8")
+    (out_dir / "report.html").write_text(html_page(page, out_dir), encoding="utf-8")
     return figures
 
 
@@ -129,62 +131,26 @@ def _verdict(source: ReportInput) -> str:
 
 def _fault_lines(ledger: Ledger) -> list[str]:
     return [
-        f"- {m.kind} at {m.at_s:.1f} s"
+        f"{m.kind} at {m.at_s:.1f} s"
         + (f" until {m.until_s:.1f} s" if m.until_s > m.at_s else "")
         + (f": {m.detail}" if m.detail else "")
         for m in ledger.faults
     ]
 
 
-def _markdown(source: ReportInput, rows: list[tuple[str, str, str, str]]) -> str:
-    lines = [f"# Fleet report: {source.title}", ""]
-    if source.description:
-        lines += [source.description, ""]
-    lines += [f"**{_verdict(source)}**", ""]
-    for v in source.violations:
-        lines += ["```", str(v), "```"]
-    lines += ["", "## Faults", ""] + (_fault_lines(source.ledger) or ["- none"])
-    lines += ["", "## Figures", "", "| metric | current | baseline | status |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    lines += [""]
-    for name, caption in _PLOTS:
-        lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
-    return "\n".join(lines)
-
-
-def _html(source: ReportInput, rows: list[tuple[str, str, str, str]], out_dir: Path) -> str:
-    esc = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>Fleet report: {esc(source.title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}pre{background:#fee;padding:.6em;overflow:auto}"
-        ".pass{color:#060}.fail{color:#b00}img{max-width:100%}</style></head><body>",
-        f"<h1>Fleet report: {esc(source.title)}</h1>",
-    ]
-    if source.description:
-        parts.append(f"<p>{esc(source.description)}</p>")
-    cls = "fail" if source.violations else "pass"
-    parts.append(f"<p class='{cls}'><b>{esc(_verdict(source))}</b></p>")
-    parts += [f"<pre>{esc(str(v))}</pre>" for v in source.violations]
-    parts.append("<h2>Faults</h2><ul>")
-    parts += [f"<li>{esc(line[2:])}</li>" for line in _fault_lines(source.ledger)] or [
-        "<li>none</li>"
-    ]
-    parts.append(
-        "</ul><h2>Figures</h2><table><tr><th>metric</th><th>current</th><th>baseline</th>"
-        "<th>status</th></tr>"
+def _page(source: ReportInput, rows: list[tuple[str, str, str, str]]) -> Page:
+    return Page(
+        title=source.title,
+        description=source.description,
+        verdict=_verdict(source),
+        passed=not source.violations,
+        problems=[str(v) for v in source.violations],
+        sections=[("Faults", _fault_lines(source.ledger))]
+        + (
+            [("See also", [f"{text}: {path}" for text, path in source.links])]
+            if source.links
+            else []
+        ),
+        rows=rows,
+        plots=list(_PLOTS),
     )
-    parts += [
-        f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td>{esc(c)}</td><td>{esc(d)}</td></tr>"
-        for a, b, c, d in rows
-    ]
-    parts.append("</table>")
-    for name, caption in _PLOTS:
-        data = base64.b64encode((out_dir / name).read_bytes()).decode("ascii")
-        parts.append(
-            f"<h3>{esc(caption)}</h3><img alt='{esc(caption)}' src='data:image/png;base64,{data}'>"
-        )
-    parts.append("</body></html>\n")
-    return "\n".join(parts)

@@ -48,6 +48,11 @@ def test_open_autoglm_sim_smoke_writes_a_passing_report(tmp_path: Path) -> None:
     html = (out / "report.html").read_text()
     assert "PASS: every invariant held." in html
     assert html.count("data:image/png;base64,") == 4
+    # hubctl report on the same fleet: the hub's registry sees every device and its requests.
+    hub = json.loads((out / "hub" / "figures.json").read_text())
+    assert hub["devices_online"] == 10
+    assert 0 < hub["requests"] <= len(requests)
+    assert (out / "hub" / "report.html").read_text().count("data:image/png;base64,") == 3
 
 
 async def test_hub_outage_falls_back_opens_breakers_and_recovers() -> None:
