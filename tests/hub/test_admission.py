@@ -54,7 +54,9 @@ def test_unparsable_request_is_a_bad_request_without_id() -> None:
 
 
 def test_model_not_served_is_unknown_model_naming_the_served_ones() -> None:
-    r = refused(decide(encode(infer_request("hi", model="nope")), subject=infer_subject(DEVICE, "nope")))
+    r = refused(
+        decide(encode(infer_request("hi", model="nope")), subject=infer_subject(DEVICE, "nope"))
+    )
     assert r.code == "unknown_model" and r.request_id is not None
     assert "'nope'" in r.message and f"digits, {ECHO}" in r.message
 

@@ -73,7 +73,11 @@ async def test_oversize_request_gets_too_large(nats_server: NatsServer, nc: Clie
         err = await ask(nc, encode(infer_request("x" * 4000)))
         assert err.code == "too_large" and "1024" in err.message
         reply = decode_reply(
-            (await nc.request(infer_subject(DEVICE, ECHO), encode(infer_request("ok")), timeout=3)).data
+            (
+                await nc.request(
+                    infer_subject(DEVICE, ECHO), encode(infer_request("ok")), timeout=3
+                )
+            ).data
         )
         assert reply.type == "result"
 

@@ -41,7 +41,9 @@ async def test_a_request_nobody_listens_for_is_stopped(
         try:
             req = infer_request(WORDS, stream=stream, max_tokens=1000)
             # A reply subject with no subscriber: a dead edge, or a forged subject.
-            await nc.publish(infer_subject(DEVICE, ECHO), encode(req), reply=f"_INBOX.{DEVICE}.gone.reply")
+            await nc.publish(
+                infer_subject(DEVICE, ECHO), encode(req), reply=f"_INBOX.{DEVICE}.gone.reply"
+            )
             async with asyncio.timeout(5):  # far less than the 8 s the answer would take
                 while not hub.finished:
                     await asyncio.sleep(0.05)

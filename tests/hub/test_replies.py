@@ -11,8 +11,8 @@ from cloud_hub.serving import HubService
 from cloud_hub.serving.replies import StreamFramer, result_message
 from cloud_hub.settings import HubModelSpec
 from shared.protocol import ChunkMessage, EndMessage, ErrorMessage, decode_reply, encode
-from shared.subjects import inbox_prefix, infer_subject
 from shared.runtimes.types import Classification, GenerationEnd, TokenPiece
+from shared.subjects import inbox_prefix, infer_subject
 from tests.fixtures.hubs import hub_settings, infer_request, serving_hub
 from tests.fixtures.names import DEVICE, ECHO
 from tests.fixtures.nats import NatsServer
@@ -62,7 +62,9 @@ async def test_error_sent_by_a_request_task_is_counted_too(nats_server: NatsServ
         before = await hub_stats(nats_server.url)
         nc = await nats.connect(nats_server.url, inbox_prefix=inbox_prefix(DEVICE))
         try:
-            msg = await nc.request(infer_subject(DEVICE, ECHO), encode(infer_request("a b")), timeout=3)
+            msg = await nc.request(
+                infer_subject(DEVICE, ECHO), encode(infer_request("a b")), timeout=3
+            )
         finally:
             await nc.close()
         reply = decode_reply(msg.data)
