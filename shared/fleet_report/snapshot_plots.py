@@ -18,8 +18,11 @@ def histogram_cdf(buckets: list[tuple[float, int]], path: Path) -> None:
     """The fleet's latency CDF from cumulative histogram buckets (steps at the bucket bounds)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    finite = [(b, c) for b, c in buckets if not math.isinf(b)]
     total = buckets[-1][1] if buckets else 0
+    finite = [(b, c) for b, c in buckets if not math.isinf(b)]
+    # Stop one bucket after every answer is counted: empty tail buckets only stretch the axis.
+    full = next((i for i, (_, c) in enumerate(finite) if c >= total), len(finite) - 1)
+    finite = finite[: full + 2]
     if finite and total:
         ax.step(
             [b * 1000 for b, _ in finite],
