@@ -102,6 +102,7 @@ class Uplink:
         self.denied: dict[str, str] = {}
         self._closer: asyncio.Task[None] | None = None
         self._closing = False
+        self._warned = False  # the one "no credentials" warning
         self.breaker = breaker or CircuitBreaker()
         self.budget = budget or TokenBudget()
         self._name = name
@@ -120,7 +121,8 @@ class Uplink:
 
     async def connect(self) -> None:
         """Start connecting in the background; never blocks or fails when NATS is down."""
-        if self.credentials is None:
+        if self.credentials is None and not self._warned:
+            self._warned = True
             log.warning(
                 "hub link: no hub.credentials set; connecting to NATS without credentials "
                 "(dev mode: any client on that server can claim to be device %s)",

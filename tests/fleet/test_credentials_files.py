@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import stat
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from edge_agent.settings import load_settings
 from edge_agent.uplink import Uplink
 from shared.errors import AglError
 from shared.nats_auth import CredentialsError, decode_jwt, read_creds
+from tests.fixtures.nats import TestNats
 
 
 @pytest.fixture()
@@ -132,3 +134,19 @@ def test_credentials_of_another_device_are_refused_at_startup(auth_dir: Path) ->
         load_settings(None, device_id="dev-2", hub={"credentials": str(creds)})
     assert "belong to 'dev-1'" in str(info.value) and "device_id 'dev-2'" in str(info.value)
     assert load_settings(None, device_id="dev-1", hub={"credentials": str(creds)}).hub.credentials
+
+
+async def test_without_credentials_the_agent_works_on_an_open_server_and_warns_once(
+    nats_server: TestNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    link = Uplink(nats_server.url, device="dev-open", reconnect_wait_s=0.05)
+    with caplog.at_level(logging.WARNING, logger="edge_agent.uplink.client"):
+        await link.connect()
+        await link.connect()  # connecting again (or reconnecting) does not repeat it
+        try:
+            assert await link.wait_connected(5)
+        finally:
+            await link.close()
+    warnings = [r.getMessage() for r in caplog.records if "no hub.credentials" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "dev mode: any client on that server can claim to be device dev-open" in warnings[0]
