@@ -176,7 +176,11 @@ def main() -> None:
     raw_tok_s(llm)
     raw = statistics.median(raw_tok_s(llm) for _ in range(args.runs))
     print(f"raw llama-cpp-python, 1 stream: {raw:.1f} tok/s (median of {args.runs})", flush=True)
-    env = {"AGL_PARALLEL": str(max(STREAMS)), "AGL_MAX_QUEUE": "64"}
+    env = {
+        "AGL_PARALLEL": str(max(STREAMS)),
+        "AGL_MAX_QUEUE": "64",
+        "AGL_REQUEST_TIMEOUT_S": "3600",
+    }
     ratios: dict[int, float] = {}
     with agent_process(threads=args.threads, env=env) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)

@@ -145,15 +145,16 @@ class BatchedDecoder:
             self._pending.append(job)
             self._cv.notify()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the decode thread, end every request, free the context."""
+    def close(self) -> None:
+        """Stop the decode thread, end every request, free the context.
+
+        Waits for the step in progress (one ``llama_decode``, however slow the machine): the
+        caller frees the model next, which must never happen under a running decode.
+        """
         with self._cv:
             self._closing = True
             self._cv.notify()
-        self._thread.join(timeout)
-        if self._thread.is_alive():  # pragma: no cover - a decode stuck in llama.cpp
-            log.warning("the decode thread did not stop within %.0f s", timeout)
-            return
+        self._thread.join()
         lib = self._lib
         lib.llama_batch_free(self._batch)
         lib.llama_free(self._ctx)
