@@ -50,6 +50,7 @@ SETTINGS_FLAGS = settings_options(
         "n_ctx",
         "n_threads",
         "n_gpu_layers",
+        "parallel",
         "max_queue",
         "request_timeout_s",
         "log_level",

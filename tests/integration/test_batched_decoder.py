@@ -331,3 +331,19 @@ def test_shared_prefix_is_copied_not_recomputed(runtime: GgufRuntime) -> None:
         i for i, (a, b) in enumerate(zip(first.tokens, second.tokens, strict=False)) if a != b
     )
     assert sum(counted) <= len(second.tokens) - shared + 1  # the blocker re-read one token
+
+
+def test_all_layers_on_the_gpu_setting_decodes_on_a_cpu_build() -> None:
+    """``n_gpu_layers = -1`` (the hub's default) loads and batches; on a CPU build it is a no-op."""
+    rt = GgufRuntime.load(bundled_model_path(), n_ctx=256, n_threads=2, n_gpu_layers=-1)
+    decoder = BatchedDecoder(rt, parallel=2)
+    try:
+        outs = [
+            submit(decoder, rt, q, SamplingParams(max_tokens=4, temperature=0))[0]
+            for q in QUESTIONS[:2]
+        ]
+        ends = [o.wait().end for o in outs]
+    finally:
+        decoder.close()
+        rt.close()
+    assert all(e is not None and e.completion_tokens == 4 for e in ends)

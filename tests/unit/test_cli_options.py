@@ -28,6 +28,7 @@ EDGE_FLAGS = [
     "--n-ctx",
     "--n-threads",
     "--n-gpu-layers",
+    "--parallel",
     "--max-queue",
     "--request-timeout",
     "--log-level",
