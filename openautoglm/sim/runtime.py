@@ -56,6 +56,7 @@ class LocalModelSpec:
         logprob_sd: float,
         difficulty_sd: float,
         n_ctx: int,
+        batch_exponent: float = 0.25,
     ) -> None:
         self.ttft_s = ttft_s
         self.tokens_per_s = tokens_per_s
@@ -63,6 +64,7 @@ class LocalModelSpec:
         self.logprob_sd = logprob_sd
         self.difficulty_sd = difficulty_sd
         self.n_ctx = n_ctx
+        self.batch_exponent = batch_exponent
 
 
 class SimulatedRuntime(GgufRuntime):
@@ -156,78 +158,94 @@ def _words(text: str) -> int:
 
 
 class _SimulatedScheduler:
-    """One sequence at a time on the event loop, a bounded FIFO behind it (like SerialScheduler)."""
+    """Up to ``parallel`` sequences at once on the event loop, a bounded FIFO behind them (like
+    the batched scheduler). With ``k`` sequences running, the device makes
+    ``tokens_per_s * k ** batch_exponent`` tokens/s in all, shared among them."""
 
-    def __init__(self, runtime: SimulatedRuntime, *, max_queue: int, rng: random.Random) -> None:
+    def __init__(
+        self, runtime: SimulatedRuntime, *, parallel: int, max_queue: int, rng: random.Random
+    ) -> None:
         self._runtime = runtime
+        self._parallel = max(1, parallel)
         self._max_queue = max_queue
         self._rng = rng
         self._waiting: deque[GenerationHandle] = deque()
-        self._running = False
+        self._active = 0
         self._depth = 0
         self._avg_job_s = runtime.spec.ttft_s + 32 / runtime.spec.tokens_per_s
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
 
     @property
     def queue_depth(self) -> int:
         return self._depth
 
     def expected_wait_s(self) -> float:
-        return self._depth * self._avg_job_s
+        return max(0, self._depth - self._parallel + 1) * self._avg_job_s / self._parallel
 
     def submit(
         self, prompt: PreparedPrompt, params: SamplingParams, *, wake_each: bool = True
     ) -> GenerationHandle:
-        if self._depth > self._max_queue:
+        if self._depth >= self._max_queue + self._parallel:  # running + max_queue waiting
             retry = max(1, math.ceil(self.expected_wait_s()))
             raise QueueFullError(depth=self._depth, retry_after_s=retry)
         loop = asyncio.get_running_loop()
         handle = GenerationHandle(prompt, params, loop, wake_each=wake_each)
         self._depth += 1
         self._waiting.append(handle)
-        if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._drain(), name="sim-generate")
+        if len(self._workers) < self._parallel:
+            worker = loop.create_task(self._drain(), name="sim-generate")
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
         return handle
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._waiting:
             handle = self._waiting.popleft()
-            started = asyncio.get_running_loop().time()
+            started = loop.time()
+            self._active += 1
             try:
                 if not handle.cancelled.is_set():
                     await self._play(handle)
             except Exception as exc:  # reported to the request, never kills the worker
                 handle._post(exc)
             finally:
+                self._active -= 1
                 self._depth -= 1
                 handle._post(_DONE)
-                elapsed = asyncio.get_running_loop().time() - started
-                self._avg_job_s = 0.8 * self._avg_job_s + 0.2 * elapsed
+                self._avg_job_s = 0.8 * self._avg_job_s + 0.2 * (loop.time() - started)
+
+    def _rate(self) -> float:
+        """Tokens/s of one sequence now: the device's batched throughput shared by the active."""
+        spec, k = self._runtime.spec, float(max(1, self._active))
+        return spec.tokens_per_s * math.pow(k, spec.batch_exponent) / k
 
     async def _play(self, handle: GenerationHandle) -> None:
-        spec = self._runtime.spec
         events = self._runtime.events(handle.prompt, handle.params, self._rng)
-        await asyncio.sleep(spec.ttft_s)
-        per_tick = max(1, round(spec.tokens_per_s * _TICK_S))
-        for start in range(0, len(events), per_tick):
+        await asyncio.sleep(self._runtime.spec.ttft_s)
+        start = 0
+        while start < len(events):
             if handle.cancelled.is_set():
                 done = sum(isinstance(e, TokenPiece) for e in events[:start])
                 handle._post(GenerationEnd("cancelled", len(handle.prompt.tokens), done))
                 return
-            for event in events[start : start + per_tick]:
+            rate = self._rate()
+            step = max(1, round(rate * _TICK_S))
+            for event in events[start : start + step]:
                 handle._post(event)
-            if start + per_tick < len(events):
-                await asyncio.sleep(per_tick / spec.tokens_per_s)
+            start += step
+            if start < len(events):
+                await asyncio.sleep(step / rate)
 
     def close(self, *, timeout: float = 5.0) -> None:
         for handle in self._waiting:
             handle._post(RuntimeError("the simulated device is shutting down"))
             handle._post(_DONE)
         self._waiting.clear()
-        worker = self._worker
-        if worker is not None and not worker.done():
-            # close() runs on a worker thread (AgentState.close): cancel on the task's own loop.
-            worker.get_loop().call_soon_threadsafe(worker.cancel)
+        for worker in list(self._workers):
+            if not worker.done():
+                # close() runs on a worker thread (AgentState.close): cancel on the task's loop.
+                worker.get_loop().call_soon_threadsafe(worker.cancel)
 
 
 def simulated_scheduler(
@@ -238,6 +256,8 @@ def simulated_scheduler(
     def factory(runtime: GgufRuntime, settings: EdgeSettings) -> Scheduler:
         if not isinstance(runtime, SimulatedRuntime):
             raise TypeError("simulated_scheduler plays SimulatedRuntime models only")
-        return _SimulatedScheduler(runtime, max_queue=settings.max_queue, rng=rng)
+        return _SimulatedScheduler(
+            runtime, parallel=settings.parallel, max_queue=settings.max_queue, rng=rng
+        )
 
     return factory

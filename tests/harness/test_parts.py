@@ -67,7 +67,7 @@ def test_simulated_runtime_counts_words_and_gives_logprobs_only_when_asked() -> 
 
 async def test_the_simulated_scheduler_plays_one_sequence_at_a_time_and_bounds_its_queue() -> None:
     runtime = SimulatedRuntime(SPEC)
-    settings = type("S", (), {"max_queue": 1})()
+    settings = type("S", (), {"max_queue": 1, "parallel": 1})()
     scheduler = simulated_scheduler(random.Random(1))(runtime, settings)  # type: ignore[arg-type]
     prompt = runtime.prepare_text("x")
     first = scheduler.submit(prompt, SamplingParams(max_tokens=4))
@@ -80,6 +80,27 @@ async def test_the_simulated_scheduler_plays_one_sequence_at_a_time_and_bounds_i
     assert first.first_token_at is not None and second.first_token_at is not None
     assert second.first_token_at >= first.first_token_at + SPEC.ttft_s  # waited its turn
     assert scheduler.queue_depth == 0
+    scheduler.close()
+
+
+async def test_with_parallel_slots_sequences_share_the_batched_throughput() -> None:
+    runtime = SimulatedRuntime(SPEC)  # 200 tok/s alone; two together: 200 * 2**0.25 in all
+    settings = type("S", (), {"max_queue": 0, "parallel": 2})()
+    scheduler = simulated_scheduler(random.Random(1))(runtime, settings)  # type: ignore[arg-type]
+    prompt = runtime.prepare_text("x")
+    handles = [scheduler.submit(prompt, SamplingParams(max_tokens=40)) for _ in range(2)]
+    with pytest.raises(QueueFullError):  # both slots busy, no room to wait
+        scheduler.submit(prompt, SamplingParams(max_tokens=40))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for h in handles:
+        assert len([e async for batch in h.batches() for e in batch]) == 41
+    together = loop.time() - started
+    # Each ran at 200 * 2**0.25 / 2 ≈ 119 tok/s: 40 tokens ≥ 0.33 s, not 0.2 s (alone) or 0.4 s.
+    assert together >= 40 / (200 * 2**0.25 / 2) - 0.05
+    assert handles[0].first_token_at is not None and handles[1].first_token_at is not None
+    # Side by side: the second started before the first could have finished even alone.
+    assert handles[1].first_token_at < handles[0].first_token_at + 40 / 200
     scheduler.close()
 
 
