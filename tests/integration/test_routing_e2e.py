@@ -33,13 +33,15 @@ LOCAL_TEXT = "Say hello."
 
 
 @pytest.fixture()
-def echo_hub(nats_server: NatsServer) -> Iterator[HubService]:
-    """A hub serving the ECHO test stand-in as ``glm-4-plus`` (answers unknown models with an error)."""
+def threaded_echo_hub(nats_server: NatsServer) -> Iterator[HubService]:
+    """A hub on a background loop (these tests are sync) serving the ECHO stand-in as ``ECHO``."""
     with hub_in_thread(hub_settings(nats_server.url)) as hub:
         yield hub
 
 
-def test_tier_header_forces_the_tier(nats_server: NatsServer, echo_hub: HubService) -> None:
+def test_tier_header_forces_the_tier(
+    nats_server: NatsServer, threaded_echo_hub: HubService
+) -> None:
     with edge(nats_server.url) as agent, oai(agent) as client:
         where, answer = chat(client, PLAIN, headers=CLOUD, max_tokens=32)
         assert where == ("cloud", "policy")
@@ -53,10 +55,12 @@ def test_tier_header_forces_the_tier(nats_server: NatsServer, echo_hub: HubServi
         assert 0 < answer.usage.completion_tokens <= 8
 
         assert route_decisions(agent) == {("cloud", "policy"): 1, ("edge", "policy"): 1}
-    assert [f.model for f in echo_hub.finished] == [CLOUD_MODEL]
+    assert [f.model for f in threaded_echo_hub.finished] == [CLOUD_MODEL]
 
 
-def test_cloud_alias_goes_to_the_cloud(nats_server: NatsServer, echo_hub: HubService) -> None:
+def test_cloud_alias_goes_to_the_cloud(
+    nats_server: NatsServer, threaded_echo_hub: HubService
+) -> None:
     with (
         edge(nats_server.url, router={"cloud_aliases": {ALIAS: CLOUD_MODEL}}) as agent,
         oai(agent) as client,
@@ -68,11 +72,11 @@ def test_cloud_alias_goes_to_the_cloud(nats_server: NatsServer, echo_hub: HubSer
 
         where, _ = chat(client, LOCAL_TEXT)  # the local model name is not an alias
         assert where == ("edge", "default")
-    assert len(echo_hub.finished) == 1
+    assert len(threaded_echo_hub.finished) == 1
 
 
 def test_prompt_token_rule_sends_long_prompts_to_the_cloud(
-    nats_server: NatsServer, echo_hub: HubService
+    nats_server: NatsServer, threaded_echo_hub: HubService
 ) -> None:
     rules = [{"name": "long-prompts", "min_prompt_tokens": 100, "tier": "cloud"}]
     prompt = long_prompt(40)  # ~140 tokens with the chat template: fits n_ctx 512 too
@@ -88,7 +92,7 @@ def test_prompt_token_rule_sends_long_prompts_to_the_cloud(
 
 
 def test_cloud_answers_stream_and_complete_with_usage(
-    nats_server: NatsServer, echo_hub: HubService
+    nats_server: NatsServer, threaded_echo_hub: HubService
 ) -> None:
     with edge(nats_server.url) as agent, oai(agent) as client:
         where, text, usage = stream_chat(client, PLAIN, headers=CLOUD, max_tokens=32)
@@ -129,11 +133,11 @@ def test_cloud_answers_stream_and_complete_with_usage(
             events = [line for line in resp.iter_lines() if line.startswith("data: ")]
         assert events[-1] == "data: [DONE]"
         assert not any('"error"' in e for e in events)
-    assert len(echo_hub.finished) == 4
+    assert len(threaded_echo_hub.finished) == 4
 
 
 def test_unsure_local_answer_escalates_with_confidence(
-    nats_server: NatsServer, echo_hub: HubService
+    nats_server: NatsServer, threaded_echo_hub: HubService
 ) -> None:
     cascade = {"enabled": True, "min_mean_logprob": -0.0001, "first_k": 4}
     with edge(nats_server.url, router={"cascade": cascade}) as agent, oai(agent) as client:
@@ -146,11 +150,11 @@ def test_unsure_local_answer_escalates_with_confidence(
         assert where == ("cloud", "confidence")
         assert text == PLAIN  # none of the held-back local tokens leaked into the stream
         assert usage.completion_tokens == 9
-    assert len(echo_hub.finished) == 2
+    assert len(threaded_echo_hub.finished) == 2
 
 
 def test_confidence_escalations_are_counted_in_metrics(
-    nats_server: NatsServer, echo_hub: HubService
+    nats_server: NatsServer, threaded_echo_hub: HubService
 ) -> None:
     cascade = {"enabled": True, "min_mean_logprob": -0.0001, "first_k": 4}
     with edge(nats_server.url, router={"cascade": cascade}) as agent, oai(agent) as client:
@@ -159,7 +163,7 @@ def test_confidence_escalations_are_counted_in_metrics(
 
 
 def test_confident_local_answer_stays_at_the_edge(
-    nats_server: NatsServer, echo_hub: HubService
+    nats_server: NatsServer, threaded_echo_hub: HubService
 ) -> None:
     # temperature 0 picks the argmax token, whose logprob is above -log(vocab) > -50
     cascade = {"enabled": True, "min_mean_logprob": -50, "min_token_logprob": -50, "first_k": 4}
@@ -176,11 +180,11 @@ def test_confident_local_answer_stays_at_the_edge(
         assert text == answer.choices[0].message.content  # same greedy answer, held tokens kept
         assert usage.completion_tokens == answer.usage.completion_tokens
         assert route_decisions(agent) == {("edge", "default"): 2}
-    assert len(echo_hub.finished) == 0
+    assert len(threaded_echo_hub.finished) == 0
 
 
 def test_busy_local_queue_sends_the_next_request_to_the_cloud_with_load(
-    nats_server: NatsServer, echo_hub: HubService
+    nats_server: NatsServer, threaded_echo_hub: HubService
 ) -> None:
     # One slot: a second request would wait (with more slots it starts at once, no load).
     with (
@@ -224,7 +228,7 @@ def test_busy_local_queue_sends_the_next_request_to_the_cloud_with_load(
 
 
 def test_prompt_too_long_for_the_edge_goes_to_the_cloud_with_local_error(
-    nats_server: NatsServer, echo_hub: HubService
+    nats_server: NatsServer, threaded_echo_hub: HubService
 ) -> None:
     prompt = long_prompt(200)  # ~720 tokens: over the local n_ctx of 512
     with edge(nats_server.url) as agent, oai(agent) as client:
@@ -255,7 +259,7 @@ def test_prompt_too_long_without_a_hub_is_a_clear_400(nats_server: NatsServer) -
 
 
 def test_local_only_rule_beats_the_cloud_tier_header(
-    nats_server: NatsServer, echo_hub: HubService
+    nats_server: NatsServer, threaded_echo_hub: HubService
 ) -> None:
     rules = [{"name": "on-device-model", "models": [LOCAL_MODEL], "tier": "local_only"}]
     with (
@@ -290,11 +294,11 @@ def test_local_only_rule_beats_the_cloud_tier_header(
         where, answer = chat(client, PLAIN, model=ALIAS, max_tokens=32)
         assert (where, answer.choices[0].message.content) == (("cloud", "policy"), PLAIN)
         assert route_decisions(agent) == {("edge", "local_only"): 3, ("cloud", "policy"): 1}
-    assert len(echo_hub.finished) == 1
+    assert len(threaded_echo_hub.finished) == 1
 
 
 def test_cloud_model_no_hub_serves_falls_back_to_the_edge(
-    nats_server: NatsServer, echo_hub: HubService
+    nats_server: NatsServer, threaded_echo_hub: HubService
 ) -> None:
     with (
         edge(nats_server.url, router={"cloud_aliases": {GHOST: "no-such-model"}}) as agent,
@@ -317,11 +321,11 @@ def test_cloud_model_no_hub_serves_falls_back_to_the_edge(
         assert agent.state.uplink.breaker.state == "closed"
         decisions = route_decisions(agent)
         assert decisions[("edge", "fallback")] == 2
-    assert len(echo_hub.finished) == 0
+    assert len(threaded_echo_hub.finished) == 0
 
 
 def test_nothing_asked_for_anything_is_default(
-    nats_server: NatsServer, echo_hub: HubService
+    nats_server: NatsServer, threaded_echo_hub: HubService
 ) -> None:
     with edge(nats_server.url) as agent, oai(agent) as client:
         where, answer = chat(client, LOCAL_TEXT)
@@ -331,7 +335,7 @@ def test_nothing_asked_for_anything_is_default(
         assert where == ("edge", "default")
         assert text
         assert route_decisions(agent) == {("edge", "default"): 2}
-    assert len(echo_hub.finished) == 0
+    assert len(threaded_echo_hub.finished) == 0
 
 
 def test_two_hub_workers_share_the_escalated_load(nats_server: NatsServer) -> None:
@@ -414,7 +418,9 @@ def test_real_gguf_hub_answers_escalations(nats_server: NatsServer) -> None:
     assert [f.model for f in hub.finished] == ["smollm2-hub"] * 4
 
 
-def test_metrics_count_every_decision(nats_server: NatsServer, echo_hub: HubService) -> None:
+def test_metrics_count_every_decision(
+    nats_server: NatsServer, threaded_echo_hub: HubService
+) -> None:
     router = {
         "cloud_aliases": {ALIAS: CLOUD_MODEL, GHOST: "no-such-model"},
         "rules": [
