@@ -31,6 +31,12 @@ from shared.errors import ConfigError
 __all__ = ["DesiredWatcher", "desired_watcher"]
 
 log = logging.getLogger(__name__)
+#: Back-off while the watch cannot be made (the hub has not created the bucket yet …).
+_FIRST_RETRY_S, _MAX_RETRY_S = 0.25, 5.0
+
+
+class _LinkDown(Exception):
+    """No NATS connection right now (the uplink connects in the background)."""
 
 
 class DesiredWatcher:
@@ -114,11 +120,11 @@ class DesiredWatcher:
         return msg.data
 
     async def converge_once(self) -> None:
-        """Make sure the watch is up, read the key, apply the newest record."""
+        """Make sure the watch is up, read the key, apply the newest record (raises if no link)."""
         nc = self._connection()
         if nc is None:
             self._sub = None  # the connection is down or replaced: watch again when it is back
-            return
+            raise _LinkDown("the hub link is not up yet")
         await self._watch(nc)
         data = self._latest if self._latest is not None else await self._read_key(nc)
         self._latest = None
@@ -133,21 +139,24 @@ class DesiredWatcher:
         await self.applier.apply(record, nc.jetstream())
 
     async def _loop(self) -> None:
+        retry_s = _FIRST_RETRY_S
         while True:
+            wait_s = self.reconcile_s
             try:
                 await self.converge_once()
+                retry_s = _FIRST_RETRY_S
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a broken link or server: try again at the next tick
-                log.info(
-                    "desired state: %s; trying again in %g s",
-                    exc or type(exc).__name__,
-                    self.reconcile_s,
+            except Exception as exc:  # no bucket yet, a broken link or server: try again soon
+                wait_s, retry_s = min(retry_s, self.reconcile_s), min(retry_s * 2, _MAX_RETRY_S)
+                level = logging.DEBUG if isinstance(exc, _LinkDown) else logging.INFO
+                log.log(
+                    level, "desired state: %s; again in %g s", exc or type(exc).__name__, wait_s
                 )
                 await self._unwatch()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.reconcile_s)
+                await asyncio.wait_for(self._wake.wait(), wait_s)
 
 
 def desired_watcher(state: AgentState) -> DesiredWatcher:
