@@ -37,7 +37,7 @@ def local_run(
     logprobs: bool,
 ) -> LocalRun:
     params = job.local_params(runtime.n_ctx - len(prompt.tokens), logprobs=logprobs)
-    scheduler = state.scheduler_for(model_id)
+    scheduler = state.scheduler_for(model_id, runtime=runtime)  # a live model swap: same pair
     handle = scheduler.submit(prompt, params, wake_each=job.stream)
     depth = state.metrics.queue_depth.labels(model_id)
     depth.set(scheduler.queue_depth)

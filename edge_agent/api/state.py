@@ -66,6 +66,7 @@ class AgentState:
         )
         self._scheduler_factory = scheduler_factory
         self._schedulers: dict[str, Scheduler] = {}
+        self._retiring: dict[GgufRuntime, Scheduler] = {}
         self.started = time.time()
         self.uplink: Uplink | None = None
         self.plugins: PluginWatcher | None = None
@@ -95,12 +96,30 @@ class AgentState:
                     observe(BatchObserver(self.metrics.genai, model.id))
                 self._schedulers[model.id] = scheduler
 
-    def scheduler_for(self, model_id: str) -> Scheduler:
-        """The scheduler of a loaded GGUF model."""
+    def scheduler_for(self, model_id: str, *, runtime: GgufRuntime | None = None) -> Scheduler:
+        """The scheduler of a loaded GGUF model (of ``runtime``'s, while a swap retires it)."""
+        if runtime is not None and runtime in self._retiring:
+            return self._retiring[runtime]
         scheduler = self._schedulers.get(model_id)
         if scheduler is None:
             raise NotReadyError(f"model {model_id!r} is still starting; retry shortly")
         return scheduler
+
+    def swap_scheduler(self, model_id: str, old: GgufRuntime, new: GgufRuntime) -> Scheduler:
+        """Give ``new`` a scheduler for ``model_id``; the old one retires (returned) and keeps
+        serving the requests whose prompts ``old`` prepared until :meth:`retired` drops it."""
+        scheduler = self._scheduler_factory(new, self.settings)
+        observe = getattr(scheduler, "observe", None)
+        if observe is not None:
+            observe(BatchObserver(self.metrics.genai, model_id))
+        retiring = self._schedulers[model_id]
+        self._retiring[old] = retiring
+        self._schedulers[model_id] = scheduler
+        return retiring
+
+    def retired(self, old: GgufRuntime) -> None:
+        """Forget a retired runtime's scheduler (after its last request)."""
+        self._retiring.pop(old, None)
 
     def scheduler_slots(self, model_id: str) -> int:
         """Sequences a model's scheduler decodes together (1 for a serial one)."""

@@ -27,7 +27,13 @@ from nats.js.manager import JetStreamManager
 
 from edge_agent.api.state import AgentState
 from edge_agent.control.artifact_cache import ArtifactCache, CachedArtifact
-from edge_agent.control.desired_schema import DesiredPlugin, DesiredStateError, validate_desired
+from edge_agent.control.desired_schema import (
+    DesiredModel,
+    DesiredPlugin,
+    DesiredStateError,
+    validate_desired,
+)
+from edge_agent.control.model_swap import swap_main_model
 from edge_agent.router.online_tuning import ThresholdTuner
 from edge_agent.router.policy import RouterConfig
 from edge_agent.settings import EdgeSettings
@@ -57,6 +63,8 @@ class Applier:
         self.apply_error: str | None = None
         self._chain_root = cache.root / "chains"
         self._managed = False
+        self._base_main = state.registry.main().spec
+        self._retirements: set[asyncio.Task[None]] = set()
         """Whether the plugin chain now in use came from the desired state."""
         self._lock = asyncio.Lock()
 
@@ -90,16 +98,18 @@ class Applier:
             }
             directory = self._write_chain(record.revision, spec.plugins, fetched)
             watcher = await asyncio.to_thread(PluginWatcher, directory)
-        for model_id, m in (spec.models or {}).items():
-            # Verified into the cache; serving a model from the fleet is not wired up yet.
-            await self.cache.fetch(jsm, kind="model", sha256=m.sha256)
-            raise DesiredStateError(
-                f"models.{model_id}: fetched and verified, but live model swap is not "
-                "supported by this agent yet; remove [models] from the desired state"
-            )
+        model = None
+        if not any(p.split(".")[0] == "models" for p in self.pinned):
+            model = await self._model(spec.models, jsm)
         restore = watcher is None and self._managed and spec.plugins is None
         if restore and self.base.plugins_dir is not None:  # back to the local plugin directory
             watcher = await asyncio.to_thread(PluginWatcher, self.base.plugins_dir)
+        if model is not None:  # loads first; a model that does not load changes nothing
+            path, sha, n_ctx = model
+            retire = await swap_main_model(self.state, path=path, sha256=sha, n_ctx=n_ctx)
+            if retire is not None:
+                self._retirements.add(retire)
+                retire.add_done_callback(self._retirements.discard)
         # Nothing below can fail: the swap is two assignments.
         self.state.settings = self.state.settings.model_copy(update={"router": router})
         self._retune(router)
@@ -112,7 +122,26 @@ class Applier:
                 await asyncio.to_thread(old.stop)
             self._drop_old_chains(keep=watcher.directory if self._managed and watcher else None)
         keep = {p.sha256 for p in (spec.plugins or {}).values()}
+        keep |= {m.sha256 for m in (spec.models or {}).values()}
         await asyncio.to_thread(self.cache.evict, keep=keep)
+
+    async def _model(
+        self, models: dict[str, DesiredModel] | None, jsm: JetStreamManager
+    ) -> tuple[Path, str | None, int] | None:
+        """The main model's file (verified into the cache), or the local one when unset."""
+        main_id = self.state.registry.main_id
+        if not models:
+            base = self._base_main
+            return base.path, base.sha256, base.n_ctx
+        for model_id, want in models.items():
+            if model_id != main_id or not want.main:
+                raise DesiredStateError(
+                    f"models.{model_id}: only the main model can be swapped live; write "
+                    f"[models.{main_id}] with main = true (this agent's model_id)"
+                )
+        want = models[main_id]
+        art = await self.cache.fetch(jsm, kind="model", sha256=want.sha256)
+        return art.path, want.sha256, want.n_ctx
 
     def _retune(self, router: RouterConfig) -> None:
         cascade = router.cascade
