@@ -18,6 +18,7 @@ import json
 import math
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -157,6 +158,23 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+class _LoopHandle(GenerationHandle):
+    """A handle the scheduler posts to from the event loop itself: it wakes the reader with
+    ``call_soon``, sparing the self-pipe write of ``call_soon_threadsafe`` (a syscall per wake,
+    hundreds per second with hundreds of devices). Other threads post with the base method."""
+
+    def _post(self, item: object) -> None:
+        if self.first_token_at is None and isinstance(item, TokenPiece):
+            self.first_token_at = time.monotonic()
+        with self._lock:
+            self._buf.append(item)
+            if not (self._wake_each or item is _DONE):
+                return
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
 class _SimulatedScheduler:
     """Up to ``parallel`` sequences at once on the event loop, a bounded FIFO behind them (like
     the batched scheduler). With ``k`` sequences running, the device makes
@@ -189,7 +207,7 @@ class _SimulatedScheduler:
             retry = max(1, math.ceil(self.expected_wait_s()))
             raise QueueFullError(depth=self._depth, retry_after_s=retry)
         loop = asyncio.get_running_loop()
-        handle = GenerationHandle(prompt, params, loop, wake_each=wake_each)
+        handle = _LoopHandle(prompt, params, loop, wake_each=wake_each)
         self._depth += 1
         self._waiting.append(handle)
         if len(self._workers) < self._parallel:
@@ -238,9 +256,9 @@ class _SimulatedScheduler:
                 await asyncio.sleep(step / rate)
 
     def close(self, *, timeout: float = 5.0) -> None:
-        for handle in self._waiting:
-            handle._post(RuntimeError("the simulated device is shutting down"))
-            handle._post(_DONE)
+        for handle in self._waiting:  # on a worker thread: the thread-safe post
+            GenerationHandle._post(handle, RuntimeError("the simulated device is shutting down"))
+            GenerationHandle._post(handle, _DONE)
         self._waiting.clear()
         for worker in list(self._workers):
             if not worker.done():

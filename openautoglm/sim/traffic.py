@@ -7,6 +7,7 @@ ok = answer_text_ok(text, tier="cloud", words=req.words, max_tokens=16)
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ def make_request(rng: random.Random, scenario: Scenario) -> SimRequest:
     classes = scenario.prompts
     chosen = rng.choices(classes, weights=[c.weight for c in classes])[0]
     stream = rng.random() < scenario.traffic.streaming_share
-    content = " ".join(f"p{i}" for i in range(chosen.words))
+    content = _prompt_text(chosen.words)
     body: dict[str, Any] = {
         "model": scenario.traffic.model,
         "messages": [{"role": "user", "content": content}],
@@ -84,6 +85,11 @@ def make_request(rng: random.Random, scenario: Scenario) -> SimRequest:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _prompt_text(words: int) -> str:
+    return " ".join(f"p{i}" for i in range(words))
+
+
 def intended_tier(prompt_tokens: int, model: str, router: RouterConfig, n_ctx: int) -> str:
     """Where the real router sends this request with a healthy hub: edge, cloud or cascade."""
     decision = decide(
@@ -96,5 +102,5 @@ def intended_tier(prompt_tokens: int, model: str, router: RouterConfig, n_ctx: i
 def answer_text_ok(text: str, *, tier: str, words: int, max_tokens: int) -> bool:
     """Whether ``text`` is exactly one answer of ``tier``: the echo of the prompt, or local words."""
     if tier == "cloud":
-        return text == " ".join(f"p{i}" for i in range(min(words, max_tokens)))
+        return text == _prompt_text(min(words, max_tokens))
     return text == "".join(f"{LOCAL_WORD}{i} " for i in range(max_tokens))
