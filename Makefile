@@ -49,3 +49,4 @@ bench: setup
 	$(BIN)/python bench/plugin_chain.py
 	$(BIN)/python bench/telemetry_overhead.py
 	$(BIN)/python bench/grpc_vs_rest.py
+	$(BIN)/python bench/fleet_scale.py
