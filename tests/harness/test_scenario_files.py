@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,26 @@ def test_plugin_rollout_is_refused_until_rollouts_exist(tmp_path: Path) -> None:
     )
     with pytest.raises(NotYetAvailable, match=r"issue 10"):
         FaultInjector.check_supported(scenario)
+
+
+def test_the_cli_refuses_a_bad_scenario_or_baseline_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    script = Path(sys.executable).parent / "open-autoglm"
+    unknown = subprocess.run(
+        [str(script), "sim", "no-such-scenario"], capture_output=True, text=True, check=False
+    )
+    assert unknown.returncode == 1
+    assert "no shipped scenario of that name; shipped: " in unknown.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_figures = subprocess.run(
+        [str(script), "sim", "smoke", "--baseline", str(empty)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert no_figures.returncode == 1
+    assert f"no baseline figures at {empty / 'figures.json'}" in no_figures.stderr
+    assert "devices at" not in no_figures.stderr  # refused before the fleet started
