@@ -36,6 +36,7 @@ __all__ = [
     "ToolSpec",
     "call_text",
     "grammar_source",
+    "new_call_id",
     "openai_tool_calls",
     "parse_calls",
     "render_messages",
@@ -287,11 +288,16 @@ def _validate(args: dict[str, Any], schema: dict[str, Any], name: str) -> None:
         )
 
 
+def new_call_id() -> str:
+    """A fresh tool-call id, ``call_…``."""
+    return "call_" + secrets.token_hex(12)
+
+
 def openai_tool_calls(calls: Sequence[ParsedCall]) -> list[dict[str, Any]]:
     """OpenAI ``message.tool_calls``: ids ``call_…``, arguments as JSON strings."""
     return [
         {
-            "id": "call_" + secrets.token_hex(12),
+            "id": new_call_id(),
             "type": "function",
             "function": {
                 "name": c.name,

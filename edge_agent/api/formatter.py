@@ -12,6 +12,7 @@ that ends cut short (``cancelled``) or fails is an error, never a complete-looki
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,7 +20,8 @@ from edge_agent.api.openai_shapes import CompletionFormat, error_event
 from edge_agent.errors import ApiError
 from edge_agent.execute.events import Event, Failure, Pieces
 from shared.runtimes.types import GenerationEnd, TokenPiece
-from shared.tool_calls import MalformedCall, ParsedCall, parse_calls
+from shared.tool_calls import MalformedCall, ParsedCall, new_call_id, parse_calls
+from shared.tool_stream import CallScanner, CallStart
 
 __all__ = [
     "CompletionFormat",
@@ -61,8 +63,9 @@ def tool_calls_in(text: str, fmt: CompletionFormat, end: GenerationEnd) -> list[
 async def sse_answer(events: AsyncIterator[Event], fmt: CompletionFormat) -> AsyncIterator[bytes]:
     """SSE bytes of one answer; a failure mid-answer ends it with an error event (no [DONE]).
 
-    With callable tools, text is held back until its first character shows a call (``{``);
-    a call is sent as tool-call chunks once it is complete and checked.
+    With callable tools, text is held back until its first character shows prose or a call
+    (``{``); a call streams as tool-call chunks as it is generated, and is checked at the end
+    (an invalid one ends the stream with an error event, not ``finish_reason: tool_calls``).
     """
     async with contextlib.aclosing(events):  # type: ignore[type-var]
         opening = fmt.opening()
@@ -71,12 +74,23 @@ async def sse_answer(events: AsyncIterator[Event], fmt: CompletionFormat) -> Asy
         if fmt.echo:
             yield fmt.pieces([TokenPiece(text=fmt.echo, token_id=-1)])
         held: list[TokenPiece] | None = [] if fmt.tools is not None else None
+        calling: _CallStream | None = None
         async for event in events:
             if isinstance(event, Pieces):
+                if calling is not None:
+                    if chunk := calling.feed("".join(p.text for p in event.pieces)):
+                        yield chunk
+                    continue
                 if held is not None:
                     held.extend(event.pieces)
-                    start = "".join(p.text for p in held).lstrip()[:1]
-                    if not start or start == "{" or fmt.tools is None or fmt.tools.forced:
+                    text = "".join(p.text for p in held)
+                    start = text.lstrip()[:1]
+                    if not start:
+                        continue
+                    if start == "{" or (fmt.tools is not None and fmt.tools.forced):
+                        calling, held = _CallStream(fmt), None  # a call: stream it as it comes
+                        if chunk := calling.feed(text):
+                            yield chunk
                         continue
                     event, held = Pieces(held), None  # prose: send it as it comes
                 if chunk := fmt.pieces(event.pieces):
@@ -86,6 +100,9 @@ async def sse_answer(events: AsyncIterator[Event], fmt: CompletionFormat) -> Asy
                     yield error_event(_CUT_SHORT, code="incomplete")
                     return
                 try:
+                    if calling is not None:
+                        yield calling.finish(event)
+                        return
                     text = "".join(p.text for p in held or [])
                     calls = tool_calls_in(text, fmt, event) if held is not None else None
                 except ApiError as exc:
@@ -102,6 +119,56 @@ async def sse_answer(events: AsyncIterator[Event], fmt: CompletionFormat) -> Asy
                 yield error_event(event.message, code=event.code, type=event.type)
                 return
         yield error_event(_NO_END, code="generation_failed")
+
+
+class _CallStream:
+    """A tool call streamed as it is generated (``shared.tool_stream``), checked at the end."""
+
+    def __init__(self, fmt: CompletionFormat) -> None:
+        self.fmt = fmt
+        self.scan = CallScanner()
+        self.text = ""
+        self.sent: dict[int, str] = {}  # arguments text sent, by call index
+        self.callable = {f["name"] for f in fmt.tools.calling} if fmt.tools else set()
+        self.bad = False  # an undeclared function: nothing more goes out
+
+    def feed(self, text: str) -> bytes:
+        self.text += text
+        out = b""
+        for event in self.scan.feed(text):
+            self.bad = self.bad or (
+                isinstance(event, CallStart) and event.name not in self.callable
+            )
+            if self.bad:
+                break
+            if isinstance(event, CallStart):
+                self.sent[event.index] = ""
+                out += self.fmt.tool_call_delta(
+                    event.index, "", call_id=new_call_id(), name=event.name
+                )
+            else:
+                self.sent[event.index] += event.text
+                out += self.fmt.tool_call_delta(event.index, event.text)
+        return out
+
+    def finish(self, end: GenerationEnd) -> bytes:
+        """The rest and the closing chunks; :class:`ApiError` when the whole is not a valid call."""
+        calls = tool_calls_in(self.text, self.fmt, end) or []
+        if not self.scan.started:  # nothing went out yet (e.g. arguments as a JSON string)
+            return self.fmt.tool_call_chunks(calls) + self.fmt.closing(end, tool_calls=True)
+        if self.scan.started != [c.name for c in calls]:
+            raise ApiError(
+                502,
+                "the streamed tool calls do not match the answer's calls",
+                type="server_error",
+                code="malformed_tool_call",
+            )
+        out = b"".join(
+            self.fmt.tool_call_delta(i, json.dumps(c.arguments, separators=(",", ":")))
+            for i, c in enumerate(calls)
+            if not self.sent.get(i)
+        )
+        return out + self.fmt.closing(end, tool_calls=True)
 
 
 async def collect(

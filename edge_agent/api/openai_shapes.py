@@ -134,29 +134,25 @@ class CompletionFormat:
             }
         return self._chunk(choice)
 
-    def tool_call_chunks(self, calls: Sequence[ParsedCall], *, piece: int = 32) -> bytes:
-        """Tool calls as OpenAI streams them: each call's id, type and name with empty
-        ``arguments``, then its arguments string in deltas of up to ``piece`` characters."""
+    def tool_call_delta(
+        self, index: int, arguments: str, *, call_id: str | None = None, name: str = ""
+    ) -> bytes:
+        """One tool-call chunk: a call's start (``call_id``, type, name, ``arguments: ""``)
+        or more of its arguments string, as OpenAI streams them."""
+        delta: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
+        if call_id is not None:
+            delta = {"index": index, "id": call_id, "type": "function", **delta}
+            delta["function"] = {"name": name, "arguments": arguments}
+        choice = {"index": 0, "delta": {"tool_calls": [delta]}, "logprobs": None}
+        return self._chunk({**choice, "finish_reason": None})
+
+    def tool_call_chunks(self, calls: Sequence[ParsedCall]) -> bytes:
+        """Whole calls as chunks: each call's start, then its arguments string in one delta."""
         out = b""
         for i, call in enumerate(openai_tool_calls(calls)):
-            args = call["function"]["arguments"]
-            first = {
-                **call,
-                "index": i,
-                "function": {"name": call["function"]["name"], "arguments": ""},
-            }
-            deltas = [first] + [
-                {"index": i, "function": {"arguments": args[at : at + piece]}}
-                for at in range(0, len(args), piece)
-            ]
-            for delta in deltas:
-                choice = {
-                    "index": 0,
-                    "delta": {"tool_calls": [delta]},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-                out += self._chunk(choice)
+            fn = call["function"]
+            out += self.tool_call_delta(i, "", call_id=call["id"], name=fn["name"])
+            out += self.tool_call_delta(i, fn["arguments"])
         return out
 
     def closing(self, end: GenerationEnd, *, tool_calls: bool = False) -> bytes:

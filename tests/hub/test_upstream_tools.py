@@ -76,11 +76,11 @@ async def test_tools_pass_through_and_calls_come_back(
 ) -> None:
     spec = ToolSpec.make(FUNCTIONS, choice="required", parallel=False)
     async with serving_hub(hub_settings(nats_server.url, upstream_spec(agent.v1))):
-        answer = await uplink.complete(tool_request(stream=False), timeout=60)
+        answer = await uplink.complete(tool_request(stream=False), timeout=240)
         pieces = [
             p
             async for p in uplink.stream(
-                tool_request(stream=True), timeout=60, first_chunk_timeout=60
+                tool_request(stream=True), timeout=240, first_chunk_timeout=240
             )
         ]
     assert isinstance(pieces[-1], EndMessage)
