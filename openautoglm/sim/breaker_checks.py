@@ -12,7 +12,7 @@ __all__ = ["check_breaker"]
 
 def check_breaker(scenario: Scenario, ledger: Ledger) -> list[Violation]:
     """Breakers open only in faults, after the configured failures, and close once the hub is back."""
-    windows, grace, recover = windows_and_margins(scenario)
+    windows, grace, recover = windows_and_margins(scenario, ledger)
     hub = scenario.edge.get("hub", {})
     threshold = int(hub.get("breaker_failures", 5))
     cooldown = float(hub.get("breaker_cooldown_s", 10.0))

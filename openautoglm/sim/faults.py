@@ -104,7 +104,9 @@ class FaultInjector:
             detail = f"killed worker(s) {killed}; {self.topo.live_workers()} left"
         elif kind == "add_worker":
             index = await self.topo.add_worker()
-            detail = f"worker {index} serving"
+            detail = f"worker {index} serving from {self.ledger.now():.1f} s"
+            self.ledger.faults.append(FaultMark(kind, start, self.ledger.now(), detail))
+            return
         elif kind == "restart_nats":
             await self.topo.restart_node(fault.node, down_s=fault.down_s)
             detail = f"hub-side nats-server {fault.node} down {fault.down_s:g} s"

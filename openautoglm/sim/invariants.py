@@ -72,7 +72,7 @@ def check_answered_once(scenario: Scenario, ledger: Ledger) -> list[Violation]:
 
 def check_healthy_errors(scenario: Scenario, ledger: Ledger) -> list[Violation]:
     """Outside fault windows every answer is a 200."""
-    windows, grace, recover = windows_and_margins(scenario)
+    windows, grace, recover = windows_and_margins(scenario, ledger)
     bad = [
         e
         for e in ledger
@@ -85,7 +85,7 @@ def check_healthy_errors(scenario: Scenario, ledger: Ledger) -> list[Violation]:
 
 def check_outage_fallback(scenario: Scenario, ledger: Ledger) -> list[Violation]:
     """During hub outages cloud-bound requests fall back; outside faults they do not."""
-    windows, grace, recover = windows_and_margins(scenario)
+    windows, grace, recover = windows_and_margins(scenario, ledger)
     out: list[Violation] = []
     for w in (w for w in windows if w.outage and w.end - w.start > grace):
         judged = [

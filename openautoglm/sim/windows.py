@@ -6,10 +6,11 @@ healthy(entry, windows, grace, recover)    # no fault touched this request
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from openautoglm.sim.scenario import Scenario
-from shared.fleet_report.ledger import LedgerEntry
+from shared.fleet_report.ledger import FaultMark, Ledger, LedgerEntry
 
 __all__ = [
     "EXAMPLES",
@@ -59,26 +60,42 @@ class Window:
         return e.sent_at <= self.end + after and end >= self.start - before
 
 
-def fault_windows(scenario: Scenario) -> list[Window]:
-    """The windows the scenario's faults disturb, with hub outages marked."""
-    out: list[Window] = []
+def fault_windows(scenario: Scenario, marks: Sequence[FaultMark] = ()) -> list[Window]:
+    """The windows the scenario's faults disturb, with hub outages marked.
+
+    ``marks`` (the ledger's, in the order they were applied) give the times things really
+    happened: a worker added at 7 s may serve only at 9 s on a busy machine, a restarted
+    nats-server listens a little after its ``down_s``.
+    """
     faults = sorted(scenario.faults, key=lambda f: f.at_s)
+    real = len(marks) == len(faults) and all(
+        m.kind == f.kind for m, f in zip(marks, faults, strict=True)
+    )
+    times = [(m.at_s, m.until_s) for m in marks] if real else [(f.at_s, f.until_s) for f in faults]
+    out: list[Window] = []
     for i, f in enumerate(faults):
+        start, until = times[i]
         if f.kind == "kill_worker":
             if f.worker == "all" or scenario.hub.workers <= 1:
-                back = next((g.at_s for g in faults[i + 1 :] if g.kind == "add_worker"), None)
-                out.append(Window(f.kind, f.at_s, back or scenario.duration_s, outage=True))
+                back = next(
+                    (
+                        times[j][1]
+                        for j in range(i + 1, len(faults))
+                        if faults[j].kind == "add_worker"
+                    ),
+                    None,
+                )
+                out.append(Window(f.kind, start, back or scenario.duration_s, outage=True))
             else:
-                out.append(Window(f.kind, f.at_s, f.at_s, outage=False))
+                out.append(Window(f.kind, start, start, outage=False))
         elif f.kind == "partition_site":
             outage = f.mode != "delay"
-            out.append(Window(f.kind, f.at_s, f.until_s, outage, frozenset({f.site or ""})))
+            out.append(Window(f.kind, start, until, outage, frozenset({f.site or ""})))
         elif f.kind == "restart_nats":
-            out.append(Window(f.kind, f.at_s, f.at_s + f.down_s, outage=not scenario.hub.cluster))
-        elif f.kind == "add_worker":
-            out.append(Window(f.kind, f.at_s, f.at_s, outage=False))
-        else:
-            out.append(Window(f.kind, f.at_s, f.until_s, outage=False))
+            end = until if real else start + f.down_s
+            out.append(Window(f.kind, start, end, outage=not scenario.hub.cluster))
+        else:  # add_worker (until: serving), slow_hub, collector_down, clock_jump
+            out.append(Window(f.kind, start, until, outage=False))
     return out
 
 
@@ -100,9 +117,14 @@ def healthy(e: LedgerEntry, windows: list[Window], grace: float, recover: float)
     return not any(w.covers(e, before=grace, after=recover) for w in windows)
 
 
-def windows_and_margins(scenario: Scenario) -> tuple[list[Window], float, float]:
+def windows_and_margins(
+    scenario: Scenario, ledger: Ledger | None = None
+) -> tuple[list[Window], float, float]:
+    """The fault windows (from the ledger's marks when given), the detection grace, and the
+    recovery margin after a fault heals."""
     hub = scenario.edge.get("hub", {})
     cooldown = float(hub.get("breaker_cooldown_s", 10.0))
     grace = scenario.expect.detect_grace_s
     # After a fault heals: links reconnect (~1 s), open breakers wait their cooldown.
-    return fault_windows(scenario), grace, grace + cooldown + 2.0
+    marks = () if ledger is None else ledger.faults
+    return fault_windows(scenario, marks), grace, grace + cooldown + 2.0
