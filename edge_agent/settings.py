@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from edge_agent.batches.settings import BatchSettings
@@ -253,7 +253,7 @@ class EdgeSettings(TomlFileSettings):
         "instead of exiting with the loader's message.",
     )
     hub: HubLink = Field(default_factory=HubLink, description="The NATS link to the hub.")
-    api_keys: Annotated[list[str], NoDecode] = Field(
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Bearer keys the HTTP API requires (`Authorization: Bearer KEY`), like "
         "llama-server --api-key; AGL_API_KEYS=k1,k2. Empty: no keys (loopback only). "
@@ -293,7 +293,9 @@ class EdgeSettings(TomlFileSettings):
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):  # AGL_API_KEYS=k1,k2
             value = [k.strip() for k in value.split(",") if k.strip()]
-        if isinstance(value, list) and any(isinstance(k, str) and len(k) < 8 for k in value):
+        if isinstance(value, list) and any(
+            len(k.get_secret_value() if isinstance(k, SecretStr) else str(k)) < 8 for k in value
+        ):
             raise ValueError("each API key needs at least 8 characters")
         return value
 

@@ -32,7 +32,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def bind_refusal(host: str, *, keys: Sequence[str], insecure: bool) -> str | None:
+def bind_refusal(host: str, *, keys: Sequence[object], insecure: bool) -> str | None:
     """Why the agent must not listen on ``host`` (None: it may).
 
     Listening beyond loopback without API keys hands the models to anyone on the network,

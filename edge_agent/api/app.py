@@ -159,7 +159,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.agent = state
-    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
+    app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api_keys])
     app.add_middleware(EdgeHeadersMiddleware, metrics=state.metrics)
     app.add_middleware(TracingMiddleware, instruments=state.metrics.genai)
     return app

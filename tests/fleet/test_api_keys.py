@@ -66,7 +66,9 @@ def test_health_and_metrics_stay_open(keyed_agent: RunningAgent, path: str) -> N
 
 def test_keys_come_from_agl_api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGL_API_KEYS", " sk-one-000001 ,sk-two-000002")
-    assert load_settings(None).api_keys == ["sk-one-000001", "sk-two-000002"]
+    keys = load_settings(None).api_keys
+    assert [k.get_secret_value() for k in keys] == ["sk-one-000001", "sk-two-000002"]
+    assert "sk-one" not in repr(keys)  # and `config show` prints them masked
     monkeypatch.setenv("AGL_API_KEYS", "short")
     with pytest.raises(AglError, match="at least 8 characters"):
         load_settings(None)
