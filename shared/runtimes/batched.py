@@ -30,7 +30,14 @@ from typing import Any, Protocol
 from shared.errors import AglError, ContextOverflowError, SamplingError
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.sampling import SequenceSampler, logprobs_of
-from shared.runtimes.slots import DecodeJob, Running, Slot, finish_reason_of, plan_reuse
+from shared.runtimes.slots import (
+    MIN_COPY_TOKENS,
+    DecodeJob,
+    Running,
+    Slot,
+    finish_reason_of,
+    plan_reuse,
+)
 from shared.runtimes.stops import StopStringFilter
 from shared.runtimes.types import (
     FinishReason,
@@ -105,6 +112,10 @@ class BatchedDecoder:
         self._cv = threading.Condition()
         self._closing = False
         self._pieces: dict[int, bytes] = {}
+        self._copied: set[int] = set()
+        """Slots whose copied cells arrive at the next decode (no copy source until then)."""
+        # A copy moves a whole sequence's cells: worth it when it saves a real prefill.
+        self._min_copy = max(MIN_COPY_TOKENS, self.n_ctx_seq // 64)
         self._thread = threading.Thread(target=self._loop, name="agl-decode", daemon=True)
         self._thread.start()
 
@@ -187,6 +198,8 @@ class BatchedDecoder:
             job.done()
 
     def _admit(self) -> None:
+        if self._pending:
+            self._drop_cancelled()
         while True:
             free = [s for s in self._slots if not s.busy]
             with self._cv:
@@ -194,6 +207,16 @@ class BatchedDecoder:
                     return
                 job = self._pending.popleft()
             self._start(job, free)
+
+    def _drop_cancelled(self) -> None:
+        """End queued jobs whose caller went away, so they stop holding a place in the queue."""
+        with self._cv:
+            gone = [j for j in self._pending if j.cancelled.is_set()]
+            for job in gone:
+                self._pending.remove(job)
+        for job in gone:
+            job.post(GenerationEnd("cancelled", len(job.prompt.tokens), 0))
+            job.done()
 
     def _start(self, job: DecodeJob, free: list[Slot]) -> None:
         tokens = job.prompt.tokens
@@ -213,11 +236,14 @@ class BatchedDecoder:
             )
             job.done()
             return
-        dst, src, n = plan_reuse(tokens, free, self._slots)
+        dst, src, n = plan_reuse(
+            tokens, free, self._slots, min_copy=self._min_copy, not_from=frozenset(self._copied)
+        )
         lib, mem = self._lib, self._mem
         if src is not None:
             lib.llama_memory_seq_rm(mem, dst.seq_id, -1, -1)
             lib.llama_memory_seq_cp(mem, src.seq_id, dst.seq_id, -1, -1)  # whole sequences only
+            self._copied.add(dst.seq_id)
             dst.cached = src.cached[:n]
         else:
             dst.cached = dst.cached[:n]
@@ -292,8 +318,9 @@ class BatchedDecoder:
         self._batch.n_tokens = n
         started = time.perf_counter()
         rc = self._lib.llama_decode(self._ctx, self._batch)
+        self._copied.clear()  # pending copies are carried out before a decode computes
         if rc != 0:
-            self._fail_batch(outputs, rc)
+            self._fail_all(rc)
             return
         for idx, slot in outputs:
             self._sampled(idx, slot)
@@ -343,7 +370,7 @@ class BatchedDecoder:
             piece = self._pieces[token] = bytes(self._rt._llm.detokenize([token]))
         return piece
 
-    def _fail_batch(self, outputs: list[tuple[int, Slot]], rc: int) -> None:
+    def _fail_all(self, rc: int) -> None:
         err = AglError(f"llama_decode failed (code {rc}); the batch's requests were ended")
         for slot in self._slots:
             if slot.run is not None:

@@ -83,23 +83,29 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def plan_reuse(
-    prompt: Sequence[int], free: Sequence[Slot], every: Sequence[Slot]
+    prompt: Sequence[int],
+    free: Sequence[Slot],
+    every: Sequence[Slot],
+    *,
+    min_copy: int = MIN_COPY_TOKENS,
+    not_from: frozenset[int] = frozenset(),
 ) -> tuple[Slot, Slot | None, int]:
     """Which free slot a prompt takes, which slot to copy cells from (or None) and how many.
 
     The free slot keeps its own cached prefix; another slot's longer prefix is copied when it
-    saves at least :data:`MIN_COPY_TOKENS`. At least one prompt token is always left to decode
-    (its logits give the first sampled token).
+    saves at least ``min_copy`` tokens (a copy moves the whole sequence's cells). Slots in
+    ``not_from`` (copies not yet carried out) are no source. At least one prompt token is always
+    left to decode (its logits give the first sampled token).
     """
     limit = len(prompt) - 1
     own = [(min(common_prefix(prompt, s.cached), limit), s) for s in free]
     n_own, dst = max(own, key=lambda x: x[0])
     best_src, n_src = None, n_own
     for slot in every:
-        if slot is dst:
+        if slot is dst or slot.seq_id in not_from:
             continue
         n = min(common_prefix(prompt, slot.cached), limit)
-        if n >= n_src + MIN_COPY_TOKENS and n > n_src:
+        if n >= n_src + min_copy and n > n_src:
             best_src, n_src = slot, n
     return dst, best_src, n_src if best_src is not None else n_own
 

@@ -347,3 +347,29 @@ def test_all_layers_on_the_gpu_setting_decodes_on_a_cpu_build() -> None:
         decoder.close()
         rt.close()
     assert all(e is not None and e.completion_tokens == 4 for e in ends)
+
+
+def test_a_queued_request_cancelled_before_its_turn_ends_without_a_slot(
+    runtime: GgufRuntime,
+) -> None:
+    decoder = BatchedDecoder(runtime, parallel=1)
+    try:
+        started = threading.Event()
+        blocker, blocker_job = submit(
+            decoder,
+            runtime,
+            QUESTIONS[3],
+            SamplingParams(max_tokens=400, temperature=0),
+            on_piece=lambda o: started.set(),
+        )
+        assert started.wait(120)
+        queued, job = submit(decoder, runtime, QUESTIONS[0])
+        job.cancelled.set()
+        queued.wait()
+        assert decoder.waiting == 0
+        blocker_job.cancelled.set()
+        blocker.wait()
+    finally:
+        decoder.close()
+    assert queued.end is not None and queued.end.finish_reason == "cancelled"
+    assert queued.end.completion_tokens == 0 and queued.pieces == []
