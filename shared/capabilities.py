@@ -53,11 +53,11 @@ class ModelsReply(BaseModel):
 
 
 def runtime_capabilities(kind: str) -> frozenset[str]:
-    """What a runtime can do: ``gguf`` chat models everything but embeddings through chat, etc."""
+    """What a runtime can do: a ``gguf`` chat model everything (grammars, logprobs, tool calls
+    in the generic format, embeddings); an ``onnx`` embedder embeddings; anything else nothing."""
     return {
-        "gguf": frozenset({"tools", "json_schema", "logprobs", "embeddings"}),
-        "upstream": frozenset({"tools", "json_schema"}),
-        "embed": frozenset({"embeddings"}),
+        "gguf": frozenset(CAPABILITIES),
+        "onnx-embed": frozenset({"embeddings"}),
     }.get(kind, frozenset())
 
 
