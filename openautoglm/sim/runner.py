@@ -21,20 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.router.policy import RouterConfig
-from edge_agent.settings import EdgeSettings, load_settings
 from openautoglm.sim.collector import CollectorSink
 from openautoglm.sim.device import SharedPool, SimDevice
 from openautoglm.sim.errors import TopologyError
 from openautoglm.sim.faults import FaultInjector
+from openautoglm.sim.fleet import START_BATCH, drive_traffic, start_devices
 from openautoglm.sim.invariants import Violation, check_all
 from openautoglm.sim.proxy import FaultProxy
-from openautoglm.sim.requests import send_request
-from openautoglm.sim.runtime import LocalModelSpec
 from openautoglm.sim.scenario import Scenario
 from openautoglm.sim.topology import Topology
-from openautoglm.sim.traffic import arrival_times, intended_tier, make_request
-from shared.fleet_report.ledger import Ledger, LedgerEntry
+from shared.fleet_report.ledger import Ledger
 
 log = logging.getLogger("openautoglm.sim")
 
@@ -42,8 +38,6 @@ __all__ = ["RunResult", "run_scenario", "run_scenario_sync"]
 
 #: Threads of the pool all devices share for prompts and plugin calls (see ``SharedPool``).
 _POOL_THREADS = 4
-#: Devices started at once (each runs its lifespan: uplink connect, scheduler start).
-_START_BATCH = 25
 
 
 @dataclass
@@ -76,28 +70,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def device_settings(
-    scenario: Scenario, *, name: str, nats_url: str, otlp: str | None
-) -> EdgeSettings:
-    """The real edge settings of one device: the scenario's ``[edge]`` plus what the harness wires."""
-    edge: dict[str, Any] = {k: v for k, v in scenario.edge.items() if k not in {"hub", "telemetry"}}
-    hub = {**scenario.edge.get("hub", {}), "nats_url": nats_url}
-    telemetry: dict[str, Any] = {**scenario.edge.get("telemetry", {})}
-    if otlp is not None:
-        telemetry.update(endpoint=otlp, traces_sample_ratio=1.0, export_timeout_s=1.0)
-    edge.setdefault("router", {}).setdefault("default_cloud_model", scenario.hub.model)
-    return load_settings(
-        None,
-        device_id=name,
-        model_id=scenario.traffic.model,
-        n_ctx=scenario.local.n_ctx,
-        request_timeout_s=edge.pop("request_timeout_s", scenario.traffic.deadline_s),
-        hub=hub,
-        telemetry=telemetry,
-        **edge,
-    )
 
 
 def run_scenario_sync(scenario: Scenario, *, hub_report: Path | None = None) -> RunResult:
@@ -155,28 +127,19 @@ async def _run(
             await collector.start()
             otlp = f"http://127.0.0.1:{collector.port}"
         base = rss_mb()
-        devices = await _start_devices(scenario, topo, otlp, rng, ledger, pool)
+        devices = await start_devices(scenario, topo, otlp, rng, ledger, pool)
         per_device = (rss_mb() - base) / max(1, len(devices))
         log.info("%d devices up; %.2f MB each", len(devices), per_device)
         injector = FaultInjector(scenario, topo, ledger, collector=collector)
         lags: list[float] = []
         probe = asyncio.create_task(_loop_lag(lags))
         try:
-            await _traffic(scenario, devices, ledger, injector, rng)
+            await drive_traffic(scenario, devices, ledger, injector, rng)
         finally:
             probe.cancel()
         per_device = max(per_device, (rss_mb() - base) / max(1, len(devices)))
-        registry: dict[str, Any] | str
-        try:
-            registry = await topo.registry_summary()
-        except (TopologyError, TimeoutError) as exc:
-            registry = str(exc)
+        registry, _ = await asyncio.gather(_registry(topo), _hub_report(topo, hub_report))
         violations = check_all(scenario, ledger, registry=registry)
-        if hub_report is not None:
-            try:
-                await topo.hub_report(hub_report)
-            except (TopologyError, TimeoutError) as exc:
-                log.warning("the hub's own report could not be written: %s", exc)
         return RunResult(
             scenario=scenario,
             ledger=ledger,
@@ -189,8 +152,8 @@ async def _run(
             registry=registry if isinstance(registry, dict) else {},
         )
     finally:
-        for i in range(0, len(devices), _START_BATCH):
-            await asyncio.gather(*(d.stop() for d in devices[i : i + _START_BATCH]))
+        for i in range(0, len(devices), START_BATCH):
+            await asyncio.gather(*(d.stop() for d in devices[i : i + START_BATCH]))
         if collector is not None:
             await collector.close()
         if sink is not None:
@@ -199,112 +162,26 @@ async def _run(
         pool.close()
 
 
+async def _registry(topo: Topology) -> dict[str, Any] | str:
+    """``hubctl stats --json``, or why it could not be read."""
+    try:
+        return await topo.registry_summary()
+    except (TopologyError, TimeoutError) as exc:
+        return str(exc)
+
+
+async def _hub_report(topo: Topology, out: Path | None) -> None:
+    if out is None:
+        return
+    try:
+        await topo.hub_report(out)
+    except (TopologyError, TimeoutError) as exc:
+        log.warning("the hub's own report could not be written: %s", exc)
+
+
 async def _loop_lag(out: list[float], period_s: float = 0.1) -> None:
     loop = asyncio.get_running_loop()
     while True:
         before = loop.time()
         await asyncio.sleep(period_s)
         out.append((loop.time() - before - period_s) * 1000)
-
-
-async def _start_devices(
-    scenario: Scenario,
-    topo: Topology,
-    otlp: str | None,
-    rng: random.Random,
-    ledger: Ledger,
-    pool: SharedPool,
-) -> list[SimDevice]:
-    spec = LocalModelSpec(**scenario.local.model_dump())
-
-    def on_breaker(device: str, before: str, after: str) -> None:
-        ledger.breaker_events.append((ledger.now(), device, before, after))
-
-    plan = [
-        (f"{site.name}-{i:03d}", site.name) for site in scenario.sites for i in range(site.devices)
-    ]
-    devices: list[SimDevice] = []
-    for i in range(0, len(plan), _START_BATCH):
-        batch = plan[i : i + _START_BATCH]
-        devices += await asyncio.gather(
-            *(
-                SimDevice.start(
-                    name=name,
-                    site=site,
-                    settings=device_settings(
-                        scenario, name=name, nats_url=topo.device_url(site), otlp=otlp
-                    ),
-                    spec=spec,
-                    rng=random.Random(rng.random()),
-                    on_breaker=on_breaker,
-                    pool=pool,
-                )
-                for name, site in batch
-            )
-        )
-    up = await asyncio.gather(*(d.wait_connected(15) for d in devices))
-    down = [d.name for d, ok in zip(devices, up, strict=True) if not ok]
-    if down:
-        log.warning("%d devices did not connect to NATS: %s", len(down), ", ".join(down[:5]))
-    return devices
-
-
-async def _traffic(
-    scenario: Scenario,
-    devices: list[SimDevice],
-    ledger: Ledger,
-    injector: FaultInjector,
-    rng: random.Random,
-) -> None:
-    arrivals = scenario.arrivals
-    router = RouterConfig.model_validate(
-        {"default_cloud_model": scenario.hub.model, **scenario.edge.get("router", {})}
-    )
-    pending: set[asyncio.Task[None]] = set()
-    ledger.t0 = time.monotonic()
-
-    async def device_loop(device: SimDevice, times: list[float], drng: random.Random) -> None:
-        for at in times:
-            delay = at - ledger.now()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            req = make_request(drng, scenario)
-            now = ledger.now()
-            entry: LedgerEntry = ledger.open(
-                device=device.name,
-                site=device.site,
-                prompt_class=req.prompt_class,
-                prompt_tokens=req.prompt_tokens,
-                stream=req.stream,
-                intended_tier=intended_tier(
-                    req.prompt_tokens, scenario.traffic.model, router, scenario.local.n_ctx
-                ),
-                sent_at=now,
-                deadline_at=now + scenario.traffic.deadline_s,
-            )
-            task = asyncio.create_task(send_request(device, req, entry, ledger, scenario))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-
-    loops = []
-    for device in devices:
-        drng = random.Random(rng.random())
-        times = arrival_times(
-            drng,
-            rate=arrivals.rate_per_device,
-            amplitude=arrivals.diurnal_amplitude,
-            period_s=arrivals.diurnal_period_s,
-            duration_s=scenario.duration_s,
-        )
-        loops.append(asyncio.create_task(device_loop(device, times, drng)))
-    faults = asyncio.create_task(injector.run())
-    try:
-        await asyncio.gather(*loops)
-        if pending:
-            await asyncio.wait(set(pending), timeout=2 * scenario.traffic.deadline_s + 5)
-        await faults
-    finally:
-        faults.cancel()
-        for task in [*loops, *pending]:
-            task.cancel()
-        await injector.heal_all()
