@@ -157,7 +157,7 @@ def device_permissions(device: str) -> Permissions:
 def hub_permissions() -> Permissions:
     """The hub: every device subject, every inbox (replies, interest probes), JetStream, $SRV."""
     return Permissions(
-        pub=(f"{DEVICE_PREFIX}>", f"{INBOX_ROOT}.>", "$SRV.>", "$JS.>", "$KV.>", "$JSC.>"),
+        pub=(f"{DEVICE_PREFIX}>", f"{INBOX_ROOT}.>", "$SRV.>", "$JS.>", "$KV.>", "$JSC.>", "$O.>"),
         sub=(f"{DEVICE_PREFIX}>", f"{INBOX_ROOT}.>", "$SRV.>"),
     )
 

@@ -4,8 +4,8 @@
     watcher.start()
     await watcher.stop()
 
-The key is watched with a filtered ordered consumer (``LAST_PER_SUBJECT``), the one kind of
-watch a device's permissions allow, and read again by direct get every ``reconcile_s``: a watch
+The key is watched with a named, filtered push consumer (``LAST_PER_SUBJECT``, no acks), the one
+kind of watch a device's permissions allow (made again after a reconnect), and read again by direct get every ``reconcile_s``: a watch
 lost with a NATS restart, or a connection replaced by the uplink, cannot leave the device on an
 old revision for longer than that. The latest record wins; older ones are skipped.
 """
@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from edge_agent.api.state import AgentState
@@ -62,6 +63,7 @@ class DesiredWatcher:
         self._latest: bytes | None = None
         self._sub_client: Client | None = None
         self._sub: object | None = None
+        self._reconnects = 0
 
     @property
     def subject(self) -> str:
@@ -89,19 +91,26 @@ class DesiredWatcher:
         self._wake.set()
 
     async def _watch(self, nc: Client) -> None:
-        if self._sub_client is nc and self._sub is not None and nc.is_connected:
-            return
+        reconnects = nc.stats["reconnects"]
+        if self._sub_client is nc and self._sub is not None and self._reconnects == reconnects:
+            return  # a reconnect (a NATS restart may lose the consumer) makes a new watch
         await self._unwatch()
-        js = nc.jetstream()
-        self._sub = await js.subscribe(
+        # A named consumer: its create subject carries the filter, the one a device may use.
+        # No acks (a device may not publish them); the server drops it when it goes idle.
+        self._sub = await nc.jetstream().subscribe(
             self.subject,
             stream=f"KV_{CONFIG_BUCKET}",
             cb=self._on_msg,
-            ordered_consumer=True,
-            idle_heartbeat=2.0,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT),
+            manual_ack=True,
+            config=ConsumerConfig(
+                name=f"agl-watch-{self.device}-{uuid.uuid4().hex[:8]}",
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                ack_policy=AckPolicy.NONE,
+                inactive_threshold=60.0,
+                mem_storage=True,
+            ),
         )
-        self._sub_client = nc
+        self._sub_client, self._reconnects = nc, reconnects
         self.watches += 1
 
     async def _unwatch(self) -> None:
