@@ -89,7 +89,8 @@ class Job:
         """Sampling for the hub: ``max_tokens`` or 256 when the client left it open.
 
         A tool grammar is not sent: the hub makes it from the request's ``tools``."""
-        grammar = None if self.tools is not None else self.params.grammar
+        calling = self.tools is not None and bool(self.tools.calling)
+        grammar = None if calling else self.params.grammar
         return replace(self.params, max_tokens=self.max_tokens or 256, grammar=grammar)
 
 
@@ -172,7 +173,8 @@ def chat_job(req: ChatCompletionRequest) -> Job:
     max_tokens = req.max_completion_tokens or req.max_tokens
     tools = tool_spec(req)
     try:
-        grammar = grammar_source(tools) if tools is not None else response_grammar(req)
+        calling = tools is not None and bool(tools.calling)
+        grammar = grammar_source(tools) if tools is not None and calling else response_grammar(req)
     except InvalidInput as exc:  # the functions' schemas together are too large
         raise ApiError(400, str(exc), param="tools") from None
     return Job(

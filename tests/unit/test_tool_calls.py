@@ -160,3 +160,24 @@ def test_openai_shape() -> None:
     (call,) = openai_tool_calls([ParsedCall("get_weather", {"city": "Oslo"})])
     assert call["id"].startswith("call_") and call["type"] == "function"
     assert call["function"] == {"name": "get_weather", "arguments": '{"city":"Oslo"}'}
+
+
+def _job(**body: Any) -> Any:
+    from edge_agent.api.jobs import chat_job
+    from edge_agent.api.schemas import ChatCompletionRequest
+
+    base = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    return chat_job(ChatCompletionRequest.model_validate({**base, **body}))
+
+
+def test_a_job_constrains_to_the_calls_or_to_the_response_format() -> None:
+    tools = [{"type": "function", "function": WEATHER}]
+    required = _job(tools=tools, tool_choice="required")
+    assert required.params.grammar == grammar_source(required.tools)
+    assert required.needs == frozenset({"tools"})
+    # tool_choice "none": no call grammar, so a JSON response_format still holds
+    none = _job(tools=tools, tool_choice="none", response_format={"type": "json_object"})
+    assert none.params.grammar == "json_object"
+    assert none.needs == frozenset({"json_schema"})
+    assert none.cloud_params().grammar == "json_object"
+    assert required.cloud_params().grammar is None  # the hub makes the call grammar from tools
