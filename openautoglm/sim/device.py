@@ -171,13 +171,18 @@ class SimDevice:
 
     async def post(self, path: str, body: dict[str, Any]) -> AsgiAnswer:
         """POST ``body`` as JSON to the app in-process; returns when the response ends."""
-        raw = json.dumps(body).encode()
+        return await self.request("POST", path, json.dumps(body).encode(), "application/json")
+
+    async def request(
+        self, method: str, path: str, raw: bytes = b"", content_type: str = "application/json"
+    ) -> AsgiAnswer:
+        """Any request to the app in-process (the Batch API's uploads and polls too)."""
         answer = AsgiAnswer()
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": "1.1",
-            "method": "POST",
+            "method": method,
             "scheme": "http",
             "path": path,
             "raw_path": path.encode(),
@@ -185,8 +190,9 @@ class SimDevice:
             "query_string": b"",
             "headers": [
                 (b"host", b"device.sim"),
-                (b"content-type", b"application/json"),
+                (b"content-type", content_type.encode()),
                 (b"content-length", str(len(raw)).encode()),
+                (b"authorization", b"Bearer sim"),
             ],
             "client": ("127.0.0.1", 1),
             "server": ("device.sim", 80),

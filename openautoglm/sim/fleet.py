@@ -10,10 +10,17 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from edge_agent.router.policy import RouterConfig
 from edge_agent.settings import EdgeSettings, load_settings
+from openautoglm.sim.batch_lines import (
+    SubmittedBatch,
+    collect_batches,
+    pick_submitters,
+    submit_batch,
+)
 from openautoglm.sim.device import SharedPool, SimDevice
 from openautoglm.sim.faults import FaultInjector
 from openautoglm.sim.requests import send_request
@@ -32,10 +39,22 @@ START_BATCH = 25
 
 
 def device_settings(
-    scenario: Scenario, *, name: str, nats_url: str, otlp: str | None
+    scenario: Scenario,
+    *,
+    name: str,
+    nats_url: str,
+    otlp: str | None,
+    site: str | None = None,
+    desired: dict[str, Any] | None = None,
 ) -> EdgeSettings:
-    """The real edge settings of one device: the scenario's ``[edge]`` plus what the harness wires."""
+    """The real edge settings of one device: the scenario's ``[edge]`` plus what the harness wires
+    (``site``: the Batch API keeps lines in that leaf's JetStream domain; ``desired``: the
+    desired-state watcher of a plugin_rollout fault)."""
     edge: dict[str, Any] = {k: v for k, v in scenario.edge.items() if k not in {"hub", "telemetry"}}
+    if site is not None and scenario.batches.device_share:
+        edge["batches"] = {**edge.get("batches", {}), "leaf_domain": site, "hub_domain": "hub"}
+    if desired is not None:
+        edge["desired"] = {**edge.get("desired", {}), **desired}
     hub = {**scenario.edge.get("hub", {}), "nats_url": nats_url}
     telemetry: dict[str, Any] = {**scenario.edge.get("telemetry", {})}
     if otlp is not None:
@@ -60,6 +79,7 @@ async def start_devices(
     rng: random.Random,
     ledger: Ledger,
     pool: SharedPool,
+    desired: Callable[[str], dict[str, Any]] | None = None,
 ) -> list[SimDevice]:
     spec = LocalModelSpec(**scenario.local.model_dump())
 
@@ -78,7 +98,12 @@ async def start_devices(
                     name=name,
                     site=site,
                     settings=device_settings(
-                        scenario, name=name, nats_url=topo.device_url(site), otlp=otlp
+                        scenario,
+                        name=name,
+                        nats_url=topo.device_url(site),
+                        otlp=otlp,
+                        site=site,
+                        desired=desired(name) if desired else None,
                     ),
                     spec=spec,
                     rng=random.Random(rng.random()),
@@ -143,12 +168,21 @@ async def drive_traffic(
             duration_s=scenario.duration_s,
         )
         loops.append(asyncio.create_task(device_loop(device, times, drng)))
+    batches: list[SubmittedBatch] = []
+
+    async def batch_loop(device: SimDevice) -> None:
+        for number, at in enumerate(sorted(scenario.batches.submit_at_s)):
+            await asyncio.sleep(max(0.0, at - ledger.now()))
+            batches.append(await submit_batch(device, scenario, ledger, number))
+
+    loops += [asyncio.create_task(batch_loop(d)) for d in pick_submitters(scenario, devices, rng)]
     faults = asyncio.create_task(injector.run())
     try:
         await asyncio.gather(*loops)
         if pending:
             await asyncio.wait(set(pending), timeout=2 * scenario.traffic.deadline_s + 5)
         await faults
+        await collect_batches(batches, scenario, ledger)
     finally:
         faults.cancel()
         for task in [*loops, *pending]:

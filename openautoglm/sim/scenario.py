@@ -21,6 +21,7 @@ from openautoglm.sim.errors import ScenarioError
 
 __all__ = [
     "Arrivals",
+    "Batches",
     "Expect",
     "Fault",
     "FaultKind",
@@ -146,6 +147,12 @@ class Fault(_Strict):
     node: int = Field(0, ge=0, le=2, description="restart_nats: which hub-side server (cluster).")
     down_s: float = Field(1.0, ge=0, description="restart_nats: seconds the node stays down.")
     jump_s: float = Field(3600.0, description="clock_jump: wall-clock step (negative = back).")
+    waves: str = Field(
+        "30%,60%,100%", description="plugin_rollout: `hubctl rollout start --waves` of the rollout."
+    )
+    window_s: float = Field(
+        3.0, gt=0, description="plugin_rollout: each wave's health window (`--window`)."
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
@@ -159,6 +166,22 @@ class Fault(_Strict):
     def until_s(self) -> float:
         """When the fault ends (``at_s`` for instant ones)."""
         return self.at_s + (self.duration_s or 0.0)
+
+
+class Batches(_Strict):
+    """Deferred batches: some devices submit ``/v1/files`` + ``/v1/batches`` to their site's leaf."""
+
+    device_share: float = Field(
+        0.0, ge=0, le=1, description="Share of each site's devices that submit batches (0: none)."
+    )
+    lines_per_batch: int = Field(4, ge=1, le=1000, description="Request lines in one batch.")
+    submit_at_s: list[float] = Field(
+        default_factory=lambda: [1.0],
+        description="Seconds after traffic starts at which each submitting device sends a batch.",
+    )
+    answer_within_s: float = Field(
+        30.0, gt=0, description="After the traffic ends, how long the batches may take to finish."
+    )
 
 
 class Expect(_Strict):
@@ -206,6 +229,7 @@ class Scenario(_Strict):
         False, description="Devices export OTLP to a harness-run collector (collector_down)."
     )
     faults: list[Fault] = Field(default_factory=list, description="[[faults]]: the schedule.")
+    batches: Batches = Field(default_factory=Batches)
     expect: Expect = Field(default_factory=Expect)
 
     @model_validator(mode="after")
@@ -249,11 +273,20 @@ class Scenario(_Strict):
                 raise ValueError(
                     "collector_down needs telemetry = true (nothing exports otherwise)"
                 )
+            if fault.kind == "plugin_rollout" and not self.hub.workers:
+                raise ValueError("plugin_rollout needs hub workers (their registry judges waves)")
             if fault.at_s >= self.duration_s:
                 raise ValueError(
                     f"fault {fault.kind} at {fault.at_s:g} s is after the run ends "
                     f"(duration_s = {self.duration_s:g})"
                 )
+        if self.batches.device_share and not self.hub.leaf_nodes:
+            raise ValueError(
+                "batches.device_share needs hub.leaf_nodes = true (lines wait in the site's leaf)"
+            )
+        late = [t for t in self.batches.submit_at_s if t >= self.duration_s]
+        if self.batches.device_share and late:
+            raise ValueError(f"batches.submit_at_s {late} is after the run ends")
         return self
 
     @property

@@ -42,6 +42,7 @@ from openautoglm.sim.nats_nodes import (
 from openautoglm.sim.proxy import FaultProxy
 from openautoglm.sim.scenario import HubSpec
 from shared.embedded_nats import free_port
+from shared.leaf import LeafConfig, render_leaf_config
 from shared.subjects import inbox_prefix
 
 log = logging.getLogger("openautoglm.sim.topology")
@@ -120,10 +121,16 @@ class Topology:
             proxies.append(proxy)
         self.site_proxies[site] = proxies
         port = free_port()
-        remotes = ", ".join(f'"nats-leaf://{HOST}:{p.port}"' for p in proxies)
-        conf = (
-            f"listen: {HOST}:{port}\nserver_name: leaf-{site}\n"
-            f"leafnodes {{ reconnect: 1s\n  remotes: [ {{ urls: [ {remotes} ] }} ] }}\n"
+        # The site's own JetStream domain: deferred batch lines wait here while the link is cut.
+        conf = render_leaf_config(
+            LeafConfig(
+                domain=site,
+                store_dir=self.workdir / f"leaf-{site}-js",
+                remote_urls=[f"nats-leaf://{HOST}:{p.port}" for p in proxies],
+                listen=f"{HOST}:{port}",
+                server_name=f"leaf-{site}",
+                max_file_store="256MB",
+            )
         )
         node = NatsNode(f"leaf-{site}", conf, port, self.workdir)
         node.start()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["FaultMark", "Ledger", "LedgerEntry"]
+__all__ = ["BatchLineMark", "FaultMark", "Ledger", "LedgerEntry"]
 
 
 @dataclass(slots=True)
@@ -74,6 +74,23 @@ class FaultMark:
     detail: str = ""
 
 
+@dataclass(slots=True)
+class BatchLineMark:
+    """One deferred batch line: when its batch was accepted, and how often it was answered."""
+
+    device: str
+    site: str
+    batch_id: str
+    custom_id: str
+    submitted_at: float
+    answered_at: float | None = None
+    answers: int = 0
+    """Output-file lines with this ``custom_id`` (1 is right; 0 lost; 2+ duplicated)."""
+    status: int | None = None
+    """The line's ``response.status_code`` (None: no output line, or an error-file line)."""
+    error: str | None = None
+
+
 @dataclass
 class Ledger:
     """Every request of a run, the fault marks and the breaker transitions."""
@@ -82,6 +99,9 @@ class Ledger:
     faults: list[FaultMark] = field(default_factory=list)
     breaker_events: list[tuple[float, str, str, str]] = field(default_factory=list)
     """(time, device, from state, to state)."""
+    batch_lines: list[BatchLineMark] = field(default_factory=list)
+    rollouts: list[dict[str, object]] = field(default_factory=list)
+    """``hubctl rollout start --json`` of each plugin_rollout fault, plus the harness's findings."""
     t0: float = field(default_factory=time.monotonic)
 
     def now(self) -> float:
@@ -109,6 +129,10 @@ class Ledger:
                 out.write(json.dumps({"fault": asdict(mark)}) + "\n")
             for at, device, before, after in self.breaker_events:
                 out.write(json.dumps({"breaker": [at, device, before, after]}) + "\n")
+            for line in self.batch_lines:
+                out.write(json.dumps({"batch_line": asdict(line)}) + "\n")
+            for rollout in self.rollouts:
+                out.write(json.dumps({"rollout": rollout}) + "\n")
 
     @classmethod
     def read_jsonl(cls, path: Path) -> Ledger:
@@ -122,6 +146,10 @@ class Ledger:
             elif "breaker" in row:
                 at, device, before, after = row["breaker"]
                 ledger.breaker_events.append((at, device, before, after))
+            elif "batch_line" in row:
+                ledger.batch_lines.append(BatchLineMark(**row["batch_line"]))
+            elif "rollout" in row:
+                ledger.rollouts.append(row["rollout"])
             else:
                 ledger.entries.append(LedgerEntry(**{k: v for k, v in row.items() if k in names}))
         return ledger

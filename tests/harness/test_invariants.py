@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from openautoglm.sim.invariants import check_all, fault_windows
 from openautoglm.sim.scenario import Scenario
-from shared.fleet_report.ledger import Ledger, LedgerEntry
+from shared.fleet_report.ledger import BatchLineMark, Ledger, LedgerEntry
 
 BASE: dict[str, Any] = {
     "name": "t",
@@ -181,3 +184,32 @@ def test_devices_missing_from_the_registry_are_reported() -> None:
         str(unread)
         == "[registry] the hub registry could not be read: hubctl stats failed (1): no NATS"
     )
+
+
+def test_deferred_batch_lines_lost_duplicated_or_failed_are_caught() -> None:
+    import openautoglm.sim.batch_lines  # noqa: F401 - registers the deferred_lines check
+
+    ledger = Ledger()
+    marks = [BatchLineMark("a-000", "a", "batch_1", f"a-000-b0-l{i}", 6.0) for i in range(4)]
+    ledger.batch_lines += marks
+    for mark, answers, status in zip(marks, (1, 0, 2, 1), (200, None, 200, 500), strict=True):
+        mark.answers, mark.status = answers, status
+    found = [v for v in check_all(_scenario(), ledger) if v.check == "deferred_lines"]
+    assert [v.message for v in found] == [
+        "1 of 4 deferred batch lines were lost",
+        "1 of 4 deferred batch lines were answered twice",
+        "1 of 4 deferred batch lines were answered with an error",
+    ]
+    assert found[0].examples == ("a-000-b0-l1 (batch batch_1, submitted at 6.0 s): 0 answers",)
+    for mark in marks:
+        mark.answers, mark.status = 1, 200
+    assert [v for v in check_all(_scenario(), ledger) if v.check == "deferred_lines"] == []
+
+
+def test_batches_need_leaf_nodes_and_submit_times_inside_the_run() -> None:
+    with pytest.raises(
+        ValidationError, match=r"batches\.device_share needs hub\.leaf_nodes = true"
+    ):
+        _scenario(batches={"device_share": 0.5}, hub={"leaf_nodes": False})
+    with pytest.raises(ValidationError, match=r"batches\.submit_at_s \[25\.0\] is after the run"):
+        _scenario(batches={"device_share": 0.5, "submit_at_s": [1, 25]})
