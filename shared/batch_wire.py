@@ -9,6 +9,7 @@ its own streams only::
     stream AGL_BATCHRES_<device>   (hub domain)
         agl.v1.dev.<device>.batch.result.<batch id>  results               (consumer "agent")
     agl.v1.dev.<device>.batch.hello                  "my lines wait in JetStream domain X"
+    agl.v1.dev.<device>.batch.pull.<nuid>            the hub's pulls of lines are answered here
 
 Each line message carries ``Nats-Msg-Id: <batch id>.<index>`` (the stream drops a repeat) and
 each result the same id, so a line is answered once whatever is retried.
@@ -61,6 +62,12 @@ def lines_filter(device: str, *, local: bool = False) -> str:
 def result_subject(device: str, batch_id: str) -> str:
     """Where the hub puts a result for ``device``."""
     return f"{DEVICE_PREFIX}{device}.batch.result.{batch_id}"
+
+
+def pull_inbox(device: str) -> str:
+    """Where the hub's pulls of a device's lines are answered (its own subjects, so that the
+    device's credentials allow its leaf to answer them); a prefix, ends with a dot."""
+    return f"{DEVICE_PREFIX}{device}.batch.pull."
 
 
 def hello_subject(device: str) -> str:

@@ -96,6 +96,9 @@ class HubSideConfig:
     max_memory_store: str = "256MB"
     max_payload: int = 1_048_576
     server_name: str = "agl-hub"
+    auth_include: str | Path | None = None
+    """``hubctl auth init``'s ``nats-auth.conf`` (operator mode: leaf nodes link with a
+    device's or site's credentials); None: an open server."""
 
 
 def _template(name: str) -> Template:
@@ -140,7 +143,22 @@ def render_hub_config(cfg: HubSideConfig) -> str:
         max_memory_store=cfg.max_memory_store,
         max_file_store=cfg.max_file_store,
         leaf_listen=_quoted_path(cfg.leaf_listen, "leafnode listen address"),
+        auth=_auth_text(cfg.auth_include),
     )
+
+
+def _auth_text(include: str | Path | None) -> str:
+    # Inlined: nats-server resolves `include` relative to the including file only, and the
+    # rendered config may be written anywhere.
+    if include is None:
+        return ""
+    try:
+        return "\n# operator-mode auth (hubctl auth init)\n" + Path(include).read_text("utf-8")
+    except OSError as exc:
+        raise EmbeddedNatsError(
+            f"cannot read the auth include {str(include)!r} ({exc.strerror}); "
+            "run `hubctl auth init --dir DIR` and pass DIR/nats-auth.conf"
+        ) from None
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec

@@ -27,14 +27,15 @@ from typing import Any, Literal
 
 import nkeys
 
-from shared.subjects import (
-    DEVICE_PREFIX,
-    INBOX_ROOT,
-    check_device_id,
-    command_subject,
-    device_subject,
-    inbox_prefix,
+from cloud_hub.control.permissions import (
+    ARTIFACT_BUCKETS,
+    CONFIG_BUCKET,
+    REGISTRY_BUCKET,
+    Permissions,
+    device_permissions,
+    hub_permissions,
 )
+from shared.subjects import INBOX_ROOT
 
 KeyKind = Literal["operator", "account", "user"]
 _PREFIX = {
@@ -47,11 +48,6 @@ _HEADER = {"typ": "JWT", "alg": "ed25519-nkey"}
 JETSTREAM_LIMITS = {"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
 _UNLIMITED = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "conn": -1}
 _UNLIMITED |= {"leaf": -1, "wildcards": True}
-#: KV buckets whose own key a device may use (registry entry, desired config).
-REGISTRY_BUCKET = "agl_devices"
-CONFIG_BUCKET = "agl_config"
-#: Object stores every device may read (sha256-addressed, signed artifacts).
-ARTIFACT_BUCKETS = ("agl_plugins", "agl_models")
 
 
 @dataclass(frozen=True, repr=False)
@@ -128,40 +124,6 @@ def account_claims(
     return _base(public, name, now, "account", nats)
 
 
-@dataclass(frozen=True)
-class Permissions:
-    """Subjects a user may publish to and subscribe to; ``responses``: may answer any request."""
-
-    pub: tuple[str, ...]
-    sub: tuple[str, ...]
-    responses: bool = False
-
-
-def device_permissions(device: str) -> Permissions:
-    """What device ``device`` may do: its own subjects, inbox and registry/config keys only."""
-    check_device_id(device)
-    return Permissions(
-        pub=(
-            device_subject(device, ">"),
-            f"$KV.{REGISTRY_BUCKET}.{device}",
-            f"$JS.API.DIRECT.GET.KV_{CONFIG_BUCKET}.$KV.{CONFIG_BUCKET}.{device}",
-            f"$JS.API.CONSUMER.CREATE.KV_{CONFIG_BUCKET}.*.$KV.{CONFIG_BUCKET}.{device}",
-            # Signed artifacts (plugins, models) are read by direct get, chunk by chunk.
-            *(f"$JS.API.DIRECT.GET.OBJ_{b}" for b in ARTIFACT_BUCKETS),
-            *(f"$JS.API.DIRECT.GET.OBJ_{b}.>" for b in ARTIFACT_BUCKETS),
-        ),
-        sub=(f"{inbox_prefix(device)}.>", command_subject(device)),
-    )
-
-
-def hub_permissions() -> Permissions:
-    """The hub: every device subject, every inbox (replies, interest probes), JetStream, $SRV."""
-    return Permissions(
-        pub=(f"{DEVICE_PREFIX}>", f"{INBOX_ROOT}.>", "$SRV.>", "$JS.>", "$KV.>", "$JSC.>", "$O.>"),
-        sub=(f"{DEVICE_PREFIX}>", f"{INBOX_ROOT}.>", "$SRV.>"),
-    )
-
-
 def user_claims(
     public: str, *, name: str, permissions: Permissions | None, now: int
 ) -> dict[str, Any]:
@@ -219,7 +181,10 @@ def server_config(
 
 
 __all__ = [
+    "ARTIFACT_BUCKETS",
+    "CONFIG_BUCKET",
     "INBOX_ROOT",
+    "REGISTRY_BUCKET",
     "NKey",
     "Permissions",
     "account_claims",

@@ -53,6 +53,7 @@ from shared.batch_wire import (
     decode_wire,
     device_of,
     encode_wire,
+    pull_inbox,
     result_subject,
     results_stream,
 )
@@ -170,13 +171,13 @@ class BatchWorker:
     async def _pull(self, device: str, domain: str) -> None:
         await self._results_stream(device)
         remote = self.nc.jetstream(domain=domain)
-        sub = None
+        inbox, sub = pull_inbox(device).encode(), None
         try:
             while True:
                 try:
                     if sub is None:
-                        sub = await remote.pull_subscribe_bind(
-                            HUB_CONSUMER, stream=batch_stream(device)
+                        sub = await remote.pull_subscribe_bind(  # answered on device subjects
+                            HUB_CONSUMER, stream=batch_stream(device), inbox_prefix=inbox
                         )
                     msgs = await sub.fetch(FETCH, timeout=1.0)
                 except asyncio.CancelledError:

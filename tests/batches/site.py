@@ -2,7 +2,7 @@
 a hub (ECHO back-end, a TEST STAND-IN that repeats the prompt; ``tests.fixtures.hubs``) and
 agents as processes (``edge-agent run``, so that a test can SIGKILL one).
 
-    with edge_site(tmp_path) as site:
+    with edge_site(tmp_path) as site:        # auth_device="dev-1": operator mode, see below
         with agent_process(site, tmp_path, device="dev-1") as agent:
             site.link.down()          # the leaf's remote connection is cut and refused
             ...
@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import openai
 
+from cloud_hub.control.keystore import KeyStore
 from cloud_hub.serving import HubService
 from shared.leaf import (
     HubSideConfig,
@@ -124,6 +125,8 @@ class Site:
     hub: HubService
     hub_domain: str = "hub"
     extra: dict[str, Any] = field(default_factory=dict)
+    auth: KeyStore | None = None
+    """Operator mode: the keys; the leaf links with ``auth_device``'s credentials."""
 
 
 @contextlib.contextmanager
@@ -134,16 +137,28 @@ def edge_site(
     hub_domain: str = "hub",
     leaf_max_file_store: str = "1GB",
     echo_delay_s: float = 0.0,
+    auth_device: str | None = None,
 ) -> Iterator[Site]:
     """Hub-side NATS (domain ``hub_domain``, leafnode port), a cuttable link, a leaf (domain
-    ``domain``), a hub (its ``jetstream_domain`` = ``hub_domain``)."""
+    ``domain``), a hub (its ``jetstream_domain`` = ``hub_domain``).
+
+    ``auth_device``: the hub side runs in operator mode (a fresh ``hubctl auth init``), the hub
+    connects with its own credentials and the leaf (open on loopback, as on a device) links
+    with ``auth_device``'s: only that device's traffic crosses the link."""
     hp, hl, lp = free_port(), free_port(), free_port()
+    keys = leaf_creds = None
+    if auth_device is not None:
+        keys = KeyStore(tmp / "auth")
+        keys.root.mkdir(parents=True, exist_ok=True)
+        keys.init(now=int(time.time()))
+        leaf_creds = enroll(keys, auth_device)
     hub_conf = render_hub_config(
         HubSideConfig(
             store_dir=tmp / "hub-js",
             listen=f"127.0.0.1:{hp}",
             leaf_listen=f"127.0.0.1:{hl}",
             domain=hub_domain,
+            auth_include=keys.server_include if keys else None,
         )
     )
     with running_nats_config(hub_conf, port=hp, log_file=tmp / "hub-nats.log") as hub_nats:
@@ -155,6 +170,7 @@ def edge_site(
                 remote_urls=[f"nats-leaf://127.0.0.1:{link.port}"],
                 listen=f"127.0.0.1:{lp}",
                 max_file_store=leaf_max_file_store,
+                credentials=leaf_creds,
             )
         )
         try:
@@ -165,6 +181,7 @@ def edge_site(
                         hub_nats.url,
                         echo_spec(CLOUD_MODEL, delay_s=echo_delay_s),
                         jetstream_domain=hub_domain,
+                        credentials=keys.hub_creds if keys else None,
                     )
                 ) as hub,
             ):
@@ -175,9 +192,18 @@ def edge_site(
                     domain=domain,
                     hub=hub,
                     hub_domain=hub_domain,
+                    auth=keys,
                 )
         finally:
             link.close()
+
+
+def enroll(keys: KeyStore, device: str) -> Path:
+    """``hubctl devices enroll device``: its .creds file (once per device)."""
+    creds = keys.root / f"{device}.creds"
+    if not creds.exists():
+        keys.enroll(device, site="test", labels={}, out=keys.root, now=int(time.time()))
+    return creds
 
 
 @dataclass

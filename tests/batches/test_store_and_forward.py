@@ -34,9 +34,18 @@ def _lines(text: str) -> list[dict]:
     return [json.loads(x) for x in text.splitlines() if x.strip()]
 
 
+@pytest.fixture(scope="module")
+def auth_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """Operator mode: the hub side checks JWTs; the leaf links with dev-a's credentials."""
+    with edge_site(tmp_path_factory.mktemp("auth-site"), auth_device="dev-a") as s:
+        yield s
+
+
+@pytest.mark.parametrize("mode", ["open", "auth"])
 def test_200_lines_survive_link_down_and_agent_sigkill_each_answered_once(
-    site: Site, tmp_path: Path
+    mode: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    site: Site = request.getfixturevalue("site" if mode == "open" else "auth_site")
     with agent_process(site, tmp_path, device="dev-a") as agent:
         client = agent.client()
         site.link.down()

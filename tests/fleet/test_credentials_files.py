@@ -65,7 +65,13 @@ def test_enroll_writes_device_scoped_creds_and_says_how_to_use_them(auth_dir: Pa
     assert "not recorded in the registry" in result.output  # NATS is not there: a warning only
     found = read_creds(creds)
     assert found.pub_allow == auth.device_permissions("dev-1").pub
-    assert found.sub_allow == ("_INBOX.dev-1.>", "agl.v1.dev.dev-1.cmd")
+    assert found.sub_allow == (
+        "_INBOX.dev-1.>",
+        "agl.v1.dev.dev-1.cmd",
+        # a leaf linked with these creds: the hub's pulls and acks of the device's batch lines
+        "$JS.*.API.CONSUMER.MSG.NEXT.AGL_BATCH_dev-1.hub",
+        "$JS.ACK.AGL_BATCH_dev-1.hub.>",
+    )
     assert found.allows_publish("agl.v1.dev.dev-1.infer.glm-4-plus")
     assert not found.allows_publish("agl.v1.dev.dev-2.infer.glm-4-plus")
     twice = enroll(auth_dir, "dev-1")
