@@ -124,6 +124,13 @@ class HubLink(BaseModel):
         description="Seconds between heartbeats to the hub (agl.v1.dev.<device>.hb); the hub "
         "shows a device as stale after 3 missed beats and offline after 10.",
     )
+    jetstream_domain: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="The hub's JetStream domain, for desired state and artifacts ($JS.<domain>.API);"
+        " set it when nats_url is a leaf node with its own JetStream (--embedded-leaf sets it to "
+        "batches.hub_domain). Empty: the JetStream of the server nats_url names.",
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HubLink:

@@ -53,7 +53,12 @@ def embedded_leaf_for(settings: EdgeSettings) -> Iterator[EdgeSettings]:
         with running_nats_config(
             text, port=port, log_file=store / "leaf.log", die_with_parent=True
         ) as leaf:
-            hub = settings.hub.model_copy(update={"nats_url": leaf.url})
+            hub = settings.hub.model_copy(
+                update={
+                    "nats_url": leaf.url,  # desired state and artifacts: the hub's JetStream
+                    "jetstream_domain": settings.hub.jetstream_domain or cfg.hub_domain,
+                }
+            )
             batches = cfg.model_copy(update={"leaf_domain": domain})
             yield settings.model_copy(update={"hub": hub, "batches": batches})
     except EmbeddedNatsError as exc:

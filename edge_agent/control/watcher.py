@@ -50,8 +50,11 @@ class DesiredWatcher:
         connection: Callable[[], Client | None],
         applier: Applier,
         reconcile_s: float = 5.0,
+        domain: str | None = None,
     ) -> None:
         self.device = device
+        #: The hub's JetStream domain (``hub.jetstream_domain``; the agent may sit on a leaf).
+        self.domain = domain
         self._connection = connection
         self.applier = applier
         self.reconcile_s = reconcile_s
@@ -97,7 +100,7 @@ class DesiredWatcher:
         await self._unwatch()
         # A named consumer: its create subject carries the filter, the one a device may use.
         # No acks (a device may not publish them); the server drops it when it goes idle.
-        self._sub = await nc.jetstream().subscribe(
+        self._sub = await nc.jetstream(domain=self.domain).subscribe(
             self.subject,
             stream=f"KV_{CONFIG_BUCKET}",
             cb=self._on_msg,
@@ -121,7 +124,7 @@ class DesiredWatcher:
 
     async def _read_key(self, nc: Client) -> bytes | None:
         try:
-            msg = await nc.jetstream().get_msg(
+            msg = await nc.jetstream(domain=self.domain).get_msg(
                 f"KV_{CONFIG_BUCKET}", subject=self.subject, direct=True
             )
         except NotFoundError:
@@ -145,7 +148,7 @@ class DesiredWatcher:
             self.applier.apply_error = str(exc)
             return
         self.seen_revision = record.revision
-        await self.applier.apply(record, nc.jetstream())
+        await self.applier.apply(record, nc.jetstream(domain=self.domain))
 
     async def _loop(self) -> None:
         retry_s = _FIRST_RETRY_S
@@ -181,4 +184,5 @@ def desired_watcher(state: AgentState) -> DesiredWatcher:
         connection=lambda: uplink.nats_client if uplink is not None else None,
         applier=Applier(state, cache=cache, base=settings),
         reconcile_s=cfg.reconcile_s,
+        domain=settings.hub.jetstream_domain,
     )

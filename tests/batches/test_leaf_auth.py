@@ -22,6 +22,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
+from cloud_hub.control.artifacts import push_artifact, signing_key
+from cloud_hub.control.policy import materialize, open_config, set_layer
+from edge_agent.control.artifact_cache import ArtifactCache
+from edge_agent.control.watcher import DesiredWatcher
 from shared.batch_wire import (
     AGENT_CONSUMER,
     HUB_CONSUMER,
@@ -32,11 +36,13 @@ from shared.batch_wire import (
     result_subject,
     results_stream,
 )
+from shared.desired import decode_record, layer_key
 from shared.leaf import LeafConfig, render_leaf_config, running_nats_config
 from tests.batches.site import Site, edge_site, enroll
 from tests.fixtures.nats import NatsServer, free_port
 
 A, B = "dev-a", "dev-b"
+WASM = Path(__file__).resolve().parents[2] / "wasm_plugins"
 REFUSED = (
     nats.errors.TimeoutError,
     nats.errors.NoRespondersError,
@@ -185,3 +191,49 @@ async def test_devices_reach_only_their_own_batch_streams_across_leaves(
         assert await state() == (0, 0, 3)
         assert forged == [b"from dev-a"]
         assert seen_by_b == []
+
+
+async def test_desired_state_and_artifacts_reach_an_agent_on_the_leaf(
+    site: Site, tmp_path: Path
+) -> None:
+    """With the agent on a leaf, plain ``$JS.API`` is the leaf's own JetStream: the watcher and the
+    artifact reads address the hub's (``hub.jetstream_domain``), as dev-a's creds allow."""
+    assert site.auth is not None
+    async with (
+        connected(site.leaf.url, A) as on_a,
+        connected(site.hub_nats.url, None, site.auth.hub_creds) as hub,
+    ):
+        await _linked(on_a, A)
+        hub_js = hub.jetstream(domain=site.hub_domain)
+        signer = signing_key(tmp_path / "keys")
+        row = await push_artifact(
+            hub_js, kind="plugin", path=WASM / "pii_redact.wasm", signer=signer,
+            manifest=WASM / "pii_redact.plugin.toml",
+        )  # fmt: skip
+        kv = await open_config(hub)
+        await set_layer(kv, layer_key(device=A), {"router": {"load_slo_s": 3.0}})
+        await materialize(kv, A, None)
+
+        cache = ArtifactCache(tmp_path / "cache", max_bytes=1 << 24, trusted=[signer.public])
+        got = await cache.fetch(on_a.jetstream(domain="hub"), kind="plugin", sha256=row.sha256)
+        assert got.path.read_bytes() == (WASM / "pii_redact.wasm").read_bytes()
+
+        watcher = DesiredWatcher(device=A, connection=lambda: on_a, applier=None, domain="hub")  # type: ignore[arg-type]
+        assert await watcher._read_key(on_a) is not None  # direct get across the leaf
+        seen: list[bytes] = []
+
+        async def on_msg(msg: Msg) -> None:
+            seen.append(msg.data)
+
+        watcher._on_msg = on_msg  # type: ignore[method-assign]
+        await watcher._watch(on_a)  # the watch the agent makes, created in the hub's domain
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+        assert seen and decode_record(seen[0]).state == {"router": {"load_slo_s": 3.0}}
+        # the same reads without the domain go to the leaf's JetStream, which has no such bucket
+        plain = DesiredWatcher(device=A, connection=lambda: on_a, applier=None)  # type: ignore[arg-type]
+        with pytest.raises(nats.errors.NoRespondersError):  # no stream there to answer
+            await plain._read_key(on_a)
+        await watcher._unwatch()
