@@ -185,7 +185,7 @@ def main() -> None:
     with agent_process(threads=args.threads, env=env) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         model = client.models.list().data[0].id
-        agent_aggregate(client, model, 2)  # warm-up
+        engine.aggregate_tok_s(2), agent_aggregate(client, model, 2)  # warm-up both
         for k in STREAMS:
             eng, agent = [], []
             for _ in range(args.runs):
