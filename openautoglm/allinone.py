@@ -28,7 +28,7 @@ from edge_agent.cli import DrainingServer
 from edge_agent.models import ModelRegistry, plan_models
 from edge_agent.settings import EdgeSettings, load_settings
 from openautoglm.aliases import CLOUD_MODEL, cloud_aliases, local_aliases
-from shared.embedded_nats import embedded_nats
+from openautoglm.site_nats import LocalSite, local_site
 from shared.model_files import bundled_model_path
 from shared.telemetry.logs import UVICORN_LOG_CONFIG
 
@@ -69,14 +69,20 @@ class AllInOneOptions:
     log_level: str = "warning"
 
 
-def _banner(url: str, nats_url: str, model: str, grpc: str, *, device: str, auth: Path) -> str:
+def _banner(url: str, site: LocalSite, model: str, grpc: str, *, device: str, auth: Path) -> str:
     chat = f"{url}/v1/chat/completions"
+    nats_url = site.hub_url
     return f"""
 open-autoglm is up
   edge agent (OpenAI API)  {url}/v1      local model: {model}
   edge agent (gRPC)        {grpc}      KServe v2 inference protocol, agl.v1.Chat
   hub                      {CLOUD_MODEL} (stand-in: the bundled SmolLM2, served over NATS)
-  embedded NATS            {nats_url}  (loopback only, JetStream, temporary store)
+  hub-side NATS            {nats_url}  (loopback only, JetStream domain {site.hub_domain},
+                           leaf nodes at {site.leaf_remote}, temporary store)
+  edge site leaf           {site.leaf_url}  (the agent's NATS: JetStream domain {site.domain},
+                           linked to the hub side with the device's credentials)
+  batch API                {url}/v1/files, {url}/v1/batches  (lines wait on the leaf
+                           and reach the hub across the link, also after an outage)
   fleet identity           operator-mode NATS; this agent is device {device!r} with its own
                            credentials (auth directory {auth}, removed on exit)
 
@@ -92,6 +98,8 @@ Enroll another device on this machine while this runs, then start its agent:
   hubctl devices enroll dev-2 --dir {auth} --nats-url {nats_url} --out .
   AGL_DEVICE_ID=dev-2 AGL_HUB__NATS_URL={nats_url} AGL_HUB__CREDENTIALS=./dev-2.creds \\
     edge-agent run --port 8081
+  (with its own leaf and Batch API: AGL_BATCHES__LEAF_REMOTE={site.leaf_remote}
+   AGL_BATCHES__LEAF_CREDENTIALS=./dev-2.creds edge-agent run --port 8081 --embedded-leaf)
   hubctl devices list --dir {auth} --nats-url {nats_url}
 
 Ctrl-C stops everything (in-flight requests finish first).
@@ -99,9 +107,15 @@ Ctrl-C stops everything (in-flight requests finish first).
 
 
 def edge_settings(
-    opts: AllInOneOptions, nats_url: str, credentials: Path | None = None
+    opts: AllInOneOptions,
+    nats_url: str,
+    credentials: Path | None = None,
+    site: LocalSite | None = None,
 ) -> EdgeSettings:
-    """The agent's settings: the user's config and env, plus the hub link and demo routing."""
+    """The agent's settings: the user's config and env, plus the hub link and demo routing.
+
+    With ``site`` the agent is on its leaf (``nats_url``): batches wait in the leaf's domain,
+    desired state is read from the hub's domain."""
     base = load_settings(opts.config_file, host=opts.host, port=opts.port, log_level=opts.log_level)
     routes_itself = base.router.rules or base.router.cascade.enabled
     router = base.router if routes_itself else demo_router(base.model_id)
@@ -111,9 +125,19 @@ def edge_settings(
         port=opts.port,
         log_level=opts.log_level,
         grpc_port=_grpc_port(opts, base),
-        hub={**base.hub.model_dump(), "nats_url": nats_url, "credentials": credentials},
+        hub={
+            **base.hub.model_dump(),
+            "nats_url": nats_url,
+            "credentials": credentials,  # the leaf is open on loopback; harmless there
+            **({"jetstream_domain": site.hub_domain} if site else {}),
+        },
         router=router,
+        **({"batches": _batches(base, site)} if site else {}),
     )
+
+
+def _batches(base: EdgeSettings, site: LocalSite) -> dict[str, Any]:
+    return {**base.batches.model_dump(), "leaf_domain": site.domain, "hub_domain": site.hub_domain}
 
 
 def _grpc_port(opts: AllInOneOptions, base: EdgeSettings) -> int:
@@ -149,66 +173,69 @@ async def run(opts: AllInOneOptions) -> None:
         raise click.ClickException(refusal)
     with tempfile.TemporaryDirectory(prefix="agl-auth-") as tmp:
         store, creds = local_auth(Path(tmp), base.device_id)
-        await _run_with(opts, store, creds)
+        with local_site(
+            store.root, store, device=base.device_id, creds=creds, port=opts.nats_port
+        ) as site:
+            await _run_with(opts, store, creds, site)
 
 
-async def _run_with(opts: AllInOneOptions, store: KeyStore, creds: Path) -> None:
-    with embedded_nats(port=opts.nats_port, include=store.server_include) as nats:
-        hub_settings = HubSettings(
-            nats_url=nats.url,
-            models=[
-                HubModelSpec(
-                    name=CLOUD_MODEL,
-                    backend="gguf",
-                    path=bundled_model_path(),
-                    n_ctx=2048,
-                    n_threads=opts.hub_threads,
-                    n_gpu_layers=0,
-                )
-            ],
-            log_level=opts.log_level,
-            credentials=store.hub_creds,
-        )
-        async with running_hub(hub_settings):
-            settings = edge_settings(opts, nats.url, creds)
-            registry = ModelRegistry(plan_models(settings), settings)
-            app = create_app(settings, registry)
-            try:
-                sock = socket.create_server((settings.host, settings.port))
-            except OSError as exc:
-                raise click.ClickException(
-                    f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick another --port"
-                ) from exc
-            url = f"http://{settings.host}:{sock.getsockname()[1]}"
-            config = uvicorn.Config(
-                app,
-                http=bounded_http_protocol(settings.max_header_bytes),
-                log_level=settings.log_level,
-                log_config=UVICORN_LOG_CONFIG,
-                timeout_graceful_shutdown=int(settings.drain_timeout_s),
-                access_log=False,
+async def _run_with(opts: AllInOneOptions, store: KeyStore, creds: Path, site: LocalSite) -> None:
+    hub_settings = HubSettings(
+        nats_url=site.hub_url,
+        jetstream_domain=site.hub_domain,
+        models=[
+            HubModelSpec(
+                name=CLOUD_MODEL,
+                backend="gguf",
+                path=bundled_model_path(),
+                n_ctx=2048,
+                n_threads=opts.hub_threads,
+                n_gpu_layers=0,
             )
-            server = DrainingServer(config)
+        ],
+        log_level=opts.log_level,
+        credentials=store.hub_creds,
+    )
+    async with running_hub(hub_settings):
+        settings = edge_settings(opts, site.leaf_url, creds, site)
+        registry = ModelRegistry(plan_models(settings), settings)
+        app = create_app(settings, registry)
+        try:
+            sock = socket.create_server((settings.host, settings.port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick another --port"
+            ) from exc
+        url = f"http://{settings.host}:{sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            app,
+            http=bounded_http_protocol(settings.max_header_bytes),
+            log_level=settings.log_level,
+            log_config=UVICORN_LOG_CONFIG,
+            timeout_graceful_shutdown=int(settings.drain_timeout_s),
+            access_log=False,
+        )
+        server = DrainingServer(config)
 
-            async def announce() -> None:
-                await asyncio.to_thread(registry.wait, 120)
-                uplink = app.state.agent.uplink
-                if uplink is not None:
-                    await uplink.wait_connected(10)
-                grpc = f"{settings.host}:{app.state.agent.grpc_port}"
-                banner = _banner(
-                    url,
-                    nats.url,
-                    settings.model_id,
-                    grpc,
-                    device=settings.device_id,
-                    auth=store.root,
-                )
-                click.echo(banner, err=True)
+        async def announce() -> None:
+            await asyncio.to_thread(registry.wait, 120)
+            uplink = app.state.agent.uplink
+            if uplink is not None:
+                await uplink.wait_connected(10)
+            grpc = f"{settings.host}:{app.state.agent.grpc_port}"
+            banner = _banner(
+                url,
+                site,
+                settings.model_id,
+                grpc,
+                device=settings.device_id,
+                auth=store.root,
+            )
+            click.echo(banner, err=True)
 
-            announcer = asyncio.create_task(announce())
-            try:
-                await server.serve(sockets=[sock])
-            finally:
-                announcer.cancel()
-                sock.close()
+        announcer = asyncio.create_task(announce())
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            announcer.cancel()
+            sock.close()
