@@ -81,8 +81,8 @@ open-autoglm is up
                            leaf nodes at {site.leaf_remote}, temporary store)
   edge site leaf           {site.leaf_url}  (the agent's NATS: JetStream domain {site.domain},
                            linked to the hub side with the device's credentials)
-  batch API                {url}/v1/files, {url}/v1/batches  (lines wait on the leaf
-                           and reach the hub across the link, also after an outage)
+  batch API                {url}/v1/batches  (OpenAI Batch API: lines wait on the
+                           leaf and reach the hub across the link, also after an outage)
   fleet identity           operator-mode NATS; this agent is device {device!r} with its own
                            credentials (auth directory {auth}, removed on exit)
 
@@ -98,8 +98,9 @@ Enroll another device on this machine while this runs, then start its agent:
   hubctl devices enroll dev-2 --dir {auth} --nats-url {nats_url} --out .
   AGL_DEVICE_ID=dev-2 AGL_HUB__NATS_URL={nats_url} AGL_HUB__CREDENTIALS=./dev-2.creds \\
     edge-agent run --port 8081
-  (with its own leaf and Batch API: AGL_BATCHES__LEAF_REMOTE={site.leaf_remote}
-   AGL_BATCHES__LEAF_CREDENTIALS=./dev-2.creds edge-agent run --port 8081 --embedded-leaf)
+  or, with its own leaf node and Batch API:
+  AGL_DEVICE_ID=dev-2 AGL_BATCHES__LEAF_REMOTE={site.leaf_remote} \\
+    AGL_BATCHES__LEAF_CREDENTIALS=./dev-2.creds edge-agent run --port 8081 --embedded-leaf
   hubctl devices list --dir {auth} --nats-url {nats_url}
 
 Ctrl-C stops everything (in-flight requests finish first).

@@ -6,8 +6,9 @@
 The leaf keeps its JetStream files in ``batches.leaf_store_dir`` (kept across restarts: the
 device's deferred lines live there), links to ``batches.leaf_remote`` (the hub side's leafnode
 URL) with ``batches.leaf_credentials`` when given, and uses ``batches.leaf_domain`` (default: the
-device id) as its JetStream domain. On Linux it stops when the agent dies, even by SIGKILL,
-so a restarted agent starts it again on the same files.
+device id) as its JetStream domain; the agent reads desired state from the hub's domain
+(``hub.jetstream_domain``, default ``batches.hub_domain``). On Linux it stops when the agent
+dies, even by SIGKILL, so a restarted agent starts it again on the same files.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def embedded_leaf_for(settings: EdgeSettings) -> Iterator[EdgeSettings]:
                 update={
                     "nats_url": leaf.url,  # desired state and artifacts: the hub's JetStream
                     "jetstream_domain": settings.hub.jetstream_domain or cfg.hub_domain,
+                    # the device's identity on the link is the leaf's; the loopback leaf
+                    # ignores them, but the agent then knows it is not in dev mode
+                    "credentials": settings.hub.credentials or cfg.leaf_credentials,
                 }
             )
             batches = cfg.model_copy(update={"leaf_domain": domain})
