@@ -10,8 +10,9 @@ import socket
 from pathlib import Path
 
 import openai
+import pytest
 
-from tests.batches.site import Site, chat_line, edge_site, jsonl, start_agent, wait_status
+from tests.batches.site import Site, chat_line, edge_site, enroll, jsonl, start_agent, wait_status
 from tests.fixtures.nats import free_port
 from tests.fixtures.waiting import poll
 
@@ -38,6 +39,8 @@ def _config(site: Site, tmp: Path, *, port: int, leaf_port: int) -> Path:
                 f"leaf_port = {leaf_port}",
                 'leaf_max_file_store = "1MB"',
                 f'hub_domain = "{site.hub_domain}"',
+                # operator mode: the leaf links with the device's credentials
+                *([f"leaf_credentials = '{enroll(site.auth, 'dev-emb')}'"] if site.auth else []),
             ]
         )
         + "\n"
@@ -45,11 +48,12 @@ def _config(site: Site, tmp: Path, *, port: int, leaf_port: int) -> Path:
     return path
 
 
+@pytest.mark.parametrize("mode", ["open", "auth"])
 def test_embedded_leaf_serves_batches_refuses_when_full_and_stops_with_the_agent(
-    tmp_path: Path,
+    mode: str, tmp_path: Path
 ) -> None:
     (tmp_path / "site").mkdir()
-    with edge_site(tmp_path / "site") as site:
+    with edge_site(tmp_path / "site", auth_device="dev-emb" if mode == "auth" else None) as site:
         port, leaf_port = free_port(), free_port()
         config = _config(site, tmp_path, port=port, leaf_port=leaf_port)
         agent = start_agent(config, port, tmp_path / "agent.log", "--embedded-leaf")
@@ -86,6 +90,8 @@ def test_embedded_leaf_serves_batches_refuses_when_full_and_stops_with_the_agent
             assert kept.request_counts.completed == 2
             again = client.files.content(done.output_file_id).text.splitlines()
             assert sorted(json.loads(x)["custom_id"] for x in again) == ["req-0", "req-1"]
+            if site.auth:  # the agent's own link carries the leaf's credentials: not dev mode
+                assert "no hub.credentials set" not in (tmp_path / "agent.log").read_text()
         finally:
             agent.proc.send_signal(signal.SIGTERM)
             agent.proc.wait(20)
