@@ -11,7 +11,7 @@ Faults and what they touch:
     slow_hub        the proxy between the workers and NATS delays every byte by ``delay_ms``
     collector_down  the proxy in front of the OTLP collector blackholes or drops
     clock_jump      the wall clock (``time.time``) of the devices' process steps by ``jump_s``
-    plugin_rollout  not yet: needs desired-state rollouts (issue 10)
+    plugin_rollout  push a fail-closed plugin and roll it out in waves (``rollout_fault``)
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from openautoglm.sim.errors import NotYetAvailable
+from openautoglm.sim.errors import TopologyError
 from openautoglm.sim.proxy import FaultProxy
+from openautoglm.sim.rollout_fault import bad_plugin_rollout
 from openautoglm.sim.scenario import Fault, Scenario
 from openautoglm.sim.topology import Topology
 from shared.fleet_report.ledger import FaultMark, Ledger
@@ -77,13 +78,7 @@ class FaultInjector:
 
     @staticmethod
     def check_supported(scenario: Scenario) -> None:
-        """Refuse, before anything starts, a fault this build cannot inject."""
-        for fault in scenario.faults:
-            if fault.kind == "plugin_rollout":
-                raise NotYetAvailable(
-                    "plugin_rollout needs desired-state rollouts from the hub (issue 10), which "
-                    "are not built yet; remove that [[faults]] entry for now"
-                )
+        """Refuse, before anything starts, a fault this build cannot inject (none left)."""
 
     async def run(self) -> None:
         """Apply every fault at its time; return once all are applied and healed."""
@@ -110,6 +105,15 @@ class FaultInjector:
         elif kind == "restart_nats":
             await self.topo.restart_node(fault.node, down_s=fault.down_s)
             detail = f"hub-side nats-server {fault.node} down {fault.down_s:g} s"
+            self.ledger.faults.append(FaultMark(kind, start, self.ledger.now(), detail))
+            return
+        elif kind == "plugin_rollout":
+            try:
+                outcome = await bad_plugin_rollout(self.topo, fault, self.ledger)
+            except (TopologyError, TimeoutError, ValueError, IndexError) as exc:
+                outcome = {"error": f"{type(exc).__name__}: {exc}"}
+            self.ledger.rollouts.append(outcome)
+            detail = f"{outcome.get('status', 'failed')} in wave {outcome.get('wave')}"
             self.ledger.faults.append(FaultMark(kind, start, self.ledger.now(), detail))
             return
         elif kind == "clock_jump":

@@ -28,6 +28,7 @@ from openautoglm.sim.faults import FaultInjector
 from openautoglm.sim.fleet import START_BATCH, drive_traffic, start_devices
 from openautoglm.sim.invariants import Violation, check_all
 from openautoglm.sim.proxy import FaultProxy
+from openautoglm.sim.rollout_fault import desired_settings
 from openautoglm.sim.scenario import Scenario
 from openautoglm.sim.topology import Topology
 from shared.fleet_report.ledger import Ledger
@@ -110,8 +111,16 @@ async def _run(
     scenario: Scenario, workdir: Path, started: float, hub_report: Path | None
 ) -> RunResult:
     FaultInjector.check_supported(scenario)
+    rollout = any(f.kind == "plugin_rollout" for f in scenario.faults)
     rng = random.Random(scenario.seed)
-    topo = Topology(scenario.hub, sites=[s.name for s in scenario.sites], workdir=workdir)
+    topo = Topology(
+        scenario.hub,
+        sites=[s.name for s in scenario.sites],
+        workdir=workdir,
+        # A site's JetStream domain: deferred lines wait there; the desired-state watcher
+        # reaches the hub's domain ($JS.hub.API) across it.
+        leaf_jetstream=scenario.batches.device_share > 0 or rollout,
+    )
     sink: CollectorSink | None = None
     collector: FaultProxy | None = None
     devices: list[SimDevice] = []
@@ -127,7 +136,8 @@ async def _run(
             await collector.start()
             otlp = f"http://127.0.0.1:{collector.port}"
         base = rss_mb()
-        devices = await start_devices(scenario, topo, otlp, rng, ledger, pool)
+        desired = desired_settings(workdir) if rollout else None
+        devices = await start_devices(scenario, topo, otlp, rng, ledger, pool, desired)
         per_device = (rss_mb() - base) / max(1, len(devices))
         log.info("%d devices up; %.2f MB each", len(devices), per_device)
         injector = FaultInjector(scenario, topo, ledger, collector=collector)

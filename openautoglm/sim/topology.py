@@ -68,8 +68,13 @@ class _Worker:
 class Topology:
     """Starts, faults and stops the fleet's NATS servers and hub workers (module docstring)."""
 
-    def __init__(self, hub: HubSpec, *, sites: list[str], workdir: Path) -> None:
+    def __init__(
+        self, hub: HubSpec, *, sites: list[str], workdir: Path, leaf_jetstream: bool = False
+    ) -> None:
         self.hub = hub
+        self.leaf_jetstream = leaf_jetstream
+        """Leaves get their own JetStream domain (the site's name) for deferred batch lines.
+        Without it a device's JetStream calls (desired state, artifacts) reach the hub's."""
         self.sites = sites
         self.workdir = workdir
         self.nodes: list[NatsNode] = []
@@ -121,6 +126,14 @@ class Topology:
             proxies.append(proxy)
         self.site_proxies[site] = proxies
         port = free_port()
+        if not self.leaf_jetstream:
+            remotes = ", ".join(f'"nats-leaf://{HOST}:{p.port}"' for p in proxies)
+            conf = (
+                f"listen: {HOST}:{port}\nserver_name: leaf-{site}\n"
+                f"leafnodes {{ reconnect: 1s\n  remotes: [ {{ urls: [ {remotes} ] }} ] }}\n"
+            )
+            await self._run_leaf(site, conf, port)
+            return
         # The site's own JetStream domain: deferred batch lines wait here while the link is cut.
         conf = render_leaf_config(
             LeafConfig(
@@ -132,6 +145,9 @@ class Topology:
                 max_file_store="256MB",
             )
         )
+        await self._run_leaf(site, conf, port)
+
+    async def _run_leaf(self, site: str, conf: str, port: int) -> None:
         node = NatsNode(f"leaf-{site}", conf, port, self.workdir)
         node.start()
         self.leaves[site] = node

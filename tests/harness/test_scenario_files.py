@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from openautoglm.sim.errors import NotYetAvailable, ScenarioError
-from openautoglm.sim.faults import FaultInjector
+from openautoglm.sim.errors import ScenarioError
 from openautoglm.sim.scenario import load_scenario, scenario_names
 
 MINIMAL = """
@@ -37,7 +36,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_every_shipped_scenario_loads_and_each_fault_kind_but_plugin_rollout_has_one() -> None:
+def test_every_shipped_scenario_loads_and_each_fault_kind_has_one() -> None:
     names = scenario_names()
     assert "smoke" in names
     kinds = {f.kind for name in names for f in load_scenario(name).faults}
@@ -49,7 +48,9 @@ def test_every_shipped_scenario_loads_and_each_fault_kind_but_plugin_rollout_has
         "slow_hub",
         "collector_down",
         "clock_jump",
+        "plugin_rollout",
     }
+    assert load_scenario("site_partition").batches.device_share > 0
 
 
 def test_smoke_is_small_enough_for_a_minute() -> None:
@@ -112,12 +113,12 @@ def test_invalid_toml_and_unknown_names_say_what_to_do(tmp_path: Path) -> None:
         load_scenario(tmp_path / "missing.toml")
 
 
-def test_plugin_rollout_is_refused_until_rollouts_exist(tmp_path: Path) -> None:
-    scenario = load_scenario(
-        _write(tmp_path, MINIMAL + "[[faults]]\nat_s = 1\nkind = 'plugin_rollout'\n")
-    )
-    with pytest.raises(NotYetAvailable, match=r"issue 10"):
-        FaultInjector.check_supported(scenario)
+def test_plugin_rollout_needs_a_hub_worker_and_takes_its_waves(tmp_path: Path) -> None:
+    fault = "[[faults]]\nat_s = 1\nkind = 'plugin_rollout'\nwaves = '10%,100%'\nwindow_s = 2\n"
+    scenario = load_scenario(_write(tmp_path, MINIMAL + fault))
+    assert (scenario.faults[0].waves, scenario.faults[0].window_s) == ("10%,100%", 2.0)
+    with pytest.raises(ScenarioError, match="plugin_rollout needs hub workers"):
+        load_scenario(_write(tmp_path, MINIMAL + "[hub]\nworkers = 0\n" + fault))
 
 
 def test_the_cli_refuses_a_bad_scenario_or_baseline_before_starting_anything(
