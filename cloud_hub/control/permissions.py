@@ -58,9 +58,10 @@ def device_permissions(device: str) -> Permissions:
     ``$JS.API.…`` (direct) and ``$JS.<domain>.API.…`` (from a leaf with its own domain). Across
     a leaf the hub pulls the device's batch stream ``AGL_BATCH_<device>`` (consumer ``hub``)
     in the leaf's domain and acks its lines; the pulled lines come back on the device's own
-    subjects (``batch.pull``, see ``shared.batch_wire.pull_inbox``): a leaf's answers are not
-    "responses" to the server (those are tracked on the hub side only), and a right to publish
-    into the hub's inbox would let a device answer requests meant for others.
+    subjects (``batch.pull``, see ``shared.batch_wire.pull_inbox``). The leaf itself applies the
+    pub list to what it sends up, with no allow_responses tracking (nats-server 2.15: answers to
+    the hub's ``_INBOX`` were dropped there), and a right to publish into the hub's inbox would
+    let a device answer requests meant for others.
     Every name carries the device id, so device A's leaf never gets B's batch traffic.
     """
     check_device_id(device)
