@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ from edge_agent.batches.jsonl import InputFileError, parse_input
 from edge_agent.batches.multipart import FormError, parse_form
 from shared.batch_wire import BatchWireError, device_of, line_subject, lines_filter
 from shared.embedded_nats import EmbeddedNatsError
-from shared.leaf import LeafConfig, render_leaf_config
+from shared.leaf import HubSideConfig, LeafConfig, render_hub_config, render_leaf_config
 
 CHAT = "/v1/chat/completions"
 
@@ -72,6 +73,16 @@ def test_leaf_config_refuses_bad_values() -> None:
         render_leaf_config(LeafConfig(domain="s", store_dir="/d", remote_urls=['x" }']))
     with pytest.raises(EmbeddedNatsError, match="at least one"):
         render_leaf_config(LeafConfig(domain="s", store_dir="/d", remote_urls=[]))
+
+
+def test_hub_side_config_inlines_the_auth_include_or_names_the_fix(tmp_path: Path) -> None:
+    include = tmp_path / "nats-auth.conf"
+    include.write_text("operator: x\nsystem_account: y\n")
+    text = render_hub_config(HubSideConfig(store_dir="/d", auth_include=include))
+    assert "(hubctl auth init)\noperator: x\nsystem_account: y\n" in text and "no_advertise" in text
+    assert "operator" not in render_hub_config(HubSideConfig(store_dir="/d"))
+    with pytest.raises(EmbeddedNatsError, match="hubctl auth init --dir DIR"):
+        render_hub_config(HubSideConfig(store_dir="/d", auth_include=tmp_path / "missing.conf"))
 
 
 def test_batch_subjects_are_device_scoped() -> None:
