@@ -12,7 +12,18 @@ from edge_agent.api.openai_fields import IGNORED_FIELDS, UNSUPPORTED
 from tests.fixtures.names import MODEL
 
 BASE = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
-TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "f",
+        "parameters": {
+            "type": "object",
+            "properties": {"ok": {"type": "boolean"}},
+            "required": ["ok"],
+            "additionalProperties": False,
+        },
+    },
+}
 
 # A value for each honoured field that is not its default.
 HONOURED: dict[str, object] = {
@@ -38,7 +49,7 @@ HONOURED: dict[str, object] = {
 }
 # Fields honoured only together with others: what they need, and what the answer then shows.
 COMPANIONS: dict[str, dict[str, object]] = {
-    "tools": {"tool_choice": "required", "max_tokens": 48},
+    "tools": {"tool_choice": "required", "max_tokens": 256, "temperature": 0},
 }
 # A value each refused field is refused with.
 REFUSED: dict[str, object] = {

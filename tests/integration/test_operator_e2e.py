@@ -112,7 +112,9 @@ def test_status_ps_and_top_describe_a_real_agent(agent: RunningAgent) -> None:
         "cloud_aliases": {},
     }
     (model,) = status["models"]
-    assert model["id"] == MODEL and model["n_ctx"] == 512 and model["slots"] == 1
+    assert (
+        model["id"] == MODEL and model["n_ctx"] == 512 and model["slots"] == 4
+    )  # default parallel
     assert len(model["sha256"]) == 64 and model["file_bytes"] > 1_000_000
 
     ps = CliRunner().invoke(edge_agent, ["ps", "--url", agent.url])
