@@ -5,9 +5,11 @@
 A real hub-side nats-server, a leaf node behind a link we cut, and a hub serving the ECHO
 stand-in. With the link down, N lines are queued in the device's stream (as the agent does);
 the link comes back and the time until the last result is in the device's results stream is
-measured (link restored → every line answered), then lines/s. The peer: N messages published
-to and consumed from one JetStream stream with nats-py on the same machine. Medians of
-``--runs``; the ratio (target ≥ 0.5) is on the last line.
+measured (link restored → every line answered; target ≤ 5 s). The drain rate counts from the
+first answer after the reconnect to the last (the leaf's own reconnect interval, 1 s, is in the
+restore figure, not in the rate). The peer: N messages published to and consumed from one
+JetStream stream with nats-py on the same machine. Medians of ``--runs``; the ratio of the
+rates (target ≥ 0.5) is on the last line.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def _line(batch: str, i: int) -> BatchLine:
     return BatchLine(batch_id=batch, index=i, custom_id=f"c{i}", request=req)
 
 
-async def _deferred(n: int, tmp: Path, run: int) -> tuple[float, int]:
+async def _deferred(n: int, tmp: Path, run: int) -> tuple[float, float, int]:
     (tmp / f"run{run}").mkdir()
     with edge_site(tmp / f"run{run}") as site:
         nc = await nats.connect(site.leaf.url)
@@ -62,6 +64,7 @@ async def _deferred(n: int, tmp: Path, run: int) -> tuple[float, int]:
         site.link.up()
         start = time.perf_counter()
         got = 0
+        first = 0.0
         sub = None
         while got < n:
             try:
@@ -73,14 +76,16 @@ async def _deferred(n: int, tmp: Path, run: int) -> tuple[float, int]:
             except Exception:
                 await asyncio.sleep(0.05)
                 continue
+            if not got and msgs:
+                first = time.perf_counter()
             for m in msgs:
                 await m.ack()
             got += len(msgs)
-        elapsed = time.perf_counter() - start
+        end = time.perf_counter()
         await asyncio.sleep(0.5)  # the last results are counted just after they are published
         twice = (site.hub.batches.ran - n) if site.hub.batches else -1
         await nc.close()
-        return elapsed, twice
+        return end - start, end - first, twice
 
 
 async def _bare(n: int) -> float:
@@ -112,19 +117,26 @@ async def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="agl-batch-drain-"))
-    drains, bares, twice = [], [], 0
+    restores: list[float] = []
+    drains: list[float] = []
+    bares: list[float] = []
+    twice = 0
     for run in range(a.runs):
-        t, dup = await _deferred(a.lines, tmp, run)
-        drains.append(t)
+        t, d, dup = await _deferred(a.lines, tmp, run)
+        restores.append(t)
+        drains.append(d)
         twice += dup
         bares.append(await _bare(a.lines))
         print(
-            f"run {run}: link restored -> all {a.lines} answered {t:.2f} s; bare publish+consume {bares[-1]:.2f} s"
+            f"run {run}: link restored -> all {a.lines} answered {t:.2f} s "
+            f"(first answer -> last {d:.2f} s); bare publish+consume {bares[-1]:.2f} s"
         )
+    restore = statistics.median(restores)
     drain, bare = statistics.median(drains), statistics.median(bares)
     print(f"lines processed twice: {twice}")
+    print(f"link restored -> all {a.lines} answered: {restore:.2f} s (target <= 5 s)")
     print(
-        f"deferred drain {a.lines / drain:.0f} lines/s (link restored -> all answered {drain:.2f} s); bare JetStream {a.lines / bare:.0f} msgs/s"
+        f"deferred drain {a.lines / drain:.0f} lines/s; bare JetStream {a.lines / bare:.0f} msgs/s"
     )
     print(f"drain / bare ratio: {bare / drain:.2f}")
 

@@ -64,7 +64,7 @@ log = logging.getLogger("cloud_hub.batches")
 
 QUEUE_GROUP = "hub"
 DONE_BUCKET = "agl_batch_done"
-FETCH = 32
+FETCH = 128
 #: Results wait at most this long for their device to read them.
 RESULTS_MAX_AGE_S = 7 * 86400.0
 MAX_DEVICES = 100_000
