@@ -39,6 +39,8 @@ log = logging.getLogger("shared.plugins")
 Fingerprint = tuple[object, ...]
 
 _MISSING: Fingerprint = ("missing",)
+_UNSETTLED: Fingerprint = ("changed while it was read",)
+"""Matches no directory: the next poll reloads (the last attempt read a directory in motion)."""
 
 
 def directory_fingerprint(directory: Path) -> Fingerprint:
@@ -104,14 +106,24 @@ class PluginWatcher:
             now = directory_fingerprint(self.directory)
             if now == self._fingerprint:
                 return False
-            self._fingerprint = now
-            return self._reload_locked()
+            return self._reload_at_locked(now)
 
     def reload(self) -> bool:
         """Reload now, changed or not; True when the chain was swapped."""
         with self._lock:
-            self._fingerprint = directory_fingerprint(self.directory)
-            return self._reload_locked()
+            return self._reload_at_locked(directory_fingerprint(self.directory))
+
+    def _reload_at_locked(self, before: Fingerprint) -> bool:
+        """Reload, remembering ``before`` only if the directory did not change while it was read.
+
+        A file written (or removed) during the read means the attempt saw neither state: the next
+        poll must look again, or a broken plugin removed right after its refusal would leave the
+        watcher blind to the good directory that is back.
+        """
+        swapped = self._reload_locked()
+        after = directory_fingerprint(self.directory)
+        self._fingerprint = before if after == before else _UNSETTLED
+        return swapped
 
     def _reload_locked(self) -> bool:
         try:

@@ -40,6 +40,11 @@ def test_bad_new_plugin_keeps_the_old_chain(plugin_dir: Path) -> None:
     assert watcher.check() and watcher.last_error is None
 
 
+# Six client threads keep both cores busy while the watcher compiles each new chain: the waits are
+# generous bounds on conditions (a stuck watcher still fails), not speed checks.
+SWAP_WAIT_S = 60
+
+
 def test_reload_under_concurrent_load_drops_no_request(plugin_dir: Path) -> None:
     fixed(plugin_dir, "r", _route("cloud"))
     with PluginWatcher(plugin_dir, interval_s=0.02) as watcher:
@@ -58,37 +63,50 @@ def test_reload_under_concurrent_load_drops_no_request(plugin_dir: Path) -> None
                     errors.append(exc)
                     return
 
-        threads = [threading.Thread(target=client) for _ in range(6)]
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(6)]
         for t in threads:
             t.start()
-        start = watcher.generation
-
-        def swapped(since: int, what: str) -> None:
-            poll(lambda: watcher.generation > since or errors, 10, what)
-
-        for i in range(12):
-            target = "edge" if i % 2 else "cloud"
-            mark, gen = len(seen), watcher.generation
-            fixed(plugin_dir, "r", _route(target), priority=i)  # a new manifest each time
-            swapped(gen, f"manifest {i} to be loaded")
-            # the clients move over to the new chain while they run
-            poll(lambda t=target, m=mark: t in seen[m:] or errors, 10, f"clients to see {target}")
-            if i % 3 == 0:  # and now and then a broken plugin, which must be refused
-                gen = watcher.generation
-                fixed(plugin_dir, "bad", _route("edge"), sha256="0" * 64)
-                poll(lambda: watcher.last_error is not None, 10, "the broken plugin refused")
-                assert "sha256" in str(watcher.last_error)
-                assert watcher.chain.names() == ["r"]  # the good chain stays
-                (plugin_dir / "bad.plugin.toml").unlink()
-                swapped(gen, "a good chain once the broken one is gone")
-        stop.set()
-        for t in threads:
-            t.join()
+        try:
+            start = watcher.generation
+            _swap_twelve_times(plugin_dir, watcher, seen, errors)
+        finally:  # the clients stop even when a wait fails, so a failure never hangs the run
+            stop.set()
+            for t in threads:
+                t.join()
     assert not errors, errors[0]
     assert set(seen) == {"cloud", "edge"} and None not in seen
     # 12 good manifests and 4 removals of the broken one: each is a swap (a write caught
     # half-way may add one); the 4 broken ones never are
     assert watcher.generation - start >= 12 + 4
+
+
+def _swap_twelve_times(
+    plugin_dir: Path, watcher: PluginWatcher, seen: list[str | None], errors: list[BaseException]
+) -> None:
+    """Twelve new manifests (and four refused broken plugins) while the clients run."""
+
+    def swapped(since: int, what: str) -> None:
+        poll(lambda: watcher.generation > since or errors, SWAP_WAIT_S, what)
+
+    for i in range(12):
+        target = "edge" if i % 2 else "cloud"
+        mark, gen = len(seen), watcher.generation
+        fixed(plugin_dir, "r", _route(target), priority=i)  # a new manifest each time
+        swapped(gen, f"manifest {i} to be loaded")
+        # the clients move over to the new chain while they run
+        poll(
+            lambda t=target, m=mark: t in seen[m:] or errors,
+            SWAP_WAIT_S,
+            f"clients to see {target}",
+        )
+        if i % 3 == 0:  # and now and then a broken plugin, which must be refused
+            gen = watcher.generation
+            fixed(plugin_dir, "bad", _route("edge"), sha256="0" * 64)
+            poll(lambda: watcher.last_error is not None, SWAP_WAIT_S, "the broken plugin refused")
+            assert "sha256" in str(watcher.last_error)
+            assert watcher.chain.names() == ["r"]  # the good chain stays
+            (plugin_dir / "bad.plugin.toml").unlink()
+            swapped(gen, "a good chain once the broken one is gone")
 
 
 def test_deleting_and_recreating_the_directory_empty_unloads_the_plugins(
