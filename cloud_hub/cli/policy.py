@@ -54,6 +54,14 @@ def layer_options(fn: Any) -> Any:
     return click.option("--site", help="The layer of one site.")(fn)
 
 
+def _layer_file(file: Path) -> dict[str, Any]:
+    """FILE read and checked as a layer; a bad one is a CLI error saying what to fix."""
+    try:
+        return read_layer_file(file)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.group()
 def policy() -> None:
     """Desired state: router policy, plugins, models, telemetry, merged fleet → site → device."""
@@ -70,10 +78,7 @@ def set_policy(
 ) -> None:  # fmt: skip
     """Check FILE (TOML) with the agent's schema, store it as a layer, update the devices."""
     key = _key(site, device)
-    try:
-        doc = read_layer_file(file)
-    except PolicyError as exc:
-        raise click.ClickException(str(exc)) from exc
+    doc = _layer_file(file)
 
     async def body(nc: Any) -> list[str]:
         kv = await open_config(nc)
@@ -132,10 +137,7 @@ def diff_policy(
 ) -> None:  # fmt: skip
     """What `policy set FILE` would change in the layer: +added, -removed, ~changed paths."""
     key = _key(site, device)
-    try:
-        doc = read_layer_file(file)
-    except PolicyError as exc:
-        raise click.ClickException(str(exc)) from exc
+    doc = _layer_file(file)
 
     async def body(nc: Any) -> list[str]:
         return diff(await read_layer(await open_config(nc), key), doc)
