@@ -38,10 +38,11 @@ class DesiredSettings(BaseModel):
         4 << 30, ge=1 << 20, description="Cache size above which unused entries are dropped."
     )
     reconcile_s: float = Field(
-        5.0,
+        60.0,
         gt=0,
         le=3600,
-        description="Seconds between checks of the key besides the watch (catches a lost watch).",
+        description="Seconds between reads of the key besides the watch (a safety net for a lost "
+        "watch; the watch itself delivers a change at once).",
     )
 
     @field_validator("trusted_signers")

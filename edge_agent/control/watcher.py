@@ -5,9 +5,10 @@
     await watcher.stop()
 
 The key is watched with a named, filtered push consumer (``LAST_PER_SUBJECT``, no acks), the one
-kind of watch a device's permissions allow (made again after a reconnect), and read again by direct get every ``reconcile_s``: a watch
-lost with a NATS restart, or a connection replaced by the uplink, cannot leave the device on an
-old revision for longer than that. The latest record wins; older ones are skipped.
+kind of watch a device's permissions allow. The watch is made again as soon as the uplink
+reconnects, and the key is read again by direct get every ``reconcile_s`` (60 s): a watch lost in
+any other way cannot leave the device on an old revision for longer than that. The latest record
+wins; older ones are skipped.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class DesiredWatcher:
         device: str,
         connection: Callable[[], Client | None],
         applier: Applier,
-        reconcile_s: float = 5.0,
+        reconcile_s: float = 60.0,
         domain: str | None = None,
     ) -> None:
         self.device = device
@@ -72,6 +73,10 @@ class DesiredWatcher:
     def subject(self) -> str:
         """The KV subject of this device's key."""
         return f"$KV.{CONFIG_BUCKET}.{self.device}"
+
+    def link_restored(self) -> None:
+        """The hub link came back: watch again now (a NATS restart may have lost the watch)."""
+        self._wake.set()
 
     def start(self) -> None:
         """Start converging in a task."""
@@ -179,10 +184,13 @@ def desired_watcher(state: AgentState) -> DesiredWatcher:
     cache = ArtifactCache(
         cfg.cache_dir, max_bytes=cfg.cache_max_bytes, trusted=list(cfg.trusted_signers)
     )
-    return DesiredWatcher(
+    watcher = DesiredWatcher(
         device=settings.device_id,
         connection=lambda: uplink.nats_client if uplink is not None else None,
         applier=Applier(state, cache=cache, base=settings),
         reconcile_s=cfg.reconcile_s,
         domain=settings.hub.jetstream_domain,
     )
+    if uplink is not None:
+        uplink.reconnect_listeners.append(watcher.link_restored)
+    return watcher

@@ -26,7 +26,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,8 @@ class Uplink:
         self.auth_error: str | None = None
         #: Subjects the server refused (permissions violations): never sent again.
         self.denied: dict[str, str] = {}
+        #: Called after each reconnect (the desired-state watch is made again at once).
+        self.reconnect_listeners: list[Callable[[], None]] = []
         self._closer: asyncio.Task[None] | None = None
         self._closing = False
         self._warned = False  # the one "no credentials" warning
@@ -242,6 +244,8 @@ class Uplink:
     async def _on_reconnect(self) -> None:
         self.link.up(self._url())
         self._refresh_models()
+        for listener in self.reconnect_listeners:
+            listener()
 
     def _refresh_models(self) -> None:
         """Fetch the hub's models and capabilities in the background (``hub_models``)."""

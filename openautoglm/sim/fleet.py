@@ -29,6 +29,7 @@ from openautoglm.sim.scenario import Scenario
 from openautoglm.sim.topology import Topology
 from openautoglm.sim.traffic import arrival_times, intended_tier, make_request
 from shared.fleet_report.ledger import Ledger, LedgerEntry
+from shared.leaf import HUB_DOMAIN
 
 log = logging.getLogger("openautoglm.sim")
 
@@ -56,6 +57,8 @@ def device_settings(
     if desired is not None:
         edge["desired"] = {**edge.get("desired", {}), **desired}
     hub = {**scenario.edge.get("hub", {}), "nats_url": nats_url}
+    if scenario.hub.leaf_nodes:  # on a site's leaf: the hub's JetStream (desired state) by domain
+        hub.setdefault("jetstream_domain", HUB_DOMAIN)
     telemetry: dict[str, Any] = {**scenario.edge.get("telemetry", {})}
     if otlp is not None:
         telemetry.update(endpoint=otlp, traces_sample_ratio=1.0, export_timeout_s=1.0)

@@ -33,12 +33,14 @@ LOCAL_ONLY = '[[router.rules]]\nname = "keep-here"\ntier = "local_only"\n'
 def _agents(
     server: RestartableNats, tmp: Path, names: list[str], signer: str
 ) -> Iterator[list[RunningAgent]]:
+    # reconcile_s 3600: every change in these tests must come through the watch (made again
+    # when the link comes back), never through the periodic read.
     with ExitStack() as stack:
         yield [
             stack.enter_context(
                 edge(
                     server.url, device_id=name, hub={"heartbeat_s": 0.5},
-                    desired={"reconcile_s": 0.5, "cache_dir": str(tmp / name), "trusted_signers": [signer]},
+                    desired={"reconcile_s": 3600, "cache_dir": str(tmp / name), "trusted_signers": [signer]},
                 )
             )
             for name in names
