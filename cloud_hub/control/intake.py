@@ -77,7 +77,7 @@ class HeartbeatIntake:
             await open_config(nc)
         except RegistryError as exc:
             log.warning("device registry off: %s; heartbeats are counted, not stored", exc)
-        except Exception as exc:  # noqa: BLE001 - the watch then waits for `hubctl policy set`
+        except Exception as exc:  # the devices' watches then wait for `hubctl policy set`
             log.warning("desired-state bucket not created: %s", exc or type(exc).__name__)
         intake = cls(registry, settings, metrics)
         intake._sub = await nc.subscribe(HEARTBEAT_WILDCARD, queue=QUEUE_GROUP, cb=intake.handle)

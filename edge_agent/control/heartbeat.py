@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -207,7 +208,9 @@ class Heartbeats:
                 await self.beat()
             except Exception:  # a heartbeat must never take the agent down
                 log.exception("heartbeat failed; trying again in %g s", self.interval_s)
-            await asyncio.sleep(self.interval_s)
+            # ±10 %: devices started together (a site after a power cut) drift apart instead of
+            # beating in step, so the hub and the device's own loop see no bursts.
+            await asyncio.sleep(self.interval_s * random.uniform(0.9, 1.1))
 
     def start(self) -> None:
         """Start beating in a task (the first beat goes out once the link is up)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import uuid
 from collections.abc import Callable
 
@@ -158,7 +159,7 @@ class DesiredWatcher:
     async def _loop(self) -> None:
         retry_s = _FIRST_RETRY_S
         while True:
-            wait_s = self.reconcile_s
+            wait_s = self.reconcile_s * random.uniform(0.9, 1.1)  # no fleet-wide read bursts
             try:
                 await self.converge_once()
                 retry_s = _FIRST_RETRY_S
