@@ -131,9 +131,12 @@ class AgentState:
 
     def close(self) -> None:
         """Stop schedulers and worker threads, then free the models."""
-        for scheduler in self._schedulers.values():
+        for scheduler in [*self._schedulers.values(), *self._retiring.values()]:
             scheduler.close()
+        for old in self._retiring:  # a model swapped out whose retirement had not finished
+            old.close()
         self._schedulers.clear()
+        self._retiring.clear()
         self.workers.shutdown(wait=True, cancel_futures=True)
         self.plugin_workers.shutdown(wait=True, cancel_futures=True)
         self.registry.close()

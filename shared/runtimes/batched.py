@@ -163,6 +163,8 @@ class BatchedDecoder:
         caller frees the model next, which must never happen under a running decode.
         """
         with self._cv:
+            if self._closing:
+                return  # closed already (or being closed): the context is freed once
             self._closing = True
             self._cv.notify()
         self._thread.join()

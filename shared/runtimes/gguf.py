@@ -63,6 +63,7 @@ class GgufRuntime:
         self.tool_template: bool = self._formatter is not None and "tools" in template
         self._embedder: Any | None = None
         self._embed_lock = threading.Lock()
+        self._closed = False
         self._grammars: dict[str, Any] = {}
 
     @classmethod
@@ -374,7 +375,11 @@ class GgufRuntime:
             return vectors, used
 
     def close(self) -> None:
-        """Free the llama.cpp contexts."""
-        for llm in (self._llm, self._embedder):
-            if llm is not None:
-                llm.close()
+        """Free the llama.cpp contexts (once; a second call does nothing)."""
+        with self._embed_lock:
+            if self._closed:
+                return
+            self._closed = True
+            for llm in (self._llm, self._embedder):
+                if llm is not None:
+                    llm.close()
