@@ -359,13 +359,18 @@ class GgufRuntime:
             embedder = self._embedder
             used = 0
             vectors: list[list[float]] = []
-            for text in texts:
+            for i, text in enumerate(texts):
                 if deadline is not None and time.monotonic() > deadline:
                     raise DeadlineExceeded(
                         f"embedding stopped after {len(vectors)} of {len(texts)} inputs: the "
                         "request's deadline passed; send fewer inputs or raise request_timeout_s"
                     )
                 n = len(embedder.tokenize(text.encode("utf-8"), add_bos=True))
+                if n == 0:  # llama.cpp cannot decode an empty batch
+                    raise InvalidInput(
+                        f"input {i} ({text[:20]!r}) has no tokens: it is empty or only characters "
+                        "the tokenizer drops (control characters); send some text"
+                    )
                 if n > self.n_ctx:
                     raise ContextOverflowError(prompt_tokens=n, max_tokens=None, n_ctx=self.n_ctx)
                 used += n

@@ -81,6 +81,15 @@ def test_embeddings_float_and_base64_formats_carry_the_same_vector(agent) -> Non
     assert np.array_equal(np.asarray(embed("base64"), dtype="<f4"), np.asarray(floats, dtype="<f4"))
 
 
+def test_an_input_with_no_tokens_is_a_400_naming_it(agent) -> None:  # type: ignore[no-untyped-def]
+    # '\x16' tokenizes to nothing; llama.cpp cannot decode an empty batch (found by test_fuzz).
+    body = {"model": MODEL, "input": ["hi", "\x16"]}
+    r = httpx.post(f"{agent.v1}/embeddings", json=body, timeout=30)
+    assert r.status_code == 400, r.text
+    assert "input 1" in r.json()["error"]["message"]
+    assert "no tokens" in r.json()["error"]["message"]
+
+
 def test_health_ready_and_metrics_parse(agent, client: openai.OpenAI) -> None:  # type: ignore[no-untyped-def]
     client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2
