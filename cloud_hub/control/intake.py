@@ -25,7 +25,7 @@ from nats.aio.subscription import Subscription
 from prometheus_client import Counter as PromCounter
 
 from cloud_hub.control.fleet import RateLimit, with_heartbeat
-from cloud_hub.control.policy import open_config
+from cloud_hub.control.policy import ensure_config
 from cloud_hub.control.registry import Registry, RegistryError
 from cloud_hub.settings import HubSettings
 from shared.heartbeat import decode_heartbeat
@@ -68,17 +68,15 @@ class HeartbeatIntake:
     async def start(
         cls, nc: Client, settings: HubSettings, metrics: Instruments
     ) -> HeartbeatIntake:
-        """Open the registry (without JetStream: count only) and subscribe."""
+        """Open the registry and the desired-state bucket (without JetStream: count only), then
+        subscribe."""
         registry: Registry | None = None
         try:
             registry = await Registry.open(nc)
-            # The desired-state bucket too: devices watch their key from their first start,
-            # instead of retrying an absent bucket until someone runs `hubctl policy set`.
-            await open_config(nc)
         except RegistryError as exc:
             log.warning("device registry off: %s; heartbeats are counted, not stored", exc)
-        except Exception as exc:  # the devices' watches then wait for `hubctl policy set`
-            log.warning("desired-state bucket not created: %s", exc or type(exc).__name__)
+        else:
+            await ensure_config(nc)
         intake = cls(registry, settings, metrics)
         intake._sub = await nc.subscribe(HEARTBEAT_WILDCARD, queue=QUEUE_GROUP, cb=intake.handle)
         return intake

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import subprocess
 import sys
 import tomllib
@@ -44,6 +45,7 @@ from shared.errors import ConfigError
 __all__ = [
     "PolicyError",
     "check_layer",
+    "ensure_config",
     "materialize",
     "materialize_all",
     "open_config",
@@ -51,6 +53,8 @@ __all__ = [
     "read_layer_file",
     "set_layer",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class PolicyError(HubError):
@@ -92,6 +96,19 @@ async def open_config(nc: Client, *, create: bool = True) -> KeyValue:
         if not create:
             raise PolicyError("no desired state yet; set one with `hubctl policy set`") from None
     return await js.create_key_value(KeyValueConfig(bucket=CONFIG_BUCKET, history=5, direct=True))
+
+
+async def ensure_config(nc: Client) -> None:
+    """Create ``agl_config`` at the hub's start, so devices watch their key before the first
+    ``hubctl policy set`` instead of retrying an absent bucket; a failure is logged, not raised."""
+    try:
+        await open_config(nc)
+    except Exception as exc:  # the devices' watches then wait for `hubctl policy set`
+        log.warning(
+            "desired-state bucket %s not created (%s); devices wait for `hubctl policy set`",
+            CONFIG_BUCKET,
+            exc or type(exc).__name__,
+        )
 
 
 async def read_layer(kv: KeyValue, key: str) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import random
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent import __version__
 from edge_agent.api.state import AgentState
+from edge_agent.uplink.backoff import jittered
 from edge_agent.uplink.client import Uplink
 from shared.heartbeat import Artifact, Heartbeat, encode_heartbeat
 
@@ -208,9 +208,7 @@ class Heartbeats:
                 await self.beat()
             except Exception:  # a heartbeat must never take the agent down
                 log.exception("heartbeat failed; trying again in %g s", self.interval_s)
-            # ±10 %: devices started together (a site after a power cut) drift apart instead of
-            # beating in step, so the hub and the device's own loop see no bursts.
-            await asyncio.sleep(self.interval_s * random.uniform(0.9, 1.1))
+            await asyncio.sleep(jittered(self.interval_s))
 
     def start(self) -> None:
         """Start beating in a task (the first beat goes out once the link is up)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import uuid
 from collections.abc import Callable
 
@@ -28,6 +27,7 @@ from nats.js.errors import NotFoundError
 from edge_agent.api.state import AgentState
 from edge_agent.control.apply import Applier
 from edge_agent.control.artifact_cache import ArtifactCache
+from edge_agent.uplink.backoff import jittered
 from shared.desired import CONFIG_BUCKET, decode_record
 from shared.errors import ConfigError
 
@@ -159,7 +159,7 @@ class DesiredWatcher:
     async def _loop(self) -> None:
         retry_s = _FIRST_RETRY_S
         while True:
-            wait_s = self.reconcile_s * random.uniform(0.9, 1.1)  # no fleet-wide read bursts
+            wait_s = jittered(self.reconcile_s)
             try:
                 await self.converge_once()
                 retry_s = _FIRST_RETRY_S

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from edge_agent.uplink import Uplink
-from edge_agent.uplink.backoff import reconnect_delays
+from edge_agent.uplink.backoff import jittered, reconnect_delays
 from shared.embedded_nats import embedded_nats
 from tests.fixtures.names import DEVICE
 from tests.fixtures.nats import free_port
@@ -33,6 +33,11 @@ def test_two_devices_do_not_retry_in_lockstep() -> None:
     b = list(itertools.islice(reconnect_delays(1.0, 30.0), 10))
     assert a != b
     assert all(0.5 <= d < 45 for d in a + b)  # never more than 1.5 x the cap
+
+
+@pytest.mark.parametrize(("rand", "seconds"), [(0.0, 9.0), (0.5, 10.0), (1.0, 11.0)])
+def test_a_jittered_period_stays_within_ten_percent(rand: float, seconds: float) -> None:
+    assert jittered(10.0, rand=lambda: rand) == pytest.approx(seconds)
 
 
 async def test_an_uplink_started_before_nats_connects_once_nats_is_up() -> None:
