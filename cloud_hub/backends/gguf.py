@@ -171,7 +171,7 @@ def _prepare(rt: GgufRuntime, req: InferRequest) -> tuple[PreparedPrompt, Sampli
             req.parallel_tool_calls,
             template_tools=rt.tool_template,
         )
-        if req.tools and req.tool_choice != "none":  # else a response_format grammar stands
+        if grammar is not None:  # tools to call; else a response_format grammar stands
             params = replace(params, grammar=grammar)
         prompt = rt.prepare_chat(messages, tools=listed)
     else:

@@ -90,11 +90,14 @@ class AgentState:
         """Give every loaded GGUF model its own scheduler."""
         for model in self.registry.models.values():
             if isinstance(model.runtime, GgufRuntime):
-                scheduler = self._scheduler_factory(model.runtime, self.settings)
-                observe = getattr(scheduler, "observe", None)  # a batched one reports agl.batch.*
-                if observe is not None:
-                    observe(BatchObserver(self.metrics.genai, model.id))
-                self._schedulers[model.id] = scheduler
+                self._schedulers[model.id] = self._new_scheduler(model.id, model.runtime)
+
+    def _new_scheduler(self, model_id: str, runtime: GgufRuntime) -> Scheduler:
+        scheduler = self._scheduler_factory(runtime, self.settings)
+        observe = getattr(scheduler, "observe", None)  # a batched one reports agl.batch.*
+        if observe is not None:
+            observe(BatchObserver(self.metrics.genai, model_id))
+        return scheduler
 
     def scheduler_for(self, model_id: str, *, runtime: GgufRuntime | None = None) -> Scheduler:
         """The scheduler of a loaded GGUF model (of ``runtime``'s, while a swap retires it)."""
@@ -108,10 +111,7 @@ class AgentState:
     def swap_scheduler(self, model_id: str, old: GgufRuntime, new: GgufRuntime) -> Scheduler:
         """Give ``new`` a scheduler for ``model_id``; the old one retires (returned) and keeps
         serving the requests whose prompts ``old`` prepared until :meth:`retired` drops it."""
-        scheduler = self._scheduler_factory(new, self.settings)
-        observe = getattr(scheduler, "observe", None)
-        if observe is not None:
-            observe(BatchObserver(self.metrics.genai, model_id))
+        scheduler = self._new_scheduler(model_id, new)
         retiring = self._schedulers[model_id]
         self._retiring[old] = retiring
         self._schedulers[model_id] = scheduler

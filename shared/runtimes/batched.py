@@ -5,10 +5,10 @@
     ...
     decoder.close()
 
-One thread owns the context. Each step it puts one token of every generating sequence, plus a
-chunk of the prompts still being read (prefill), into one ``llama_batch`` and calls
-``llama_decode`` once; then every sequence with fresh logits samples its next token with its own
-sampler chain (:mod:`shared.runtimes.sampling`). A request joins at the next step when a slot is
+One thread owns the context. Each step decodes one token of every generating sequence in one
+``llama_batch`` (one ``llama_decode``), then one chunk of a prompt still being read (prefill) in a
+second (see ``_step`` for why apart); every sequence with fresh logits samples its next token
+with its own sampler chain (:mod:`shared.runtimes.sampling`). A request joins at the next step when a slot is
 free, otherwise it waits in FIFO order. Each slot is one KV sequence holding ``n_ctx`` tokens (the
 runtime's context size), so a prompt that fits :meth:`GgufRuntime.check_fits` fits a slot. A
 long prompt is read ``prefill_chunk`` tokens per step while others generate, so it never stalls
@@ -50,6 +50,9 @@ from shared.runtimes.types import (
 __all__ = ["BatchedDecoder", "DecodeJob", "DecoderObserver", "SamplerFactory"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds between sweeps of the queue for jobs whose caller went away.
+_SWEEP_S = 0.05
 
 
 class DecoderObserver(Protocol):
@@ -111,7 +114,10 @@ class BatchedDecoder:
         self._pending: deque[DecodeJob] = deque()
         self._cv = threading.Condition()
         self._closing = False
+        self._next_sweep = 0.0
+        """When the queue is next swept for cancelled jobs (``time.monotonic()``)."""
         self._pieces: dict[int, bytes] = {}
+        """Each token's bytes, decoded once: at most n_vocab entries (a few MB for 150k tokens)."""
         self._copied: set[int] = set()
         """Slots whose copied cells arrive at the next decode (no copy source until then)."""
         # A copy moves a whole sequence's cells: worth it when it saves a real prefill.
@@ -200,9 +206,11 @@ class BatchedDecoder:
             job.done()
 
     def _admit(self) -> None:
-        if self._pending:
+        if not self._pending:
+            return
+        if time.monotonic() >= self._next_sweep:
             self._drop_cancelled()
-        while True:
+        while self._pending:
             free = [s for s in self._slots if not s.busy]
             with self._cv:
                 if not free or not self._pending:
@@ -211,20 +219,31 @@ class BatchedDecoder:
             self._start(job, free)
 
     def _drop_cancelled(self) -> None:
-        """End queued jobs whose caller went away, so they stop holding a place in the queue."""
+        """End queued jobs whose caller went away, so they stop holding a place in the queue.
+
+        A pass over the whole queue (``max_queue`` may be thousands): at most every
+        ``_SWEEP_S``, not at every step; a job that reaches a slot is checked there anyway.
+        """
+        self._next_sweep = time.monotonic() + _SWEEP_S
         with self._cv:
-            gone = [j for j in self._pending if j.cancelled.is_set()]
-            for job in gone:
-                self._pending.remove(job)
+            kept: deque[DecodeJob] = deque()
+            gone: list[DecodeJob] = []
+            for job in self._pending:
+                (gone if job.cancelled.is_set() else kept).append(job)
+            self._pending = kept
         for job in gone:
-            job.post(GenerationEnd("cancelled", len(job.prompt.tokens), 0))
-            job.done()
+            self._cancelled(job)
+
+    @staticmethod
+    def _cancelled(job: DecodeJob) -> None:
+        """End a job that never got (or never used) a slot."""
+        job.post(GenerationEnd("cancelled", len(job.prompt.tokens), 0))
+        job.done()
 
     def _start(self, job: DecodeJob, free: list[Slot]) -> None:
         tokens = job.prompt.tokens
         if job.cancelled.is_set():
-            job.post(GenerationEnd("cancelled", len(tokens), 0))
-            job.done()
+            self._cancelled(job)
             return
         try:
             if len(tokens) + 1 > self.n_ctx_seq:
@@ -239,7 +258,7 @@ class BatchedDecoder:
             job.done()
             return
         dst, src, n = plan_reuse(
-            tokens, free, self._slots, min_copy=self._min_copy, not_from=frozenset(self._copied)
+            tokens, free, self._slots, min_copy=self._min_copy, not_from=self._copied
         )
         lib, mem = self._lib, self._mem
         if src is not None:
@@ -362,7 +381,7 @@ class BatchedDecoder:
             err = exc if isinstance(exc, AglError) else SamplingError(f"sampling failed: {exc}")
             self._end(slot, error=err, drop_cache=True)
             return
-        finish = finish_reason_of(run, False)
+        finish = finish_reason_of(run)
         if finish is not None:
             self._end(slot, finish=finish)
 
@@ -373,7 +392,10 @@ class BatchedDecoder:
         return piece
 
     def _fail_all(self, rc: int) -> None:
-        err = AglError(f"llama_decode failed (code {rc}); the batch's requests were ended")
+        err = AglError(
+            f"llama_decode failed (code {rc}); the batch's requests were ended: retry the request, "
+            "and if it repeats lower parallel or n_ctx (code 1: no room left in the KV cache)"
+        )
         for slot in self._slots:
             if slot.run is not None:
                 self._end(slot, error=err, drop_cache=True)

@@ -65,6 +65,7 @@ class SequenceSampler:
     chain: Any
     grammar: Any | None
     n_vocab: int
+    _ids: np.ndarray | None = None
     _cands: np.ndarray | None = None
     _arr: Any = None
     _one: Any = None
@@ -87,8 +88,9 @@ class SequenceSampler:
 
     def _prepare_arrays(self) -> None:
         lib = self.lib
+        self._ids = np.arange(self.n_vocab, dtype=np.int32)
         self._cands = np.zeros(self.n_vocab, dtype=_TOKEN_DATA)
-        self._cands["id"] = np.arange(self.n_vocab, dtype=np.int32)
+        self._cands["id"] = self._ids
         self._arr = lib.llama_token_data_array(
             data=self._cands.ctypes.data_as(lib.llama_token_data_p),
             size=self.n_vocab,
@@ -118,10 +120,7 @@ class SequenceSampler:
         lib.llama_sampler_apply(self.grammar, ctypes.byref(self._one_arr))
         if not np.isfinite(self._one[0].logit):
             # Rejected: the grammar filters the whole vocabulary, then the chain picks again.
-            cands["id"] = np.arange(self.n_vocab, dtype=np.int32)
-            cands["logit"] = logits
-            cands["p"] = 0.0
-            self._reset_arr()
+            self._fill(logits)
             lib.llama_sampler_apply(self.grammar, ctypes.byref(self._arr))
             if not np.isfinite(cands["logit"]).any():
                 raise SamplingError("the grammar allows no next token; the schema cannot be met")
@@ -132,16 +131,17 @@ class SequenceSampler:
         return token
 
     def _apply(self, sampler: Any, logits: np.ndarray) -> int:
-        cands = self._cands
-        assert cands is not None
-        cands["id"] = np.arange(self.n_vocab, dtype=np.int32)
-        cands["logit"] = logits
-        cands["p"] = 0.0
-        self._reset_arr()
+        self._fill(logits)
         self.lib.llama_sampler_apply(sampler, ctypes.byref(self._arr))
         return self._selected()
 
-    def _reset_arr(self) -> None:
+    def _fill(self, logits: np.ndarray) -> None:
+        """Every token as a candidate with its logit (samplers reorder and cut the array)."""
+        cands = self._cands
+        assert cands is not None
+        cands["id"] = self._ids
+        cands["logit"] = logits
+        cands["p"] = 0.0
         arr = self._arr
         arr.data = self._cands.ctypes.data_as(self.lib.llama_token_data_p)  # type: ignore[union-attr]
         arr.size, arr.selected, arr.sorted = self.n_vocab, -1, False

@@ -12,6 +12,7 @@ import codecs
 import threading
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,6 @@ class Running:
     """Prompt tokens still to prefill."""
     budget: int
     stops: StopStringFilter
-    started_at: float = field(default_factory=time.monotonic)
     last: int = -1
     """The last sampled token, decoded at the next step."""
     n_out: int = 0
@@ -88,7 +88,7 @@ def plan_reuse(
     every: Sequence[Slot],
     *,
     min_copy: int = MIN_COPY_TOKENS,
-    not_from: frozenset[int] = frozenset(),
+    not_from: AbstractSet[int] = frozenset(),
 ) -> tuple[Slot, Slot | None, int]:
     """Which free slot a prompt takes, which slot to copy cells from (or None) and how many.
 
@@ -98,21 +98,22 @@ def plan_reuse(
     left to decode (its logits give the first sampled token).
     """
     limit = len(prompt) - 1
-    own = [(min(common_prefix(prompt, s.cached), limit), s) for s in free]
-    n_own, dst = max(own, key=lambda x: x[0])
+    shared = {s.seq_id: min(common_prefix(prompt, s.cached), limit) for s in every}
+    dst = max(free, key=lambda s: shared[s.seq_id])
+    n_own = shared[dst.seq_id]
     best_src, n_src = None, n_own
     for slot in every:
         if slot is dst or slot.seq_id in not_from:
             continue
-        n = min(common_prefix(prompt, slot.cached), limit)
+        n = shared[slot.seq_id]
         if n >= n_src + min_copy and n > n_src:
             best_src, n_src = slot, n
     return dst, best_src, n_src if best_src is not None else n_own
 
 
-def finish_reason_of(run: Running, token_is_eog: bool) -> FinishReason | None:
-    """Why a sequence ends after its latest token, or None to go on."""
-    if token_is_eog or run.stops.stopped:
+def finish_reason_of(run: Running) -> FinishReason | None:
+    """Why a sequence ends after its latest (not end-of-generation) token, or None to go on."""
+    if run.stops.stopped:
         return "stop"
     if run.n_out >= run.budget:
         return "length"
