@@ -123,7 +123,8 @@ def check_signature(headers: Mapping[str, str], *, trusted: Iterable[str], sha25
     if signer not in keys:
         raise ArtifactIntegrityError(
             f"artifact {sha256[:12]} is signed by {signer}, which this device does not trust; "
-            "add the hub's signing key to desired.trusted_signers"
+            "add the hub's signing key to desired.trusted_signers (the full key: `signer` in "
+            "`hubctl plugins list --json`, or `signed by …` in what `hubctl plugins push` prints)"
         )
     text = signed_text(
         kind=headers.get(H_KIND, ""),

@@ -49,7 +49,9 @@ CONFIG_BUCKET = "agl_config"
 LAYER_PREFIX = "layer."
 #: The top-level tables a layer may hold.
 SECTIONS = ("router", "plugins", "models", "telemetry")
-#: Largest merged record a device reads, in bytes (a KV value; far below max_payload).
+#: Largest merged record a device reads, in bytes (256 KiB): a KV value, well under NATS's
+#: default max_payload (1 MiB). A record holds the merged layers (router policy, plugin and
+#: model names with digests, telemetry), never the artifacts themselves.
 MAX_RECORD_BYTES = 256 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
@@ -170,7 +172,11 @@ def encode_record(record: DeviceRecord) -> bytes:
 def decode_record(data: bytes) -> DeviceRecord:
     """Parse a device record; :class:`ConfigError` says what is wrong."""
     if len(data) > MAX_RECORD_BYTES:
-        raise ConfigError(f"desired-state record is {len(data)} bytes; at most {MAX_RECORD_BYTES}")
+        raise ConfigError(
+            f"desired-state record is {len(data)} bytes; at most {MAX_RECORD_BYTES}: shrink the "
+            "layers on the hub (`hubctl policy show --device DEVICE` shows the merged state), "
+            "e.g. fewer plugins or smaller router rules"
+        )
     try:
         return DeviceRecord.model_validate_json(data)
     except ValidationError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 import click
 
 from cloud_hub.cli.devices import creds_dir_option
-from cloud_hub.cli.root import connect_cli, creds_for, nats_options
+from cloud_hub.cli.root import creds_for, nats_options, run_cli
 from cloud_hub.control.audit import read_audit
 
 
@@ -24,15 +23,10 @@ def audit_cmd(
     last: int, as_json: bool, auth_dir: Path | None, nats_url: str, creds: Path | None
 ) -> None:
     """The audit stream AGL_AUDIT: policy sets, rollout starts, waves, rollbacks, aborts."""
-
-    async def main() -> list[dict[str, Any]]:
-        nc = await connect_cli(nats_url, creds_for(creds, auth_dir))
-        try:
-            return await read_audit(nc.jetstream(), last=last)
-        finally:
-            await nc.close()
-
-    for entry in asyncio.run(main()):
+    entries: list[dict[str, Any]] = run_cli(
+        nats_url, creds_for(creds, auth_dir), lambda nc: read_audit(nc.jetstream(), last=last)
+    )
+    for entry in entries:
         if as_json:
             click.echo(json.dumps(entry, sort_keys=True))
             continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import click
 
 from cloud_hub.cli.devices import creds_dir_option
-from cloud_hub.cli.root import connect_cli, creds_for, nats_options
+from cloud_hub.cli.root import creds_for, nats_options, run_cli
 from cloud_hub.control.audit import audit
 from cloud_hub.control.policy import (
     PolicyError,
@@ -35,29 +34,23 @@ def _key(site: str | None, device: str | None) -> str:
         raise click.UsageError(str(exc)) from None
 
 
-def _run(nats_url: str, creds: Path | None, body: Any) -> Any:
-    async def main() -> Any:
-        nc = await connect_cli(nats_url, creds)
-        try:
-            return await body(nc)
-        except PolicyError as exc:
-            raise click.ClickException(str(exc)) from exc
-        finally:
-            await nc.close()
-
-    return asyncio.run(main())
-
-
 def layer_options(fn: Any) -> Any:
     """``--site`` / ``--device``: which layer (default: the fleet's)."""
     fn = click.option("--device", help="The layer of one device.")(fn)
     return click.option("--site", help="The layer of one site.")(fn)
 
 
-def _layer_file(file: Path) -> dict[str, Any]:
-    """FILE read and checked as a layer; a bad one is a CLI error saying what to fix."""
+def _file_layer_options(fn: Any) -> Any:
+    """FILE, ``--site`` / ``--device``, ``--dir`` and the NATS options of `set` and `diff`."""
+    fn = layer_options(creds_dir_option(nats_options(fn)))
+    return click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))(fn)
+
+
+def _layer_file(file: Path, site: str | None, device: str | None) -> tuple[str, dict[str, Any]]:
+    """The layer's key and FILE read and checked as a layer; a bad one is a CLI error."""
+    key = _key(site, device)
     try:
-        return read_layer_file(file)
+        return key, read_layer_file(file)
     except PolicyError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -68,17 +61,13 @@ def policy() -> None:
 
 
 @policy.command("set")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@layer_options
-@creds_dir_option
-@nats_options
+@_file_layer_options
 def set_policy(
     file: Path, site: str | None, device: str | None, auth_dir: Path | None,
     nats_url: str, creds: Path | None,
 ) -> None:  # fmt: skip
     """Check FILE (TOML) with the agent's schema, store it as a layer, update the devices."""
-    key = _key(site, device)
-    doc = _layer_file(file)
+    key, doc = _layer_file(file, site, device)
 
     async def body(nc: Any) -> list[str]:
         kv = await open_config(nc)
@@ -91,7 +80,7 @@ def set_policy(
                     changes=diff(old, doc), devices=changed)  # fmt: skip
         return changed
 
-    changed = _run(nats_url, creds_for(creds, auth_dir), body)
+    changed = run_cli(nats_url, creds_for(creds, auth_dir), body)
     click.echo(f"{key}: stored (revision {revision(doc)}); {len(changed)} device record(s) changed")
 
 
@@ -118,7 +107,7 @@ def show(
         return {"device": device, "site": site, "layers": layers, "revision": revision(state),
                 "told_revision": told.revision if told else None, "state": state}  # fmt: skip
 
-    out = _run(nats_url, creds_for(creds, auth_dir), body)
+    out = run_cli(nats_url, creds_for(creds, auth_dir), body)
     if as_json:
         click.echo(json.dumps(out, indent=2, sort_keys=True))
         return
@@ -127,20 +116,16 @@ def show(
 
 
 @policy.command("diff")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@layer_options
-@creds_dir_option
-@nats_options
+@_file_layer_options
 def diff_policy(
     file: Path, site: str | None, device: str | None, auth_dir: Path | None,
     nats_url: str, creds: Path | None,
 ) -> None:  # fmt: skip
     """What `policy set FILE` would change in the layer: +added, -removed, ~changed paths."""
-    key = _key(site, device)
-    doc = _layer_file(file)
+    key, doc = _layer_file(file, site, device)
 
     async def body(nc: Any) -> list[str]:
         return diff(await read_layer(await open_config(nc), key), doc)
 
-    lines = _run(nats_url, creds_for(creds, auth_dir), body)
+    lines = run_cli(nats_url, creds_for(creds, auth_dir), body)
     click.echo("\n".join(lines) if lines else f"{key}: no change")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import click
 
 from cloud_hub.cli.devices import creds_dir_option
-from cloud_hub.cli.root import connect_cli, creds_for, nats_options
+from cloud_hub.cli.root import creds_for, nats_options, run_cli
 from cloud_hub.control.policy import PolicyError, read_layer_file
 from cloud_hub.control.rollout import get_rollout, set_status, start_rollout, tick
 from cloud_hub.control.rollout_plan import Bounds, RolloutError, RolloutState, parse_waves
@@ -70,19 +71,6 @@ def _print(state: RolloutState | None, as_json: bool) -> None:
                + (f"; {state.reason}" if state.reason else ""))  # fmt: skip
 
 
-def _run(nats_url: str, creds: Path | None, body: Any) -> Any:
-    async def main() -> Any:
-        nc = await connect_cli(nats_url, creds)
-        try:
-            return await body(nc)
-        except (RolloutError, PolicyError) as exc:
-            raise click.ClickException(str(exc)) from exc
-        finally:
-            await nc.close()
-
-    return asyncio.run(main())
-
-
 @click.group()
 def rollout() -> None:
     """Staged rollouts: waves, health windows compared with the devices not updated, rollback."""
@@ -123,14 +111,17 @@ def start(
                                     change=change, waves=shares, bounds=bounds)  # fmt: skip
         return state if detach else await _follow(nc, state.target, as_json)
 
-    _print(_run(nats_url, creds_for(creds, auth_dir), body), as_json)
+    _print(run_cli(nats_url, creds_for(creds, auth_dir), body), as_json)
 
 
 async def _follow(nc: Any, target: str, as_json: bool, poll_s: float = 0.5) -> RolloutState:
     last = None
     while True:
         state = await tick(nc, target)
-        assert state is not None
+        if state is None:
+            raise click.ClickException(
+                f"no rollout on {target}; start one with `hubctl rollout start`"
+            )
         if not as_json and (state.wave, state.status) != last:
             _print(state, False)
             last = (state.wave, state.status)
@@ -139,37 +130,11 @@ async def _follow(nc: Any, target: str, as_json: bool, poll_s: float = 0.5) -> R
         await asyncio.sleep(min(poll_s, max(state.window_s / 10, 0.05)))
 
 
-@rollout.command("follow")
-@click.option("--site")
-@click.option("--json", "as_json", is_flag=True)
-@creds_dir_option
-@nats_options
-def follow(
-    site: str | None, as_json: bool, auth_dir: Path | None, nats_url: str, creds: Path | None
+def _target_command(
+    name: str, doc: str, body: Callable[[str, bool], Callable[[Any], Awaitable[Any]]]
 ) -> None:
-    """Drive the target's rollout to the end (the controller loop)."""
-    _print(
-        _run(nats_url, creds_for(creds, auth_dir), lambda nc: _follow(nc, _target(site), as_json)),
-        as_json,
-    )
+    """``hubctl rollout NAME [--site S] [--json]``: run ``body(target, as_json)`` and print."""
 
-
-@rollout.command("status")
-@click.option("--site")
-@click.option("--json", "as_json", is_flag=True)
-@creds_dir_option
-@nats_options
-def status(
-    site: str | None, as_json: bool, auth_dir: Path | None, nats_url: str, creds: Path | None
-) -> None:
-    """The target's rollout: wave, devices updated, status and reason."""
-    _print(
-        _run(nats_url, creds_for(creds, auth_dir), lambda nc: get_rollout(nc, _target(site))),
-        as_json,
-    )
-
-
-def _status_command(name: str, to: Literal["running", "paused", "aborted"], doc: str) -> None:
     @rollout.command(name, help=doc)
     @click.option("--site")
     @click.option("--json", "as_json", is_flag=True)
@@ -178,10 +143,23 @@ def _status_command(name: str, to: Literal["running", "paused", "aborted"], doc:
     def cmd(
         site: str | None, as_json: bool, auth_dir: Path | None, nats_url: str, creds: Path | None
     ) -> None:
-        body = lambda nc: set_status(nc, _target(site), to)  # noqa: E731
-        _print(_run(nats_url, creds_for(creds, auth_dir), body), as_json)
+        _print(run_cli(nats_url, creds_for(creds, auth_dir), body(_target(site), as_json)), as_json)
 
 
+def _status_command(name: str, to: Literal["running", "paused", "aborted"], doc: str) -> None:
+    _target_command(name, doc, lambda target, _: lambda nc: set_status(nc, target, to))
+
+
+_target_command(
+    "follow",
+    "Drive the target's rollout to the end (the controller loop).",
+    lambda target, as_json: lambda nc: _follow(nc, target, as_json),
+)
+_target_command(
+    "status",
+    "The target's rollout: wave, devices updated, status and reason.",
+    lambda target, _: lambda nc: get_rollout(nc, target),
+)
 _status_command("pause", "paused", "Hold the rollout where it is (no new waves, no judging).")
 _status_command("resume", "running", "Go on with a paused rollout.")
 _status_command("abort", "aborted", "Stop the rollout and roll every updated device back.")

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import nats
 from nats.aio.client import Client
 
 from cloud_hub import __version__
+from cloud_hub.errors import HubError
 from cloud_hub.settings import HubSettings, load_hub_settings
 from shared.errors import AglError
 from shared.nats_auth import connect_options
+
+T = TypeVar("T")
 
 #: Where ``hubctl auth`` and ``hubctl devices`` keep keys when --dir is not given.
 AUTH_DIR_ENV = "AGL_HUB_AUTH_DIR"
@@ -104,3 +109,18 @@ async def connect_cli(nats_url: str, creds: Path | None) -> Client:
             f"cannot reach NATS at {nats_url} ({exc or type(exc).__name__}); check --nats-url"
             + ("" if creds else " and pass --creds (the hub's creds) when the server needs them")
         ) from exc
+
+
+def run_cli(nats_url: str, creds: Path | None, body: Callable[[Client], Awaitable[T]]) -> T:
+    """Connect, run ``body(nc)``, close; a HubError (PolicyError, RolloutError…) is a CLI error."""
+
+    async def main() -> T:
+        nc = await connect_cli(nats_url, creds)
+        try:
+            return await body(nc)
+        except HubError as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            await nc.close()
+
+    return asyncio.run(main())

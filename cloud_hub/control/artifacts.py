@@ -11,7 +11,6 @@ the signature (``shared.artifacts``).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tomllib
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from shared.artifacts import (
     manifest_digest,
     signed_text,
 )
+from shared.model_files import sha256_file
 
 __all__ = ["ArtifactRow", "PushError", "list_artifacts", "push_artifact", "signing_key"]
 
@@ -62,15 +62,6 @@ def signing_key(auth_dir: Path) -> NKey:
     return key
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 class _Counting(io.RawIOBase):
     """A file reader that reports how many bytes went out (for a progress bar)."""
 
@@ -86,16 +77,12 @@ class _Counting(io.RawIOBase):
         return n
 
 
-async def open_store(js: JetStreamContext, kind: Kind, *, create: bool) -> ObjectStore:
-    """The kind's object store; created (file storage) when ``create`` and missing."""
+async def open_store(js: JetStreamContext, kind: Kind) -> ObjectStore:
+    """The kind's object store; created (file storage) when missing."""
     bucket = BUCKETS[kind]
     try:
         return await js.object_store(bucket)
     except (BucketNotFoundError, NotFoundError):
-        if not create:
-            raise PushError(
-                f"object store {bucket} does not exist; push a {kind} first (hubctl {kind}s push)"
-            ) from None
         return await js.create_object_store(bucket)
 
 
@@ -130,7 +117,7 @@ async def push_artifact(
     """Sign and upload ``path`` under its sha256; a stored identical object is kept."""
     if not path.is_file():
         raise PushError(f"{path} is not a file")
-    sha = file_sha256(path)
+    sha = sha256_file(path)
     version, manifest_text = "", ""
     if manifest is not None:
         name, version, manifest_text = plugin_manifest(manifest, sha)
@@ -143,7 +130,7 @@ async def push_artifact(
         kind=kind, name=name, signer=signer.public, signature=signer.sign(text),
         manifest_text=manifest_text, version=version,
     )  # fmt: skip
-    store = await open_store(js, kind, create=True)
+    store = await open_store(js, kind)
     meta = ObjectMeta(
         name=sha,
         description=f"{kind} {name}",

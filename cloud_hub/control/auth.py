@@ -29,12 +29,12 @@ import nkeys
 
 from cloud_hub.control.permissions import (
     ARTIFACT_BUCKETS,
-    CONFIG_BUCKET,
     REGISTRY_BUCKET,
     Permissions,
     device_permissions,
     hub_permissions,
 )
+from shared.desired import CONFIG_BUCKET
 from shared.subjects import INBOX_ROOT
 
 KeyKind = Literal["operator", "account", "user"]

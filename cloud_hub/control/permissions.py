@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.artifacts import BUCKETS
 from shared.batch_wire import AGENT_CONSUMER, HUB_CONSUMER, batch_stream, results_stream
+from shared.desired import CONFIG_BUCKET
 from shared.subjects import (
     DEVICE_PREFIX,
     INBOX_ROOT,
@@ -20,11 +22,11 @@ from shared.subjects import (
     inbox_prefix,
 )
 
-#: KV buckets whose own key a device may use (registry entry, desired config).
+#: KV buckets whose own key a device may use: this registry entry, and its desired config in
+#: ``CONFIG_BUCKET`` (``shared.desired``).
 REGISTRY_BUCKET = "agl_devices"
-CONFIG_BUCKET = "agl_config"
 #: Object stores every device may read (sha256-addressed, signed artifacts).
-ARTIFACT_BUCKETS = ("agl_plugins", "agl_models")
+ARTIFACT_BUCKETS = tuple(BUCKETS.values())
 
 
 @dataclass(frozen=True)

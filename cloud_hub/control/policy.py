@@ -87,15 +87,22 @@ def read_layer_file(path: Path) -> dict[str, Any]:
     return doc
 
 
-async def open_config(nc: Client, *, create: bool = True) -> KeyValue:
-    """The ``agl_config`` bucket (direct gets on, so devices can read their own key)."""
+#: Values ``agl_config`` keeps per key (a layer or a device's record): the current one and the
+#: four before it, which ``nats kv history agl_config KEY`` shows; older ones are dropped.
+CONFIG_HISTORY = 5
+
+
+async def open_config(nc: Client) -> KeyValue:
+    """The ``agl_config`` bucket (direct gets on, so devices can read their own key); created
+    (history ``CONFIG_HISTORY``) when missing."""
     js = nc.jetstream()
     try:
         return await js.key_value(CONFIG_BUCKET)
     except nats.js.errors.BucketNotFoundError:
-        if not create:
-            raise PolicyError("no desired state yet; set one with `hubctl policy set`") from None
-    return await js.create_key_value(KeyValueConfig(bucket=CONFIG_BUCKET, history=5, direct=True))
+        pass
+    return await js.create_key_value(
+        KeyValueConfig(bucket=CONFIG_BUCKET, history=CONFIG_HISTORY, direct=True)
+    )
 
 
 async def ensure_config(nc: Client) -> None:
@@ -154,11 +161,10 @@ async def materialize(
     site: str | None,
     *,
     overlays: Sequence[Mapping[str, Any]] = (),
-    rollout: str | None = None,
 ) -> DeviceRecord | None:
     """Write the device's merged record when its revision changed; the new record or None."""
     state, layers = await merged_for(kv, device, site, overlays)
-    record = DeviceRecord(revision=revision(state), state=state, layers=layers, rollout=rollout)
+    record = DeviceRecord(revision=revision(state), state=state, layers=layers)
     old = await current_record(kv, device)
     if old is not None and old.revision == record.revision:
         return None

@@ -48,6 +48,9 @@ from shared.heartbeat import Heartbeat
 __all__ = ["active_overlays", "get_rollout", "set_status", "start_rollout", "tick"]
 
 ROLLOUT_BUCKET = "agl_rollouts"
+#: States ``agl_rollouts`` keeps per target: every step is a put, so this is the last few steps
+#: of the current rollout (the audit stream AGL_AUDIT keeps the trail of every step).
+ROLLOUT_HISTORY = 10
 
 
 async def _bucket(nc: Client) -> KeyValue:
@@ -55,7 +58,9 @@ async def _bucket(nc: Client) -> KeyValue:
     try:
         return await js.key_value(ROLLOUT_BUCKET)
     except nats.js.errors.BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=ROLLOUT_BUCKET, history=10))
+        return await js.create_key_value(
+            KeyValueConfig(bucket=ROLLOUT_BUCKET, history=ROLLOUT_HISTORY)
+        )
 
 
 async def get_rollout(nc: Client, target: str) -> RolloutState | None:
@@ -132,6 +137,11 @@ async def target_devices(nc: Client, target: str) -> list[str]:
     ]
 
 
+def _site_flag(target: str) -> str:
+    """The ``hubctl rollout`` flag that names TARGET: `` --site NAME``, or none for the fleet."""
+    return f" --site {target.removeprefix('site.')}" if target.startswith("site.") else ""
+
+
 async def start_rollout(
     nc: Client,
     *,
@@ -147,7 +157,7 @@ async def start_rollout(
     if existing is not None and existing.status in ACTIVE:
         raise RolloutError(
             f"rollout {existing.id} ({existing.label}) is {existing.status} on {target}; wait "
-            f"for it, or `hubctl rollout abort --target {target}` first"
+            f"for it, or `hubctl rollout abort{_site_flag(target)}` first"
         )
     state = RolloutState.new(
         id=uuid.uuid4().hex[:8], target=target, kind=kind, label=label, change=change,
@@ -209,7 +219,9 @@ async def set_status(
     """Pause, resume or abort (abort rolls the updated devices back)."""
     state = await get_rollout(nc, target)
     if state is None or state.status not in ACTIVE:
-        raise RolloutError(f"no active rollout on {target}; see `hubctl rollout status`")
+        raise RolloutError(
+            f"no active rollout on {target}; see `hubctl rollout status{_site_flag(target)}`"
+        )
     updated = state.updated
     new = state.model_copy(update={"status": status, "reason": f"{status} by operator"})
     await _save(nc, new)

@@ -21,14 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloud_hub.control.rollout_health import (
-    Bounds,
-    Counters,
-    Verdict,
-    group_figures,
-    judge,
-    p95_from_buckets,
-)
+from cloud_hub.control.rollout_health import Bounds, Counters, group_figures, judge
 from cloud_hub.errors import HubError
 
 __all__ = [
@@ -38,11 +31,7 @@ __all__ = [
     "RolloutError",
     "RolloutState",
     "Step",
-    "Verdict",
     "advance",
-    "group_figures",
-    "judge",
-    "p95_from_buckets",
     "parse_waves",
     "wave_size",
 ]
@@ -138,7 +127,10 @@ class RolloutState(BaseModel):
 
     @property
     def converge_s(self) -> float:
-        """How long a wave's devices may take to apply the change before it counts as failed."""
+        """How long a wave's devices may take to apply the change before it counts as failed:
+        ``max(5 × window_s, 120 s)``, 300 s with the default 60 s window. That is shorter than
+        a device's artifact download deadline (600 s, ``ArtifactCache.fetch``): a wave whose
+        model takes longer to download is rolled back; start it with a longer ``--window``."""
         return max(5 * self.window_s, 120.0)
 
     @property

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edge_agent.batches.records import DONE, output_line
+from edge_agent.batches.service import error_item
 from edge_agent.batches.store import BatchStore
 from shared.batch_wire import LOCAL_CONSUMER, BatchLine, BatchWireError, decode_wire
 
@@ -95,7 +96,7 @@ class LocalLines:
             self.preempted += 1
         status, body = task.result()
         ok = status == 200
-        error = None if ok else body.get("error", {"code": "failed", "message": "local run failed"})
+        error = None if ok else body.get("error", error_item("failed", "local run failed"))
         out = output_line(
             batch_id=line.batch_id,
             index=line.index,

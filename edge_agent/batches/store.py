@@ -49,6 +49,9 @@ from shared.batch_wire import (
 FULL_CODES = {10077, 10023, 10047, 10028}
 #: Lines a hub worker may hold unacknowledged; a line not acked in ACK_WAIT_S is sent again.
 MAX_ACK_PENDING = 512
+#: The hub acks a line once its result is stored; a line pulled (``cloud_hub.control.batches``
+#: FETCH = 128 at a time) waits for one of the hub's 8 run slots first, so FETCH / 8 line times
+#: must fit in ACK_WAIT_S, or lines are delivered again (and may run twice on another hub).
 ACK_WAIT_S = 60.0
 #: A line this device runs itself may take as long as a local generation does.
 LOCAL_ACK_WAIT_S = 900.0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import logging
 import os
@@ -29,12 +28,14 @@ from nats.js.manager import JetStreamManager
 
 from shared.artifacts import (
     BUCKETS,
+    H_NAME,
     ArtifactIntegrityError,
     ArtifactMissingError,
     Kind,
     check_signature,
     manifest_of,
 )
+from shared.model_files import sha256_file
 
 __all__ = ["ArtifactCache", "CachedArtifact"]
 
@@ -83,7 +84,12 @@ class ArtifactCache:
     async def fetch(
         self, jsm: JetStreamManager, *, kind: Kind, sha256: str, deadline_s: float = 600.0
     ) -> CachedArtifact:
-        """The verified artifact, downloading it first when it is not cached."""
+        """The verified artifact, downloading it first when it is not cached.
+
+        ``deadline_s`` (600 s): link errors (timeouts, no responders) are retried until this
+        long after the download started; one after that gives it up. The partial file stays,
+        so the next reconcile goes on from it.
+        """
         hit = self.cached(sha256)
         if hit is not None:
             return hit
@@ -93,16 +99,19 @@ class ArtifactCache:
         if digest != sha256:
             raise ArtifactIntegrityError(
                 f"{kind} {sha256[:12]}: the store says its content is sha256 {digest[:12]}…, "
-                "not the name it was asked by; it was replaced or tampered with"
+                "not the name it was asked by; it was replaced or tampered with: push it again "
+                f"with `hubctl {kind}s push` and start the rollout again"
             )
         part = await self._download(jsm, stream, f"$O.{BUCKETS[kind]}.C.{nuid}", sha256, deadline_s)
-        actual = await asyncio.to_thread(_sha256_of, part)
+        actual = await asyncio.to_thread(sha256_file, part)
         if actual != sha256:
             part.unlink(missing_ok=True)
             raise ArtifactIntegrityError(
-                f"{kind} {sha256[:12]}: downloaded bytes have sha256 {actual[:12]}…; refused"
+                f"{kind} {sha256[:12]}: downloaded bytes have sha256 {actual[:12]}…; refused "
+                "(the next reconcile downloads it again; if this repeats, push it again with "
+                f"`hubctl {kind}s push` and start the rollout again)"
             )
-        name, manifest = headers.get("Agl-Name", ""), manifest_of(headers)
+        name, manifest = headers.get(H_NAME, ""), manifest_of(headers)
         self._final(sha256).with_suffix(".json").write_text(
             json.dumps({"name": name, "manifest": manifest, "kind": kind})
         )
@@ -125,7 +134,10 @@ class ArtifactCache:
             ) from None
         info = json.loads(msg.data or b"{}")
         if info.get("deleted"):
-            raise ArtifactMissingError(f"{kind} {sha[:12]}… was deleted from the store")
+            raise ArtifactMissingError(
+                f"{kind} {sha[:12]}… was deleted from the store; push it again with "
+                f"`hubctl {kind}s push` and start the rollout again"
+            )
         raw = str(info.get("digest", "")).split("=", 1)[-1]
         digest = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).hex() if raw else ""
         return dict(info.get("headers") or {}), str(info.get("nuid", "")), digest
@@ -156,7 +168,9 @@ class ArtifactCache:
                 except _RETRYABLE as exc:
                     if time.monotonic() > give_up:
                         raise ArtifactIntegrityError(
-                            f"download of {sha[:12]} did not finish in {deadline_s:g}s ({exc})"
+                            f"download of {sha[:12]} did not finish in {deadline_s:g}s ({exc}); "
+                            "the next reconcile goes on where it stopped: check the device's "
+                            "link to the hub (`hubctl devices list`)"
                         ) from None
                     log.info(
                         "artifact %s: %s; resuming at chunk seq %d", sha[:12], exc, state["seq"]
@@ -191,11 +205,3 @@ class ArtifactCache:
             total -= size
             dropped.append(sha)
         return dropped
-
-
-def _sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()

@@ -52,6 +52,7 @@ class DesiredSettings(BaseModel):
             if len(key) != 56 or not key.startswith("A"):
                 raise ValueError(
                     f"{key[:12]!r} is not a public account nkey (56 characters, starting with A); "
-                    "copy the signer `hubctl plugins list` shows"
+                    "copy the full key from `hubctl plugins list --json` (signer) or from the "
+                    "line `hubctl plugins push` prints (signed by …)"
                 )
         return value

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from cloud_hub.control.rollout_health import group_figures, judge, p95_from_buckets
 from cloud_hub.control.rollout_plan import (
     Bounds,
     Counters,
     RolloutError,
     RolloutState,
     advance,
-    group_figures,
-    judge,
-    p95_from_buckets,
     parse_waves,
     wave_size,
 )
