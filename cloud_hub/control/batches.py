@@ -64,13 +64,7 @@ log = logging.getLogger("cloud_hub.batches")
 
 QUEUE_GROUP = "hub"
 DONE_BUCKET = "agl_batch_done"
-#: Lines pulled from one device at a time; the next pull waits until all of them are answered.
-#: Only ``concurrency`` (8) lines run at once across all devices, so the last of a pull waits
-#: about FETCH / concurrency = 16 line times (more when other devices' lines share the slots).
-#: That must stay under the device consumer's ACK_WAIT_S (60 s, ``edge_agent.batches.store``):
-#: a line not acknowledged by then is delivered again, and another hub's pull may run it a
-#: second time (the done bucket only catches a repeat whose first run has finished). Lines
-#: slower than ~3.7 s each want a smaller FETCH or more concurrency.
+#: Lines per pull; FETCH / concurrency line times must fit ACK_WAIT_S (docs/architecture.md).
 FETCH = 128
 #: Results wait at most this long for their device to read them.
 RESULTS_MAX_AGE_S = 7 * 86400.0
@@ -88,7 +82,6 @@ class BatchWorker:
         domain: str | None = None,
         concurrency: int = 8,
     ) -> None:
-        """``concurrency``: lines run at once over all devices (see ``FETCH`` for its bound)."""
         self.nc = nc
         self.backends = backends
         #: The hub's own JetStream (``domain``: the name edge sites use to reach it).
