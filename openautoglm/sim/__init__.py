@@ -12,11 +12,10 @@ edge agent), ``traffic`` and ``requests`` (what is sent, how answers are read), 
 ``invariants`` and ``runner``; the ledger and the report are ``shared.fleet_report``.
 """
 
-from openautoglm.sim.errors import NotYetAvailable, ScenarioError, SimError, TopologyError
+from openautoglm.sim.errors import ScenarioError, SimError, TopologyError
 from openautoglm.sim.scenario import Scenario, load_scenario, scenario_names
 
 __all__ = [
-    "NotYetAvailable",
     "Scenario",
     "ScenarioError",
     "SimError",

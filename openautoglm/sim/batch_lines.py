@@ -21,7 +21,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from openautoglm.sim.device import SimDevice
-from openautoglm.sim.invariants import EXTRA_CHECKS
 from openautoglm.sim.scenario import Scenario
 from openautoglm.sim.windows import Violation
 from shared.fleet_report.ledger import BatchLineMark, Ledger
@@ -182,6 +181,3 @@ def check_deferred_lines(scenario: Scenario, ledger: Ledger) -> list[Violation]:
                 )
             )
     return out
-
-
-EXTRA_CHECKS.append(check_deferred_lines)

@@ -3,15 +3,14 @@
 AglError
 └── SimError                  anything the simulator refuses or cannot do
     ├── ScenarioError         the scenario file is unreadable or invalid (names the field)
-    ├── TopologyError         nats-server or a hub worker did not start
-    └── NotYetAvailable       a fault or check needs a feature that is not built yet
+    └── TopologyError         nats-server, a hub worker or a hubctl command failed
 """
 
 from __future__ import annotations
 
 from shared.errors import AglError
 
-__all__ = ["NotYetAvailable", "ScenarioError", "SimError", "TopologyError"]
+__all__ = ["ScenarioError", "SimError", "TopologyError"]
 
 
 class SimError(AglError):
@@ -23,8 +22,4 @@ class ScenarioError(SimError):
 
 
 class TopologyError(SimError):
-    """A nats-server or a hub worker of the simulated fleet did not start."""
-
-
-class NotYetAvailable(SimError):
-    """A fault or check needs a feature that is not built yet (the message says which issue)."""
+    """A nats-server, a hub worker or a ``hubctl`` command of the simulated fleet failed."""

@@ -76,10 +76,6 @@ class FaultInjector:
         self.clock = WallClock()
         self._healers: list[asyncio.Task[None]] = []
 
-    @staticmethod
-    def check_supported(scenario: Scenario) -> None:
-        """Refuse, before anything starts, a fault this build cannot inject (none left)."""
-
     async def run(self) -> None:
         """Apply every fault at its time; return once all are applied and healed."""
         for fault in sorted(self.scenario.faults, key=lambda f: f.at_s):

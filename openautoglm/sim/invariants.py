@@ -12,8 +12,11 @@ Checks:
   are not (``expect.max_fallback_share_healthy``);
 - ``breaker``: breakers open only when the hub fails, stay open their cooldown, and close again
   once the hub is back;
-- ``registry``: every device's heartbeats reached the hub's registry (``hubctl stats``);
-- ``deferred_lines`` (not yet: offline batches, issue 11) plugs in through :data:`EXTRA_CHECKS`.
+- ``rollout``: a bad plugin's staged rollout is rolled back after its first wave and never
+  reaches a later one (``openautoglm.sim.rollout_fault``);
+- ``deferred_lines``: no deferred batch line is lost, answered twice or failed
+  (``openautoglm.sim.batch_lines``);
+- ``registry``: every device's heartbeats reached the hub's registry (``hubctl stats``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from openautoglm.sim.batch_lines import check_deferred_lines
 from openautoglm.sim.breaker_checks import check_breaker
+from openautoglm.sim.rollout_fault import check_rollouts
 from openautoglm.sim.scenario import Scenario
 from openautoglm.sim.windows import (
     Violation,
@@ -33,7 +38,7 @@ from openautoglm.sim.windows import (
 )
 from shared.fleet_report.ledger import Ledger
 
-__all__ = ["EXTRA_CHECKS", "Violation", "Window", "check_all", "fault_windows"]
+__all__ = ["Violation", "Window", "check_all", "fault_windows"]
 
 
 def check_answered(scenario: Scenario, ledger: Ledger) -> list[Violation]:
@@ -127,8 +132,6 @@ def check_outage_fallback(scenario: Scenario, ledger: Ledger) -> list[Violation]
 
 
 Check = Callable[[Scenario, Ledger], list[Violation]]
-#: Checks added by features built later (deferred batch lines: issue 11) append here.
-EXTRA_CHECKS: list[Check] = []
 
 
 def check_registry(scenario: Scenario, registry: dict[str, Any] | str) -> list[Violation]:
@@ -167,7 +170,8 @@ def check_all(
         check_healthy_errors,
         check_outage_fallback,
         check_breaker,
-        *EXTRA_CHECKS,
+        check_rollouts,
+        check_deferred_lines,
     ]
     found = [v for check in checks for v in check(scenario, ledger)]
     if registry is not None:

@@ -14,7 +14,7 @@ no device of a later wave ever had it in its ``agl_config`` record or refused a 
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -28,9 +28,8 @@ import nats.js.errors
 from cloud_hub.control.artifacts import signing_key
 from cloud_hub.control.rollout_plan import parse_waves, wave_size
 from openautoglm.sim.errors import TopologyError
-from openautoglm.sim.invariants import EXTRA_CHECKS
 from openautoglm.sim.scenario import Fault, Scenario
-from openautoglm.sim.topology import Topology, hubctl_command
+from openautoglm.sim.topology import Topology, run_hubctl
 from openautoglm.sim.windows import Violation
 from shared.fleet_report.ledger import Ledger
 
@@ -55,23 +54,16 @@ def desired_settings(workdir: Path) -> Callable[[str], dict[str, Any]]:
 
 
 async def _hubctl(topo: Topology, *args: str, timeout: float) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *hubctl_command(),
+    """``hubctl ARGS`` against the hub side with the run's signing key; stdout and stderr."""
+    return await run_hubctl(
         *args,
         "--nats-url",
         topo.hub_url(),
         "--dir",
         str(topo.workdir / "auth"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        timeout=timeout,
+        merge_stderr=True,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    text = out.decode()
-    if proc.returncode != 0:
-        raise TopologyError(
-            f"hubctl {' '.join(args[:2])} failed ({proc.returncode}): {text[-500:]}"
-        )
-    return text
 
 
 async def bad_plugin_rollout(topo: Topology, fault: Fault, ledger: Ledger) -> dict[str, Any]:
@@ -87,7 +79,12 @@ async def bad_plugin_rollout(topo: Topology, fault: Fault, ledger: Ledger) -> di
     pushed = await _hubctl(
         topo, "plugins", "push", str(_WASM), "--manifest", str(manifest), timeout=60
     )
-    ref = re.findall(r"\S+@[0-9a-f]{64}", pushed)[-1]
+    refs = re.findall(r"\S+@[0-9a-f]{64}", pushed)
+    if not refs:
+        raise TopologyError(
+            f"hubctl plugins push printed no NAME@SHA256 reference: {pushed[-500:]}"
+        )
+    ref = refs[-1]
     started = ledger.now()
     out = await _hubctl(
         topo,
@@ -104,7 +101,7 @@ async def bad_plugin_rollout(topo: Topology, fault: Fault, ledger: Ledger) -> di
         "--json",
         timeout=120 + 10 * fault.window_s,
     )
-    state = json.loads(out[out.index("{") :])
+    state = _rollout_state(out)
     devices: list[str] = state.get("devices", [])
     first = wave_size(parse_waves(fault.waves)[0], len(devices))
     later = devices[first:]
@@ -119,6 +116,16 @@ async def bad_plugin_rollout(topo: Topology, fault: Fault, ledger: Ledger) -> di
         "later_waves": later,
         "later_with_plugin": await _ever_had_plugin(topo, later),
     }
+
+
+def _rollout_state(out: str) -> dict[str, Any]:
+    """The JSON state ``hubctl rollout start --json`` prints after its log lines."""
+    start = out.find("{")
+    if start >= 0:
+        with contextlib.suppress(ValueError):
+            state: dict[str, Any] = json.loads(out[start:])
+            return state
+    raise TopologyError(f"hubctl rollout start printed no JSON rollout state: {out[-500:]}")
 
 
 async def _ever_had_plugin(topo: Topology, devices: list[str]) -> list[str]:
@@ -181,6 +188,3 @@ def check_rollouts(scenario: Scenario, ledger: Ledger) -> list[Violation]:
                 )
             )
     return out
-
-
-EXTRA_CHECKS.append(check_rollouts)

@@ -111,7 +111,6 @@ async def run_scenario(
 async def _run(
     scenario: Scenario, workdir: Path, started: float, hub_report: Path | None
 ) -> RunResult:
-    FaultInjector.check_supported(scenario)
     rollout = any(f.kind == "plugin_rollout" for f in scenario.faults)
     rng = random.Random(scenario.seed)
     topo = Topology(

@@ -57,13 +57,20 @@ class Site(_Strict):
     """A site: its devices share one NATS leaf node (when ``hub.leaf_nodes``)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$", description="Site name.")
-    devices: int = Field(ge=1, le=2000, description="Simulated devices at this site.")
+    devices: int = Field(
+        ge=1,
+        le=2000,
+        description="Simulated devices at this site (1 to 2000). Every site's devices run in "
+        "the simulator's one process; see Scenario.sites for the size that is tested.",
+    )
 
 
 class Arrivals(_Strict):
     """Poisson arrivals per device; the rate follows a diurnal (sine) curve."""
 
-    rate_per_device: float = Field(gt=0, le=50, description="Mean requests/s of one device.")
+    rate_per_device: float = Field(
+        gt=0, le=50, description="Mean requests/s of one device (at most 50)."
+    )
     diurnal_amplitude: float = Field(
         0.0, ge=0, lt=1, description="0 = flat; 0.5 = the rate swings ±50 % over a period."
     )
@@ -76,7 +83,7 @@ class PromptClass(_Strict):
     """One kind of prompt in the mix: its length in words (a simulated token each)."""
 
     name: str = Field(min_length=1, description="Shown in the ledger and the report.")
-    words: int = Field(ge=1, le=100_000, description="Words in the user message.")
+    words: int = Field(ge=1, le=100_000, description="Words in the user message (1 to 100000).")
     weight: float = Field(gt=0, description="Relative share in the mix.")
 
 
@@ -84,7 +91,9 @@ class Traffic(_Strict):
     """What each request asks for."""
 
     streaming_share: float = Field(0.3, ge=0, le=1, description="Share of streamed requests.")
-    max_tokens: int = Field(16, ge=1, le=4096, description="max_tokens of every request.")
+    max_tokens: int = Field(
+        16, ge=1, le=4096, description="max_tokens of every request (1 to 4096)."
+    )
     deadline_s: float = Field(
         15.0, gt=0, description="A request not answered this long after it was sent is a failure."
     )
@@ -115,7 +124,9 @@ class LocalModel(_Strict):
 class HubSpec(_Strict):
     """The hub side: nats-server(s), leaf nodes, and `hubctl serve` workers with the echo back-end."""
 
-    workers: int = Field(2, ge=0, le=32, description="hubctl serve processes at the start.")
+    workers: int = Field(
+        2, ge=0, le=32, description="hubctl serve processes at the start (0 to 32)."
+    )
     model: str = Field("sim-hub", min_length=1, description="Hub model name (echo back-end).")
     echo_delay_s: float = Field(0.0, ge=0, description="Pause between echoed words.")
     latency_ms: float = Field(
@@ -174,7 +185,9 @@ class Batches(_Strict):
     device_share: float = Field(
         0.0, ge=0, le=1, description="Share of each site's devices that submit batches (0: none)."
     )
-    lines_per_batch: int = Field(4, ge=1, le=1000, description="Request lines in one batch.")
+    lines_per_batch: int = Field(
+        4, ge=1, le=1000, description="Request lines in one batch (1 to 1000)."
+    )
     submit_at_s: list[float] = Field(
         default_factory=lambda: [1.0],
         description="Seconds after traffic starts at which each submitting device sends a batch.",
@@ -213,9 +226,18 @@ class Scenario(_Strict):
 
     name: str = Field(min_length=1, description="Scenario name (report title).")
     description: str = Field("", description="One paragraph: what it shows.")
-    duration_s: float = Field(gt=0, le=3600, description="Seconds of traffic.")
+    duration_s: float = Field(
+        gt=0,
+        le=3600,
+        description="Seconds of traffic (at most 3600). The ledger keeps one entry per request "
+        "in memory: about arrivals.rate_per_device × devices × duration_s entries.",
+    )
     seed: int = Field(1, description="Random seed: arrivals, prompts, confidence.")
-    sites: list[Site] = Field(min_length=1, description="[[sites]] tables.")
+    sites: list[Site] = Field(
+        min_length=1,
+        description="[[sites]] tables; their number has no limit. The tested size is "
+        "bench/fleet_scale.py's: up to 200 devices in all (sites of 50), about 0.2 MB RSS each.",
+    )
     arrivals: Arrivals
     prompts: list[PromptClass] = Field(min_length=1, description="[[prompts]]: the length mix.")
     traffic: Traffic = Field(default_factory=Traffic)
@@ -274,7 +296,10 @@ class Scenario(_Strict):
                     "collector_down needs telemetry = true (nothing exports otherwise)"
                 )
             if fault.kind == "plugin_rollout" and not self.hub.workers:
-                raise ValueError("plugin_rollout needs hub workers (their registry judges waves)")
+                raise ValueError(
+                    "plugin_rollout needs hub workers (their registry judges waves); "
+                    "set [hub] workers = 1 or more"
+                )
             if fault.at_s >= self.duration_s:
                 raise ValueError(
                     f"fault {fault.kind} at {fault.at_s:g} s is after the run ends "
@@ -286,7 +311,10 @@ class Scenario(_Strict):
             )
         late = [t for t in self.batches.submit_at_s if t >= self.duration_s]
         if self.batches.device_share and late:
-            raise ValueError(f"batches.submit_at_s {late} is after the run ends")
+            raise ValueError(
+                f"batches.submit_at_s {late} is after the run ends "
+                f"(duration_s = {self.duration_s:g}); submit earlier or raise duration_s"
+            )
         return self
 
     @property

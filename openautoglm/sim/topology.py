@@ -19,6 +19,7 @@ around a proxy. Workers are ``hubctl serve`` processes with the echo back-end (a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from shared.subjects import inbox_prefix
 
 log = logging.getLogger("openautoglm.sim.topology")
 
-__all__ = ["NatsNode", "Topology", "hubctl_command"]
+__all__ = ["NatsNode", "Topology", "hubctl_command", "run_hubctl"]
 
 
 def hubctl_command() -> list[str]:
@@ -56,6 +57,31 @@ def hubctl_command() -> list[str]:
     if beside.is_file():
         return [str(beside)]
     return [sys.executable, "-m", "cloud_hub.cli"]
+
+
+async def run_hubctl(*args: str, timeout: float, merge_stderr: bool = False) -> str:
+    """Run ``hubctl ARGS`` and return its stdout (with its stderr when ``merge_stderr``).
+
+    A non-zero exit is a :class:`TopologyError` quoting the last 500 characters of its stderr
+    (of its whole output when merged); no answer within ``timeout`` s is a ``TimeoutError`` that
+    names the command.
+    """
+    name = " ".join(itertools.takewhile(lambda a: not a.startswith("-"), args[:2]))
+    proc = await asyncio.create_subprocess_exec(
+        *hubctl_command(),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        raise TimeoutError(f"hubctl {name} gave no answer within {timeout:g} s") from None
+    text = out.decode()
+    if proc.returncode != 0:
+        tail = text if merge_stderr else err.decode()
+        raise TopologyError(f"hubctl {name} failed ({proc.returncode}): {tail[-500:]}")
+    return text
 
 
 @dataclass
@@ -166,25 +192,13 @@ class Topology:
 
     async def registry_summary(self) -> dict[str, Any]:
         """``hubctl stats --json``: the hub's registry, as an operator sees it."""
-        proc = await asyncio.create_subprocess_exec(
-            *hubctl_command(),
-            "stats",
-            "--json",
-            "--nats-url",
-            self.hub_url(),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        if proc.returncode != 0:
-            raise TopologyError(f"hubctl stats failed ({proc.returncode}): {err.decode()[-500:]}")
+        out = await run_hubctl("stats", "--json", "--nats-url", self.hub_url(), timeout=60)
         summary: dict[str, Any] = json.loads(out)
         return summary
 
     async def hub_report(self, out_dir: Path) -> None:
         """``hubctl report --since all --out out_dir``: the hub's own report of this fleet."""
-        proc = await asyncio.create_subprocess_exec(
-            *hubctl_command(),
+        await run_hubctl(
             "report",
             "--since",
             "all",
@@ -192,12 +206,8 @@ class Topology:
             str(out_dir),
             "--nats-url",
             self.hub_url(),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            timeout=120,
         )
-        _, err = await asyncio.wait_for(proc.communicate(), 120)
-        if proc.returncode != 0:
-            raise TopologyError(f"hubctl report failed ({proc.returncode}): {err.decode()[-500:]}")
 
     def worker_url(self) -> str:
         """The NATS URL(s) hub workers use (through the hub-link proxies)."""

@@ -187,8 +187,6 @@ def test_devices_missing_from_the_registry_are_reported() -> None:
 
 
 def test_deferred_batch_lines_lost_duplicated_or_failed_are_caught() -> None:
-    import openautoglm.sim.batch_lines  # noqa: F401 - registers the deferred_lines check
-
     ledger = Ledger()
     marks = [BatchLineMark("a-000", "a", "batch_1", f"a-000-b0-l{i}", 6.0) for i in range(4)]
     ledger.batch_lines += marks

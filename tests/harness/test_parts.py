@@ -10,6 +10,7 @@ import pytest
 
 from edge_agent.errors import QueueFullError
 from edge_agent.router.policy import RouterConfig
+from edge_agent.settings import load_settings
 from openautoglm.sim.proxy import FaultProxy
 from openautoglm.sim.runtime import LocalModelSpec, SimulatedRuntime, simulated_scheduler
 from openautoglm.sim.traffic import answer_text_ok, arrival_times, intended_tier
@@ -67,8 +68,8 @@ def test_simulated_runtime_counts_words_and_gives_logprobs_only_when_asked() -> 
 
 async def test_the_simulated_scheduler_plays_one_sequence_at_a_time_and_bounds_its_queue() -> None:
     runtime = SimulatedRuntime(SPEC)
-    settings = type("S", (), {"max_queue": 1, "parallel": 1})()
-    scheduler = simulated_scheduler(random.Random(1))(runtime, settings)  # type: ignore[arg-type]
+    settings = load_settings(None, max_queue=1, parallel=1)
+    scheduler = simulated_scheduler(random.Random(1))(runtime, settings)
     prompt = runtime.prepare_text("x")
     first = scheduler.submit(prompt, SamplingParams(max_tokens=4))
     second = scheduler.submit(prompt, SamplingParams(max_tokens=4))
@@ -85,8 +86,8 @@ async def test_the_simulated_scheduler_plays_one_sequence_at_a_time_and_bounds_i
 
 async def test_with_parallel_slots_sequences_share_the_batched_throughput() -> None:
     runtime = SimulatedRuntime(SPEC)  # 200 tok/s alone; two together: 200 * 2**0.25 in all
-    settings = type("S", (), {"max_queue": 0, "parallel": 2})()
-    scheduler = simulated_scheduler(random.Random(1))(runtime, settings)  # type: ignore[arg-type]
+    settings = load_settings(None, max_queue=0, parallel=2)
+    scheduler = simulated_scheduler(random.Random(1))(runtime, settings)
     prompt = runtime.prepare_text("x")
     handles = [scheduler.submit(prompt, SamplingParams(max_tokens=40)) for _ in range(2)]
     with pytest.raises(QueueFullError):  # both slots busy, no room to wait

@@ -97,9 +97,7 @@ def test_bad_scenarios_name_the_field(tmp_path: Path, extra: str, expected: str)
 
 
 def test_a_deadline_the_hub_timeouts_cannot_keep_is_refused(tmp_path: Path) -> None:
-    text = MINIMAL.replace("chunk_timeout_s = 2\n", "chunk_timeout_s = 2\n") + (
-        "[traffic]\ndeadline_s = 2\n"
-    )
+    text = MINIMAL + "[traffic]\ndeadline_s = 2\n"
     with pytest.raises(ScenarioError, match=r"traffic.deadline_s = 2 cannot be kept: .* = 2 s"):
         load_scenario(_write(tmp_path, text))
 
