@@ -3,9 +3,10 @@
     figures = write_report(ReportInput(ledger=..., title="smoke", duration_s=10), out_dir,
                            baseline=load_baseline(Path("runs/last-week")))
 
-It takes a ledger (the simulator's, or one built from a real fleet's registry and metrics: the
-``hubctl report`` seam), so the same report serves both. ``out_dir`` also gets ``ledger.jsonl``
-and ``figures.json``; a later run's ``--baseline DIR`` reads that ``figures.json``.
+It takes the simulator's ledger. ``hubctl report`` writes the same kind of report from a
+``FleetSnapshot`` of the devices' heartbeats instead (``shared.fleet_report.snapshot``, which
+reuses :func:`comparison_rows` and ``render``). ``out_dir`` also gets ``ledger.jsonl`` and
+``figures.json``; a later run's ``--baseline DIR`` reads that ``figures.json``.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def load_baseline(directory: Path) -> dict[str, float]:
     except OSError:
         raise ReportError(
             f"no baseline figures at {path}; pass --baseline a directory an earlier "
-            "`open-autoglm sim --report DIR` wrote"
+            "`open-autoglm sim --report DIR` or `hubctl report --out DIR` wrote"
         ) from None
     except ValueError as exc:
         raise ReportError(f"{path} is not valid JSON: {exc}") from None

@@ -58,7 +58,7 @@ def _buckets(devices: list[DeviceFigures]) -> list[tuple[float, int]]:
     total: dict[float, int] = {}
     for d in devices:
         for bound, count in d.latency_buckets.items():
-            key = math.inf if bound == "+Inf" else float(bound)
+            key = float(bound)  # "+Inf" parses to math.inf
             total[key] = total.get(key, 0) + count
     return sorted(total.items())
 
