@@ -13,7 +13,7 @@ run: setup
 
 # The README's test command: lint, type-check, then the whole suite (what CI runs).
 test: lint plugins-check
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile --max-worker-restart 0
 
 # Rebuild the sample and test plugins into the working tree.
 plugins: setup

@@ -45,8 +45,20 @@ def quiet_logging(verbose: bool) -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="An earlier report directory: the figures table compares against its figures.json.",
 )
+@click.option(
+    "--duration-s",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    help="Seconds of traffic, in place of the scenario's duration_s (its faults must still "
+    "start before the end).",
+)
 @click.option("--verbose", is_flag=True, help="Log the devices, NATS and faults at INFO.")
-def sim(scenario: str, report_dir: Path | None, baseline_dir: Path | None, verbose: bool) -> None:
+def sim(
+    scenario: str,
+    report_dir: Path | None,
+    baseline_dir: Path | None,
+    duration_s: float | None,
+    verbose: bool,
+) -> None:
     """Run a simulated fleet: real NATS servers and hub workers, devices running the real edge
     code with a SIMULATED model, the scenario's traffic and faults; then check the invariants
     and write a report with plots. Exits 1 when an invariant broke.
@@ -56,13 +68,15 @@ def sim(scenario: str, report_dir: Path | None, baseline_dir: Path | None, verbo
       open-autoglm sim smoke                       # 10 devices, no faults, < 1 minute
       open-autoglm sim hub_outage --report out/    # every worker killed, then one added
       open-autoglm sim my-fleet.toml --baseline sim-reports/smoke
+      open-autoglm sim smoke --duration-s 60       # the same fleet, a minute of traffic
     """
     from openautoglm.sim.runner import run_scenario_sync
     from shared.fleet_report import ReportInput, load_baseline, percentile, write_report
 
     quiet_logging(verbose)
     try:
-        loaded = load_scenario(scenario)
+        overrides = {} if duration_s is None else {"duration_s": duration_s}
+        loaded = load_scenario(scenario, **overrides)
         # Read the baseline first: a wrong path must not cost a whole run.
         baseline = None if baseline_dir is None else load_baseline(baseline_dir)
         click.echo(

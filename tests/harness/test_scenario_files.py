@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from openautoglm.cli import main
 from openautoglm.sim.errors import ScenarioError
 from openautoglm.sim.scenario import load_scenario, scenario_names
 
@@ -140,3 +142,12 @@ def test_the_cli_refuses_a_bad_scenario_or_baseline_before_starting_anything(
     assert no_figures.returncode == 1
     assert f"no baseline figures at {empty / 'figures.json'}" in no_figures.stderr
     assert "devices at" not in no_figures.stderr  # refused before the fleet started
+
+
+def test_duration_s_overrides_the_scenario_and_is_checked_against_its_faults() -> None:
+    late = CliRunner().invoke(main, ["sim", "hub_outage", "--duration-s", "2"])
+    assert late.exit_code == 1
+    assert "fault kill_worker at 3 s is after the run ends (duration_s = 2)" in late.output
+    zero = CliRunner().invoke(main, ["sim", "smoke", "--duration-s", "0"])
+    assert zero.exit_code == 2 and "--duration-s" in zero.output
+    assert load_scenario("smoke", duration_s=4).duration_s == 4

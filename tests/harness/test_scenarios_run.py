@@ -22,7 +22,7 @@ def test_open_autoglm_sim_smoke_writes_a_passing_report(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "open-autoglm"
     out = tmp_path / "report"
     done = subprocess.run(
-        [str(script), "sim", "smoke", "--report", str(out)],
+        [str(script), "sim", "smoke", "--duration-s", "5", "--report", str(out)],
         capture_output=True,
         text=True,
         timeout=150,

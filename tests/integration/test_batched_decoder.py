@@ -30,7 +30,7 @@ GREEDY = SamplingParams(max_tokens=24, temperature=0)
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[GgufRuntime]:
-    rt = GgufRuntime.load(bundled_model_path(), n_ctx=512, n_threads=2)
+    rt = GgufRuntime.load(bundled_model_path(), n_ctx=512, n_threads=1)
     yield rt
     rt.close()
 
@@ -335,7 +335,7 @@ def test_shared_prefix_is_copied_not_recomputed(runtime: GgufRuntime) -> None:
 
 def test_all_layers_on_the_gpu_setting_decodes_on_a_cpu_build() -> None:
     """``n_gpu_layers = -1`` (the hub's default) loads and batches; on a CPU build it is a no-op."""
-    rt = GgufRuntime.load(bundled_model_path(), n_ctx=256, n_threads=2, n_gpu_layers=-1)
+    rt = GgufRuntime.load(bundled_model_path(), n_ctx=256, n_threads=1, n_gpu_layers=-1)
     decoder = BatchedDecoder(rt, parallel=2)
     try:
         outs = [

@@ -19,7 +19,7 @@ PROMPTS = Path(__file__).parent.parent / "data" / "calibration_prompts.jsonl"
 def test_calibrated_threshold_escalates_the_target_share(client: openai.OpenAI) -> None:
     result = CliRunner().invoke(
         main,
-        ["calibrate", "--target-escalation", "0.2", "--max-tokens", "24", "--json", str(PROMPTS)],
+        ["calibrate", "--target-escalation", "0.2", "--max-tokens", "12", "--json", str(PROMPTS)],
     )
     assert result.exit_code == 0, (result.output, result.exception)
     out = json.loads(result.stdout.strip().splitlines()[-1])
@@ -32,7 +32,7 @@ def test_calibrated_threshold_escalates_the_target_share(client: openai.OpenAI) 
         record = json.loads(line)
         messages = record.get("messages") or [{"role": "user", "content": record["prompt"]}]
         answer = client.chat.completions.create(
-            model=MODEL, messages=messages, max_tokens=24, temperature=0, logprobs=True
+            model=MODEL, messages=messages, max_tokens=12, temperature=0, logprobs=True
         )
         logprobs = [t.logprob for t in answer.choices[0].logprobs.content]  # type: ignore[union-attr]
         escalated += judge(Confidence.from_logprobs(logprobs), cfg).escalate

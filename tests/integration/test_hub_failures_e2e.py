@@ -143,7 +143,12 @@ def test_unreachable_nats_falls_back_without_trying() -> None:
 def test_circuit_opens_after_failures_and_closes_when_the_hub_is_back() -> None:
     with (
         start_nats(monitor=True) as server,
-        edge(server.url, hub={"breaker_failures": 2, "breaker_cooldown_s": 3}) as agent,
+        # No heartbeat and no desired-state watch: the server's in_msgs count only requests.
+        edge(
+            server.url,
+            hub={"breaker_failures": 2, "breaker_cooldown_s": 3, "heartbeat_s": 3600},
+            desired={"enabled": False},
+        ) as agent,
         oai(agent) as client,
     ):
         uplink = agent.state.uplink

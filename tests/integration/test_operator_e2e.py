@@ -47,7 +47,7 @@ def test_a_broken_hub_link_is_logged_shown_and_its_return_too(
     settings = load_settings(
         None,
         n_ctx=512,
-        n_threads=2,
+        n_threads=1,
         hub={"nats_url": f"nats://127.0.0.1:{port}"},
         router={"cloud_aliases": {"big": "glm-4-plus"}},
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import jsonschema
@@ -30,7 +32,7 @@ FORMAT = {
 
 
 def test_json_schema_answers_validate_20_of_20(client: openai.OpenAI) -> None:
-    for seed in range(20):
+    def ask(seed: int) -> None:
         resp = client.chat.completions.create(
             model=MODEL,
             messages=ASK,
@@ -42,9 +44,11 @@ def test_json_schema_answers_validate_20_of_20(client: openai.OpenAI) -> None:
         assert resp.choices[0].finish_reason == "stop"
         jsonschema.validate(json.loads(resp.choices[0].message.content or ""), PERSON)
 
+    _on_every_slot(ask)
+
 
 def test_streamed_json_schema_answers_validate_20_of_20(client: openai.OpenAI) -> None:
-    for seed in range(20):
+    def ask(seed: int) -> None:
         stream = client.chat.completions.create(
             model=MODEL,
             messages=ASK,
@@ -56,6 +60,15 @@ def test_streamed_json_schema_answers_validate_20_of_20(client: openai.OpenAI) -
         )
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         jsonschema.validate(json.loads(text), PERSON)
+
+    _on_every_slot(ask)
+
+
+def _on_every_slot(ask: Callable[[int], None]) -> None:
+    """Seeds 0-19, four at a time: each grammar runs beside others in one batched decode."""
+    with ThreadPoolExecutor(4) as pool:
+        for done in [pool.submit(ask, seed) for seed in range(20)]:
+            done.result()
 
 
 class Person(BaseModel):
