@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import pytest
+import langchain_openai
 from pydantic import BaseModel, Field
 
 from tests.fixtures.agents import RunningAgent
 from tests.fixtures.names import MODEL
-
-langchain_openai = pytest.importorskip("langchain_openai")
 
 
 class Person(BaseModel):
