@@ -77,9 +77,12 @@ def fault_windows(scenario: Scenario, marks: Sequence[FaultMark] = ()) -> list[W
         start, until = times[i]
         if f.kind == "kill_worker":
             if f.worker == "all" or scenario.hub.workers <= 1:
+                # The outage ends when a worker is being added: from then on one may serve
+                # at any moment (the ``until`` mark, "serving", is seen a poll late, and
+                # later still on a busy machine). The add's own window covers the rest.
                 back = next(
                     (
-                        times[j][1]
+                        times[j][0]
                         for j in range(i + 1, len(faults))
                         if faults[j].kind == "add_worker"
                     ),

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from openautoglm.sim.invariants import check_all, fault_windows
 from openautoglm.sim.scenario import Scenario
-from shared.fleet_report.ledger import BatchLineMark, Ledger, LedgerEntry
+from shared.fleet_report.ledger import BatchLineMark, FaultMark, Ledger, LedgerEntry
 
 BASE: dict[str, Any] = {
     "name": "t",
@@ -114,6 +114,25 @@ def test_an_outage_without_fallback_breaks_the_policy_promise() -> None:
     assert len(found) == 1
     assert "only 4 of 6 cloud-bound requests (67%)" in found[0].message
     assert "at least 90%" in found[0].message
+
+
+def test_an_outage_ends_when_a_worker_is_being_added_not_when_it_is_seen_serving() -> None:
+    faults = [
+        {"at_s": 2, "kind": "kill_worker", "worker": "all"},
+        {"at_s": 6, "kind": "add_worker"},
+    ]
+    ledger = Ledger()
+    # Seen serving only at 8.5 s (a poll late on a busy box); it served from about 6.5 s.
+    ledger.faults += [FaultMark("kill_worker", 2, 2), FaultMark("add_worker", 6, 8.5)]
+    [outage, add] = fault_windows(_scenario(faults=faults), ledger.faults)
+    assert (outage.outage, outage.start, outage.end) == (True, 2, 6)
+    assert (add.outage, add.start, add.end) == (False, 6, 8.5)
+    for t in (3.0, 4.0, 5.0):
+        _entry(ledger, t, tier="edge", reason="fallback")
+    for t in (6.6, 7.0, 8.0):  # the new worker already answers: not a broken promise
+        _entry(ledger, t)
+    found = check_all(_scenario(faults=faults), ledger)
+    assert [v for v in found if v.check == "outage_fallback"] == []
 
 
 def test_a_partition_judges_only_the_cut_site() -> None:
