@@ -73,12 +73,12 @@ def sim(
     from openautoglm.sim.runner import run_scenario_sync
     from shared.fleet_report import ReportInput, load_baseline, percentile, write_report
 
-    quiet_logging(verbose)
     try:
         overrides = {} if duration_s is None else {"duration_s": duration_s}
         loaded = load_scenario(scenario, **overrides)
         # Read the baseline first: a wrong path must not cost a whole run.
         baseline = None if baseline_dir is None else load_baseline(baseline_dir)
+        quiet_logging(verbose)  # only for a run: a refused one leaves the process's logging be
         click.echo(
             f"scenario {loaded.name}: {loaded.device_count} devices at {len(loaded.sites)} "
             f"site(s), {loaded.hub.workers} hub worker(s), {len(loaded.faults)} fault(s), "

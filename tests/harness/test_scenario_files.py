@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,5 @@ def test_duration_s_overrides_the_scenario_and_is_checked_against_its_faults() -
     zero = CliRunner().invoke(main, ["sim", "smoke", "--duration-s", "0"])
     assert zero.exit_code == 2 and "--duration-s" in zero.output
     assert load_scenario("smoke", duration_s=4).duration_s == 4
+    # A refused run leaves logging alone (quieting edge_agent would hide later tests' lines).
+    assert logging.getLogger("edge_agent").level == logging.NOTSET

@@ -27,9 +27,7 @@ FAST = {
     "schedule_delay_s": 0.1,
     "metric_export_interval_s": 0.5,
     "loki_flush_interval_s": 0.2,
-    # A push may wait for a CPU on a loaded box; a 2 s timeout there dropped the edge's
-    # warning (counted, not shipped). Timeouts are not under test here.
-    "export_timeout_s": 10.0,
+    "export_timeout_s": 2.0,
 }
 
 
