@@ -12,9 +12,11 @@ import openai
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.types import SamplingParams, TokenPiece
 from tests.fixtures.agents import run_agent
+from tests.fixtures.calls import metric
 from tests.fixtures.names import MODEL
 from tests.fixtures.waiting import poll
 
+COUNTING = "1, 2, 3, 4, 5, 6, 7, 8,"
 QUESTIONS = [
     "What is the capital of France?",
     "Name three colours.",
@@ -122,12 +124,14 @@ def test_a_prompt_longer_than_a_slot_is_a_400_with_token_counts() -> None:
 def test_a_client_that_goes_away_frees_its_slot_for_the_others() -> None:
     with run_agent(parallel=2, max_queue=0) as agent:
         client = openai.OpenAI(base_url=agent.v1, api_key="x", max_retries=0)
-        long = _chat(QUESTIONS[0], max_tokens=400, stream=True)
-        with httpx.stream("POST", f"{agent.v1}/chat/completions", json=long, timeout=60) as resp:
-            next(line for line in resp.iter_lines() if '"content"' in line)
-            assert agent.state.queue_depths() == {MODEL: 1}
-        # the stream was closed mid-answer: its slot is released at the next decode step
+        # A counting prompt runs to max_tokens (400 tokens: seconds, even on a busy box).
+        long = {"model": MODEL, "prompt": COUNTING, "max_tokens": 400, "stream": True}
+        with httpx.stream("POST", f"{agent.v1}/completions", json=long, timeout=60) as resp:
+            next(line for line in resp.iter_lines() if '"text"' in line)
+        # the stream was closed mid-answer: its slot is released at the next decode step, and
+        # the generation counts as cancelled by the disconnect (not as finished)
         poll(lambda: agent.state.queue_depths() == {MODEL: 0}, 30, "the slot to be freed")
+        assert metric(agent, "agl_generations_cancelled_total", "model") == {(MODEL,): 1}
 
         def ask(question: str) -> tuple[str | None, int]:
             answer = client.chat.completions.create(**_chat(question))  # type: ignore[call-overload]
