@@ -62,6 +62,9 @@ def test_reload_under_concurrent_load_drops_no_request(plugin_dir: Path) -> None
                 except BaseException as exc:
                     errors.append(exc)
                     return
+                # A breath between calls: six threads calling back to back could keep the
+                # watcher from its reload for a minute on a box the rest of the suite loads.
+                stop.wait(0.001)
 
         threads = [threading.Thread(target=client, daemon=True) for _ in range(6)]
         for t in threads:
@@ -86,7 +89,14 @@ def _swap_twelve_times(
     """Twelve new manifests (and four refused broken plugins) while the clients run."""
 
     def swapped(since: int, what: str) -> None:
-        poll(lambda: watcher.generation > since or errors, SWAP_WAIT_S, what)
+        try:
+            poll(lambda: watcher.generation > since or errors, SWAP_WAIT_S, what)
+        except AssertionError as exc:
+            files = sorted(p.name for p in plugin_dir.iterdir())
+            raise AssertionError(
+                f"{exc}; generation {watcher.generation} (waited for > {since}), "
+                f"last error {watcher.last_error!r}, files {files}"
+            ) from None
 
     for i in range(12):
         target = "edge" if i % 2 else "cloud"
