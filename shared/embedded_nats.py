@@ -65,16 +65,35 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
 
-def _wait_accepting(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def ports_file_args(directory: str | Path) -> list[str]:
+    """nats-server flags that make it write ``<binary>_<pid>.ports`` into ``directory`` once its
+    listeners are up (what :func:`listening` waits for)."""
+    return ["--ports_file_dir", str(directory)]
+
+
+def listening(proc: subprocess.Popen[bytes], ports_dir: str | Path) -> bool:
+    """Whether nats-server ``proc`` (started with :func:`ports_file_args`) listens now."""
+    return any(Path(ports_dir).glob(f"*_{proc.pid}.ports"))
+
+
+def _wait_accepting(
+    port: int, proc: subprocess.Popen[bytes], timeout: float, ports_dir: str | Path
+) -> None:
+    """Wait until ``proc`` itself listens on ``port``.
+
+    A probe of the port alone is not enough: another nats-server that already holds the port
+    answers it (with its own INFO), while ours exits with "address already in use". The
+    ports file nats-server writes once its listeners are up carries its own pid.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise EmbeddedNatsError(
-                f"nats-server exited with {proc.returncode} before accepting clients"
+                f"nats-server exited with {proc.returncode} before accepting clients "
+                f"(is port {port} taken?)"
             )
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2) as s:
-            if s.recv(4).startswith(b"INFO"):
-                return
+        if listening(proc, ports_dir):
+            return
         time.sleep(0.02)
     raise EmbeddedNatsError(
         f"nats-server did not accept connections on port {port} within {timeout} s"
@@ -100,7 +119,10 @@ def embedded_nats(
     with tempfile.TemporaryDirectory(prefix="agl-nats-") as store:
         for attempt in range(attempts):
             chosen = port or free_port()
+            ports_dir = Path(store) / f"ports-{attempt}"
+            ports_dir.mkdir()
             args = [binary, "-a", "127.0.0.1", "-p", str(chosen), "-js", "-sd", store]
+            args += ports_file_args(ports_dir)
             monitor_port = free_port() if monitor else None
             if monitor_port is not None:
                 args += ["-m", str(monitor_port)]
@@ -118,7 +140,7 @@ def embedded_nats(
                 args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
             )
             try:
-                _wait_accepting(chosen, proc, 10.0)
+                _wait_accepting(chosen, proc, 10.0, ports_dir)
             except EmbeddedNatsError:
                 proc.kill()
                 proc.wait()

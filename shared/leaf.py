@@ -32,6 +32,7 @@ from shared.embedded_nats import (
     _wait_accepting,
     free_port,
     nats_server_binary,
+    ports_file_args,
 )
 
 __all__ = [
@@ -192,14 +193,14 @@ def running_nats_config(
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
         use_hook = die_with_parent and sys.platform.startswith("linux")
         proc = subprocess.Popen(
-            [binary, "-c", str(config)],
+            [binary, "-c", str(config), *ports_file_args(tmp)],
             stdout=out,
             stderr=out,
             start_new_session=True,
             preexec_fn=_die_with_parent if use_hook else None,
         )
         try:
-            _wait_accepting(port, proc, 15.0)
+            _wait_accepting(port, proc, 15.0, tmp)
             yield NatsServer(port=port, process=proc, store_dir=tmp)
         finally:
             proc.terminate()

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from openautoglm.sim.errors import TopologyError
-from shared.embedded_nats import nats_server_binary
+from shared.embedded_nats import listening, nats_server_binary, ports_file_args
 from shared.protocol import infer_subject
 
 __all__ = [
     "HOST",
     "PROBE_DEVICE",
     "NatsNode",
-    "accepts",
     "die_with_parent",
     "hub_conf",
     "infer_reaches_hub",
@@ -55,8 +54,10 @@ class NatsNode:
         conf = self.workdir / f"{self.name}.conf"
         conf.write_text(self.config)
         logfile = self.workdir / f"{self.name}.log"
+        ports = self.workdir / f"{self.name}.ports.d"
+        ports.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(conf), "-l", str(logfile)],
+            [nats_server_binary(), "-c", str(conf), "-l", str(logfile), *ports_file_args(ports)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
@@ -71,7 +72,8 @@ class NatsNode:
                 raise TopologyError(
                     f"nats-server {self.name} exited ({code}); see {self.workdir / self.name}.log"
                 )
-            if await accepts(self.port):
+            # Our own process listening (its ports file), not another server holding the port.
+            if listening(proc, self.workdir / f"{self.name}.ports.d"):
                 return
             await asyncio.sleep(0.05)
         raise TopologyError(f"nats-server {self.name} did not listen on {self.port} in {timeout} s")
@@ -86,20 +88,6 @@ class NatsNode:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-async def accepts(port: int) -> bool:
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 0.5)
-    except (OSError, TimeoutError):
-        return False
-    try:
-        line = await asyncio.wait_for(reader.read(4), 0.5)
-        return line.startswith(b"INFO")
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        writer.close()
 
 
 async def infer_reaches_hub(nc: Any, model: str) -> bool:

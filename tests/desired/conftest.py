@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded_nats import _wait_accepting, free_port, nats_server_binary
+from shared.embedded_nats import _wait_accepting, free_port, nats_server_binary, ports_file_args
 
 
 class RestartableNats:
@@ -26,10 +26,14 @@ class RestartableNats:
 
     def start(self) -> None:
         args = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js"]
+        ports = self.store / "ports"
+        ports.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [*args, "-sd", str(self.store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*args, "-sd", str(self.store), *ports_file_args(ports)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        _wait_accepting(self.port, self.proc, 10.0)
+        _wait_accepting(self.port, self.proc, 10.0, ports)
 
     def stop(self) -> None:
         if self.proc is not None:
