@@ -76,7 +76,7 @@ def listening(proc: subprocess.Popen[bytes], ports_dir: str | Path) -> bool:
     return any(Path(ports_dir).glob(f"*_{proc.pid}.ports"))
 
 
-def _wait_accepting(
+def wait_listening(
     port: int, proc: subprocess.Popen[bytes], timeout: float, ports_dir: str | Path
 ) -> None:
     """Wait until ``proc`` itself listens on ``port``.
@@ -90,7 +90,8 @@ def _wait_accepting(
         if proc.poll() is not None:
             raise EmbeddedNatsError(
                 f"nats-server exited with {proc.returncode} before accepting clients "
-                f"(is port {port} taken?)"
+                f"(is port {port} taken? stop what holds it, e.g. `ss -ltnp 'sport = :{port}'` "
+                "shows it, or choose another port)"
             )
         if listening(proc, ports_dir):
             return
@@ -140,7 +141,7 @@ def embedded_nats(
                 args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
             )
             try:
-                _wait_accepting(chosen, proc, 10.0, ports_dir)
+                wait_listening(chosen, proc, 10.0, ports_dir)
             except EmbeddedNatsError:
                 proc.kill()
                 proc.wait()

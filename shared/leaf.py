@@ -29,10 +29,10 @@ from string import Template
 from shared.embedded_nats import (
     EmbeddedNatsError,
     NatsServer,
-    _wait_accepting,
     free_port,
     nats_server_binary,
     ports_file_args,
+    wait_listening,
 )
 
 __all__ = [
@@ -200,7 +200,7 @@ def running_nats_config(
             preexec_fn=_die_with_parent if use_hook else None,
         )
         try:
-            _wait_accepting(port, proc, 15.0, tmp)
+            wait_listening(port, proc, 15.0, tmp)
             yield NatsServer(port=port, process=proc, store_dir=tmp)
         finally:
             proc.terminate()

@@ -50,14 +50,22 @@ class NatsNode:
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def ports_dir(self) -> Path:
+        """Where the server writes its ports file once it listens (``listening``)."""
+        return self.workdir / f"{self.name}.ports.d"
+
     def start(self) -> None:
         conf = self.workdir / f"{self.name}.conf"
         conf.write_text(self.config)
         logfile = self.workdir / f"{self.name}.log"
-        ports = self.workdir / f"{self.name}.ports.d"
-        ports.mkdir(exist_ok=True)
+        self.ports_dir.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(conf), "-l", str(logfile), *ports_file_args(ports)],
+            [
+                nats_server_binary(),
+                *("-c", str(conf), "-l", str(logfile)),
+                *ports_file_args(self.ports_dir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
@@ -73,7 +81,7 @@ class NatsNode:
                     f"nats-server {self.name} exited ({code}); see {self.workdir / self.name}.log"
                 )
             # Our own process listening (its ports file), not another server holding the port.
-            if listening(proc, self.workdir / f"{self.name}.ports.d"):
+            if listening(proc, self.ports_dir):
                 return
             await asyncio.sleep(0.05)
         raise TopologyError(f"nats-server {self.name} did not listen on {self.port} in {timeout} s")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded_nats import _wait_accepting, free_port, nats_server_binary, ports_file_args
+from shared.embedded_nats import free_port, nats_server_binary, ports_file_args, wait_listening
 
 
 class RestartableNats:
@@ -33,7 +33,7 @@ class RestartableNats:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_accepting(self.port, self.proc, 10.0, ports)
+        wait_listening(self.port, self.proc, 10.0, ports)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -6,6 +6,9 @@ Another nats-server holding the port answers a probe with its own INFO while our
 
 from __future__ import annotations
 
+import asyncio
+
+import nats
 import pytest
 
 from shared.embedded_nats import EmbeddedNatsError, embedded_nats
@@ -27,5 +30,15 @@ def test_a_port_held_by_another_nats_server_is_an_error_not_a_server() -> None:
 
 
 def test_a_free_port_is_taken_and_served() -> None:
+    async def round_trip(url: str) -> bytes:
+        nc = await nats.connect(url)
+        try:
+            sub = await nc.subscribe("agl.test.echo")
+            await nc.publish("agl.test.echo", b"ping")
+            return (await sub.next_msg(timeout=5)).data
+        finally:
+            await nc.close()
+
     with embedded_nats() as server:
-        assert server.process.poll() is None and server.url.endswith(f":{server.port}")
+        assert server.url.endswith(f":{server.port}")
+        assert asyncio.run(round_trip(server.url)) == b"ping"  # served by the one we started
