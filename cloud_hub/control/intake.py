@@ -6,6 +6,10 @@ the schema is rejected and counted, a device that sends faster than its rate lim
 and counted, and neither ever stops the hub. Counted in ``agl_hub_heartbeats_total{result}``:
 ``accepted``, ``rejected`` (bad schema), ``rate_limited``, ``unstored`` (KV failed).
 
+When the registry cannot be opened at start (no JetStream yet, a slow or still-electing
+JetStream), heartbeats are counted, not stored, and the intake keeps trying to open it in the
+background (1 s, doubling to ``registry_retry_max_s``); once open, it stores them.
+
     intake = await HeartbeatIntake.start(nc, settings, metrics)
     intake.counts             # {'accepted': 12, 'rejected': 1, ...}
     await intake.stop()
@@ -13,6 +17,7 @@ and counted, and neither ever stops the hub. Counted in ``agl_hub_heartbeats_tot
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two log lines about the same device's bad heartbeats.
 _LOG_EVERY_S = 60.0
+#: The longest wait between two tries to open a registry that could not be opened.
+REGISTRY_RETRY_MAX_S = 30.0
 
 
 class HeartbeatIntake:
@@ -63,23 +70,49 @@ class HeartbeatIntake:
         )
         self._logged: dict[str, float] = {}
         self._sub: Subscription | None = None
+        self._opener: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(
-        cls, nc: Client, settings: HubSettings, metrics: Instruments
+        cls,
+        nc: Client,
+        settings: HubSettings,
+        metrics: Instruments,
+        *,
+        registry_retry_max_s: float = REGISTRY_RETRY_MAX_S,
     ) -> HeartbeatIntake:
-        """Open the registry and the desired-state bucket (without JetStream: count only), then
-        subscribe."""
-        registry: Registry | None = None
+        """Open the registry and the desired-state bucket, then subscribe. When they cannot be
+        opened yet, subscribe anyway (count only) and keep trying in the background."""
+        intake = cls(None, settings, metrics)
         try:
-            registry = await Registry.open(nc)
+            await intake._open(nc)
         except RegistryError as exc:
-            log.warning("device registry off: %s; heartbeats are counted, not stored", exc)
-        else:
-            await ensure_config(nc)
-        intake = cls(registry, settings, metrics)
+            log.warning(
+                "device registry not open: %s; heartbeats are counted, not stored, until it "
+                "opens (trying again in the background)",
+                exc,
+            )
+            intake._opener = asyncio.create_task(
+                intake._keep_opening(nc, registry_retry_max_s), name="registry-opener"
+            )
         intake._sub = await nc.subscribe(HEARTBEAT_WILDCARD, queue=QUEUE_GROUP, cb=intake.handle)
         return intake
+
+    async def _open(self, nc: Client) -> None:
+        registry = await Registry.open(nc)
+        await ensure_config(nc)  # logs, never raises
+        self.registry = registry
+
+    async def _keep_opening(self, nc: Client, max_wait_s: float) -> None:
+        wait_s = min(1.0, max_wait_s)
+        while self.registry is None:
+            await asyncio.sleep(wait_s)
+            try:
+                await self._open(nc)
+            except RegistryError as exc:
+                log.debug("device registry still not open: %s", exc)
+                wait_s = min(wait_s * 2, max_wait_s)
+        log.info("device registry open; heartbeats are stored from now on")
 
     def _count(self, result: str) -> None:
         self.counts[result] += 1
@@ -121,7 +154,12 @@ class HeartbeatIntake:
         self._count("accepted")
 
     async def stop(self) -> None:
-        """Unsubscribe."""
+        """Unsubscribe (and stop trying to open the registry)."""
+        if self._opener is not None:
+            self._opener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._opener
+            self._opener = None
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()

@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from edge_agent.settings import HubLink
 from openautoglm.sim.collector import CollectorSink
 from openautoglm.sim.device import SharedPool, SimDevice
 from openautoglm.sim.errors import TopologyError
@@ -153,7 +154,9 @@ async def _run(
         finally:
             probe.cancel()
         per_device = max(per_device, (rss_mb() - base) / max(1, len(devices)))
-        registry, _ = await asyncio.gather(_registry(topo), _hub_report(topo, hub_report))
+        # The registry first: the hub's report then reads the same, complete, registry.
+        registry = await read_registry(topo, scenario)
+        await _hub_report(topo, hub_report)
         violations = check_all(scenario, ledger, registry=registry)
         return RunResult(
             scenario=scenario,
@@ -178,12 +181,34 @@ async def _run(
         pool.close()
 
 
-async def _registry(topo: Topology) -> dict[str, Any] | str:
-    """``hubctl stats --json``, or why it could not be read."""
-    try:
-        return await topo.registry_summary()
-    except (TopologyError, TimeoutError) as exc:
-        return str(exc)
+#: The devices' heartbeat period when the scenario does not set ``[edge.hub] heartbeat_s``.
+EDGE_HEARTBEAT_S: float = HubLink.model_fields["heartbeat_s"].default
+
+
+class HubStats(Protocol):
+    """What reads the hub registry's summary (the topology: ``hubctl stats --json``)."""
+
+    async def registry_summary(self) -> dict[str, Any]: ...
+
+
+async def read_registry(topo: HubStats, scenario: Scenario) -> dict[str, Any] | str:
+    """``hubctl stats --json``, or why it could not be read.
+
+    Read again (for up to two heartbeat periods) until every device is online: a beat in flight
+    when the traffic ended, or one lost while the hub opened its registry, is sent again on the
+    next period, so a device missing for longer than that is a real violation.
+    """
+    beat_s = float(scenario.edge.get("hub", {}).get("heartbeat_s", EDGE_HEARTBEAT_S))
+    deadline = time.monotonic() + 2 * beat_s
+    while True:
+        try:
+            summary: dict[str, Any] | str = await topo.registry_summary()
+        except (TopologyError, TimeoutError) as exc:
+            summary = str(exc)
+        online = summary.get("devices", {}).get("online", 0) if isinstance(summary, dict) else 0
+        if online >= scenario.device_count or time.monotonic() >= deadline:
+            return summary
+        await asyncio.sleep(0.5)
 
 
 async def _hub_report(topo: Topology, out: Path | None) -> None:

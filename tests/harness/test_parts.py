@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +14,9 @@ from edge_agent.errors import QueueFullError
 from edge_agent.router.policy import RouterConfig
 from edge_agent.settings import load_settings
 from openautoglm.sim.proxy import FaultProxy
+from openautoglm.sim.runner import read_registry
 from openautoglm.sim.runtime import LocalModelSpec, SimulatedRuntime, simulated_scheduler
+from openautoglm.sim.scenario import load_scenario
 from openautoglm.sim.traffic import answer_text_ok, arrival_times, intended_tier
 from shared.fleet_report import ReportInput, comparison_rows, load_baseline, write_report
 from shared.fleet_report.ledger import FaultMark, Ledger
@@ -192,3 +196,28 @@ def test_the_report_is_self_contained_and_compares_with_a_baseline(tmp_path: Pat
 def test_comparison_without_baseline_has_dashes() -> None:
     rows = comparison_rows({"ok_share": 0.5}, None)
     assert rows == [("ok_share", "0.5", "–", "–")]
+
+
+class HubStatsSequence:
+    """Stands in for the topology's ``hubctl stats --json``: the registry as each read sees it."""
+
+    def __init__(self, online: list[int]) -> None:
+        self.online, self.reads = online, 0
+
+    async def registry_summary(self) -> dict[str, Any]:
+        count = self.online[min(self.reads, len(self.online) - 1)]
+        self.reads += 1
+        return {"devices": {"total": count, "online": count}}
+
+
+async def test_the_registry_is_read_again_until_every_device_is_online() -> None:
+    scenario = load_scenario("smoke").model_copy(update={"edge": {"hub": {"heartbeat_s": 1.0}}})
+    late = HubStatsSequence([0, 4, 10])  # the beats of a hub that opened its registry late
+    summary = await read_registry(late, scenario)
+    assert (summary, late.reads) == ({"devices": {"total": 10, "online": 10}}, 3)
+    # A device that never beats: read for two heartbeat periods, then judged as it is.
+    missing = HubStatsSequence([9])
+    started = time.monotonic()
+    summary = await read_registry(missing, scenario)
+    assert summary == {"devices": {"total": 9, "online": 9}}
+    assert time.monotonic() - started >= 2.0 and missing.reads >= 3
