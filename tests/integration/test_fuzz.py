@@ -108,7 +108,9 @@ def _check(agent: RunningAgent, path: str, body: dict[str, Any]) -> None:
 
 
 FUZZ = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 
@@ -158,12 +160,16 @@ def nats_url() -> Iterator[str]:
         yield server.url
 
 
-@settings(  # each example is 40-150 messages to one hub
-    max_examples=4,
+@settings(  # each example is 10-40 messages to one fresh hub (more per list overruns Hypothesis's
+    max_examples=12,  # buffer: most draws were thrown away, and a loaded machine failed too_slow)
     deadline=None,
-    suppress_health_check=[HealthCheck.large_base_example, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.large_base_example,
+        HealthCheck.data_too_large,
+        HealthCheck.too_slow,
+    ],
 )
-@given(messages=st.lists(HUB_MESSAGES, min_size=40, max_size=150, unique=True))
+@given(messages=st.lists(HUB_MESSAGES, min_size=10, max_size=40, unique=True))
 def test_hub_messages_always_get_a_protocol_reply(nats_url: str, messages: list[bytes]) -> None:
     async def run() -> None:
         async with serving_hub(hub_settings(nats_url)):
