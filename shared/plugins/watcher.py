@@ -91,6 +91,8 @@ class PluginWatcher:
         """The error of the last failed reload, None after a good one."""
         self.generation = 0
         """How many times the chain was swapped."""
+        self._refused_once = False
+        """The last attempt was refused on a directory that held still; one more look confirms it."""
         self._lock = threading.Lock()  # one reload at a time; readers never take it
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,15 +116,23 @@ class PluginWatcher:
             return self._reload_at_locked(directory_fingerprint(self.directory))
 
     def _reload_at_locked(self, before: Fingerprint) -> bool:
-        """Reload, remembering ``before`` only if the directory did not change while it was read.
+        """Reload, remembering ``before`` only once the attempt is known to match it.
 
         A file written (or removed) during the read means the attempt saw neither state: the next
         poll must look again, or a broken plugin removed right after its refusal would leave the
-        watcher blind to the good directory that is back.
+        watcher blind to the good directory that is back. The same listing before and after the
+        read does not prove that either: a manifest created and removed again while it was read
+        (A, B, A) leaves no trace in it. So a refusal is confirmed by one more read at the next
+        poll before the watcher rests on it; a load that succeeded needs no second look.
         """
         swapped = self._reload_locked()
         after = directory_fingerprint(self.directory)
-        self._fingerprint = before if after == before else _UNSETTLED
+        if after != before:
+            self._fingerprint, self._refused_once = _UNSETTLED, False
+        elif swapped or self._refused_once:
+            self._fingerprint, self._refused_once = before, not swapped
+        else:
+            self._fingerprint, self._refused_once = _UNSETTLED, True
         return swapped
 
     def _reload_locked(self) -> bool:
@@ -131,10 +141,13 @@ class PluginWatcher:
                 self.directory, previous=self._chain, limits=self.limits
             )
         except PluginError as exc:
+            if str(exc) != str(self.last_error):  # a confirming read that fails alike is quiet
+                log.error(
+                    "plugin reload of %s refused, keeping the current chain: %s",
+                    self.directory,
+                    exc,
+                )
             self.last_error = exc
-            log.error(
-                "plugin reload of %s refused, keeping the current chain: %s", self.directory, exc
-            )
             return False
         self._chain = chain
         self.last_error = None

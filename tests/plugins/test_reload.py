@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
+import sys
 import threading
+import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from shared.plugins import PluginIntegrityError, PluginManifestError, PluginWatcher
+from shared.plugins import (
+    PluginChain,
+    PluginIntegrityError,
+    PluginManifestError,
+    PluginWatcher,
+)
 from tests.fixtures.waiting import poll
 from tests.plugins.conftest import fixed, request
 
@@ -88,14 +97,20 @@ def _swap_twelve_times(
 ) -> None:
     """Twelve new manifests (and four refused broken plugins) while the clients run."""
 
+    def refused() -> bool:  # not a half-written manifest: the written one, for its digest
+        return isinstance(watcher.last_error, PluginIntegrityError)
+
     def swapped(since: int, what: str) -> None:
         try:
             poll(lambda: watcher.generation > since or errors, SWAP_WAIT_S, what)
         except AssertionError as exc:
             files = sorted(p.name for p in plugin_dir.iterdir())
+            thread = watcher._thread
+            frame = sys._current_frames().get(thread.ident or 0) if thread is not None else None
+            where = "".join(traceback.format_stack(frame)) if frame is not None else "no thread"
             raise AssertionError(
                 f"{exc}; generation {watcher.generation} (waited for > {since}), "
-                f"last error {watcher.last_error!r}, files {files}"
+                f"last error {watcher.last_error!r}, files {files}; the watcher is at:\n{where}"
             ) from None
 
     for i in range(12):
@@ -112,11 +127,51 @@ def _swap_twelve_times(
         if i % 3 == 0:  # and now and then a broken plugin, which must be refused
             gen = watcher.generation
             fixed(plugin_dir, "bad", _route("edge"), sha256="0" * 64)
-            poll(lambda: watcher.last_error is not None, SWAP_WAIT_S, "the broken plugin refused")
-            assert "sha256" in str(watcher.last_error)
+            poll(refused, SWAP_WAIT_S, "the broken plugin refused")
             assert watcher.chain.names() == ["r"]  # the good chain stays
             (plugin_dir / "bad.plugin.toml").unlink()
             swapped(gen, "a good chain once the broken one is gone")
+
+
+def test_a_manifest_made_and_removed_while_it_was_read_is_looked_at_again(
+    plugin_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing before and after a read is the same (A, B, A), yet the read saw B: an empty
+    manifest a writer had just created. The refusal is read again before the watcher rests."""
+    fixed(plugin_dir, "r", _route("cloud"))
+    watcher = PluginWatcher(plugin_dir)
+    shutil.copyfile(plugin_dir / "r.wasm", plugin_dir / "bad.wasm")  # a change: a new module
+    real = PluginChain.from_directory
+
+    def read_while_a_writer_works(directory: Path, **kwargs: Any) -> PluginChain:
+        manifest = directory / "bad.plugin.toml"
+        manifest.write_text("")  # created, not written yet ...
+        try:
+            return real(directory, **kwargs)
+        finally:
+            manifest.unlink()  # ... and removed again before the read ends
+
+    monkeypatch.setattr(PluginChain, "from_directory", read_while_a_writer_works)
+    assert not watcher.check()
+    assert isinstance(watcher.last_error, PluginManifestError)
+    monkeypatch.undo()
+    assert watcher.check()  # the confirming read finds the directory good
+    assert watcher.last_error is None and watcher.chain.names() == ["r"]
+    assert not watcher.check()  # and then it rests
+
+
+def test_a_refusal_is_confirmed_once_then_the_watcher_rests(
+    plugin_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fixed(plugin_dir, "r", _route("cloud"))
+    watcher = PluginWatcher(plugin_dir)
+    fixed(plugin_dir, "bad", _route("edge"), sha256="0" * 64)
+    with caplog.at_level(logging.ERROR, logger="shared.plugins"):
+        assert not watcher.check()  # refused
+        assert not watcher.check()  # read once more: refused alike, not logged again
+        assert not watcher.check()  # nothing changed: not read
+    assert isinstance(watcher.last_error, PluginIntegrityError)
+    assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
 
 
 def test_deleting_and_recreating_the_directory_empty_unloads_the_plugins(
