@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -68,7 +70,10 @@ def up(
     The hub serves the bundled SmolLM2 as `glm-4-plus` (a stand-in for a big model), and the
     agent routes: long prompts and `glm-4-plus` go to the hub, other requests are answered
     locally and escalated when the local answer looks unsure (reason `confidence`).
+    Ctrl-C lets in-flight requests finish (up to drain_timeout_s on the agent, then on the
+    hub); `kill -USR1 <pid>` prints every thread's stack to stderr if it seems stuck.
     """
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
