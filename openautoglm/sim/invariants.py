@@ -152,7 +152,7 @@ def check_registry(scenario: Scenario, registry: dict[str, Any] | str) -> list[V
         Violation(
             "registry",
             "the hub does not see every device's heartbeats: " + "; ".join(problems),
-            (f"hubctl stats: {devices}",),
+            (f"registry summary of this fleet: {devices}",),
         )
     ]
 
@@ -162,7 +162,7 @@ def check_all(
 ) -> list[Violation]:
     """Every check; an empty list means the run kept every promise.
 
-    ``registry`` (``hubctl stats --json``, or why it could not be read) adds the heartbeat check.
+    ``registry`` (the registry's summary of this fleet, as ``hubctl stats --json`` counts, or why it could not be read) adds the heartbeat check.
     """
     checks: list[Check] = [
         check_answered,

@@ -17,7 +17,7 @@ import random
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,7 +55,8 @@ class RunResult:
     violations: list[Violation] = field(default_factory=list)
     collector_posts: int = 0
     registry: dict[str, Any] = field(default_factory=dict)
-    """``hubctl stats --json`` after the traffic: the hub registry's view of the fleet."""
+    """The hub registry's summary of this fleet's devices after the traffic (as ``hubctl stats
+    --json`` counts them)."""
     loop_lag_ms: list[float] = field(default_factory=list)
     """How late a 100 ms timer fired on the devices' event loop, sampled through the traffic:
     a large lag means the simulator itself, not the fleet, made requests slow."""
@@ -155,7 +156,7 @@ async def _run(
             probe.cancel()
         per_device = max(per_device, (rss_mb() - base) / max(1, len(devices)))
         # The registry first: the hub's report then reads the same, complete, registry.
-        registry = await read_registry(topo, scenario)
+        registry = await read_registry(topo, scenario, [d.name for d in devices])
         await _hub_report(topo, hub_report)
         violations = check_all(scenario, ledger, registry=registry)
         return RunResult(
@@ -186,13 +187,15 @@ EDGE_HEARTBEAT_S: float = HubLink.model_fields["heartbeat_s"].default
 
 
 class HubStats(Protocol):
-    """What reads the hub registry's summary (the topology: ``hubctl stats --json``)."""
+    """What reads the hub registry's summary of some devices (the topology)."""
 
-    async def registry_summary(self) -> dict[str, Any]: ...
+    async def registry_summary(self, devices: Collection[str]) -> dict[str, Any]: ...
 
 
-async def read_registry(topo: HubStats, scenario: Scenario) -> dict[str, Any] | str:
-    """``hubctl stats --json``, or why it could not be read.
+async def read_registry(
+    topo: HubStats, scenario: Scenario, devices: Collection[str]
+) -> dict[str, Any] | str:
+    """The registry's summary of ``devices`` (``hubctl stats``' counts), or why it could not be read.
 
     Read again (for up to two heartbeat periods) until every device is online: a beat in flight
     when the traffic ended, or one lost while the hub opened its registry, is sent again on the
@@ -202,7 +205,7 @@ async def read_registry(topo: HubStats, scenario: Scenario) -> dict[str, Any] | 
     deadline = time.monotonic() + 2 * beat_s
     while True:
         try:
-            summary: dict[str, Any] | str = await topo.registry_summary()
+            summary: dict[str, Any] | str = await topo.registry_summary(devices)
         except (TopologyError, TimeoutError) as exc:
             summary = str(exc)
         online = summary.get("devices", {}).get("online", 0) if isinstance(summary, dict) else 0

@@ -20,16 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nats
+
+from cloud_hub.control.fleet import fleet_summary
+from cloud_hub.control.registry import Registry, RegistryError
 from openautoglm.sim.errors import TopologyError
 from openautoglm.sim.nats_nodes import (
     HOST,
@@ -190,11 +194,22 @@ class Topology:
         """The hub-side servers themselves (no proxy): for the harness's own look at the hub."""
         return ",".join(f"nats://{HOST}:{n.port}" for n in self.nodes)
 
-    async def registry_summary(self) -> dict[str, Any]:
-        """``hubctl stats --json``: the hub's registry, as an operator sees it."""
-        out = await run_hubctl("stats", "--json", "--nats-url", self.hub_url(), timeout=60)
-        summary: dict[str, Any] = json.loads(out)
-        return summary
+    async def registry_summary(self, devices: Collection[str]) -> dict[str, Any]:
+        """The hub registry's summary (``hubctl stats --json``'s own ``fleet_summary``) over
+        ``devices``, this fleet's: any other client that reaches these servers (an agent of an
+        earlier run reconnecting to a port that was reused) is left out."""
+        try:
+            nc = await nats.connect(self.hub_url(), connect_timeout=10, max_reconnect_attempts=0)
+        except Exception as exc:  # no server, refused …
+            raise TopologyError(f"the hub-side NATS could not be reached: {exc}") from None
+        try:
+            entries = await (await Registry.open(nc, create=False)).entries()
+        except RegistryError as exc:
+            raise TopologyError(str(exc)) from None
+        finally:
+            await nc.close()
+        wanted = set(devices)
+        return fleet_summary([e for e in entries if e.device in wanted], now=time.time())
 
     async def hub_report(self, out_dir: Path) -> None:
         """``hubctl report --since all --out out_dir``: the hub's own report of this fleet."""

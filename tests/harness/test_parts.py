@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -198,13 +199,17 @@ def test_comparison_without_baseline_has_dashes() -> None:
     assert rows == [("ok_share", "0.5", "–", "–")]
 
 
+NAMES = [f"plant-a-{i:03d}" for i in range(10)]
+
+
 class HubStatsSequence:
-    """Stands in for the topology's ``hubctl stats --json``: the registry as each read sees it."""
+    """Stands in for the topology's registry summary: the registry as each read sees it."""
 
     def __init__(self, online: list[int]) -> None:
         self.online, self.reads = online, 0
 
-    async def registry_summary(self) -> dict[str, Any]:
+    async def registry_summary(self, devices: Collection[str]) -> dict[str, Any]:
+        assert len(devices) == 10
         count = self.online[min(self.reads, len(self.online) - 1)]
         self.reads += 1
         return {"devices": {"total": count, "online": count}}
@@ -213,11 +218,11 @@ class HubStatsSequence:
 async def test_the_registry_is_read_again_until_every_device_is_online() -> None:
     scenario = load_scenario("smoke").model_copy(update={"edge": {"hub": {"heartbeat_s": 1.0}}})
     late = HubStatsSequence([0, 4, 10])  # the beats of a hub that opened its registry late
-    summary = await read_registry(late, scenario)
+    summary = await read_registry(late, scenario, NAMES)
     assert (summary, late.reads) == ({"devices": {"total": 10, "online": 10}}, 3)
     # A device that never beats: read for two heartbeat periods, then judged as it is.
     missing = HubStatsSequence([9])
     started = time.monotonic()
-    summary = await read_registry(missing, scenario)
+    summary = await read_registry(missing, scenario, NAMES)
     assert summary == {"devices": {"total": 9, "online": 9}}
     assert time.monotonic() - started >= 2.0 and missing.reads >= 3
