@@ -109,8 +109,10 @@ def embedded_nats(
     monitor: bool = False,
     include: Path | None = None,
     attempts: int = 3,
+    jetstream: bool = True,
 ) -> Iterator[NatsServer]:
-    """Run nats-server on loopback (``port`` or a free one) with JetStream; stop it on exit.
+    """Run nats-server on loopback (``port`` or a free one) with JetStream (unless
+    ``jetstream=False``); stop it on exit.
 
     ``monitor`` also opens its HTTP monitoring port (a free one) on loopback. ``include`` is
     a config file included as is: the operator-mode auth from ``hubctl auth init``
@@ -122,7 +124,8 @@ def embedded_nats(
             chosen = port or free_port()
             ports_dir = Path(store) / f"ports-{attempt}"
             ports_dir.mkdir()
-            args = [binary, "-a", "127.0.0.1", "-p", str(chosen), "-js", "-sd", store]
+            args = [binary, "-a", "127.0.0.1", "-p", str(chosen)]
+            args += ["-js", "-sd", store] if jetstream else []
             args += ports_file_args(ports_dir)
             monitor_port = free_port() if monitor else None
             if monitor_port is not None:
