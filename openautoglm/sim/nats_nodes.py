@@ -1,6 +1,6 @@
 """nats-server processes for the simulator and the probes that tell when they serve.
 
-node = NatsNode("hub-0", hub_conf(0, ports, [], leaf_ports), ports[0], workdir)
+node = NatsNode("hub-0", hub_conf(0, ports, [], leaf_ports, store=d, password=pw), ports[0], d)
 node.start(); await node.wait_ready(); node.stop(kill=True)
 await ping_count(nc)                       # agl-hub workers answering $SRV.PING
 await infer_reaches_hub(nc, "sim-hub")     # inference interest reached this server
@@ -26,7 +26,9 @@ from shared.protocol import infer_subject
 __all__ = [
     "HOST",
     "PROBE_DEVICE",
+    "SIM_USER",
     "NatsNode",
+    "auth_conf",
     "die_with_parent",
     "hub_conf",
     "infer_reaches_hub",
@@ -36,6 +38,8 @@ __all__ = [
 HOST = "127.0.0.1"
 #: prctl option: the signal a child gets when its parent dies (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
+#: The user the simulator's clients and leaf links log in as (its password is made per run).
+SIM_USER = "sim"
 #: The device id of the harness's readiness probes (their replies come to its inbox).
 PROBE_DEVICE = "sim-probe"
 
@@ -129,14 +133,31 @@ async def ping_count(nc: object) -> int:
     return replies
 
 
+def auth_conf(password: str) -> str:
+    """The simulator's servers take only its own clients and leaves (user ``SIM_USER``).
+
+    Open servers let strays in: an agent of an earlier run, still reconnecting to a port this
+    run was given, would beat into the fleet's registry and send it requests.
+    """
+    return f'authorization {{ user: {SIM_USER}, password: "{password}" }}'
+
+
 def hub_conf(
-    i: int, ports: list[int], cluster_ports: list[int], leaf_ports: list[int], *, store: Path
+    i: int,
+    ports: list[int],
+    cluster_ports: list[int],
+    leaf_ports: list[int],
+    *,
+    store: Path,
+    password: str,
 ) -> str:
     """Hub-side server ``i``: JetStream (domain ``hub``: the registry, batches), a leaf listener
-    that advertises nothing, and cluster routes to the others when there are several."""
+    that advertises nothing, cluster routes to the others when there are several, and the
+    simulator's user (:func:`auth_conf`) for clients and leaves alike."""
     lines = [
         f"listen: {HOST}:{ports[i]}",
         f"server_name: hub-{i}",
+        auth_conf(password),
         f'jetstream {{ store_dir: "{store / f"js-{i}"}"\n  domain: hub }}',
         f"leafnodes {{ listen: {HOST}:{leaf_ports[i]}\n  no_advertise: true }}",
     ]

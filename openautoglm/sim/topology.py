@@ -13,7 +13,9 @@ The wiring, with a :class:`FaultProxy` on every link the fault schedule can cut 
     devices ─▶ leaf(site) ─▶ proxy(site, node) ─▶ hub-side node(s) ◀─ proxy(hub, node) ◀─ workers
 
 Hub-side servers advertise neither client nor leaf URLs (``no_advertise``), so nobody learns a way
-around a proxy. Workers are ``hubctl serve`` processes with the echo back-end (a stand-in).
+around a proxy. Every server takes only the simulator's own user (a password made per run), so a
+stray client of another run cannot join the fleet. Workers are ``hubctl serve`` processes with
+the echo back-end (a stand-in).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncio
 import itertools
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -38,7 +41,9 @@ from openautoglm.sim.errors import TopologyError
 from openautoglm.sim.nats_nodes import (
     HOST,
     PROBE_DEVICE,
+    SIM_USER,
     NatsNode,
+    auth_conf,
     die_with_parent,
     hub_conf,
     infer_reaches_hub,
@@ -113,6 +118,8 @@ class Topology:
         self.leaves: dict[str, NatsNode] = {}
         self.workers: list[_Worker] = []
         self._leaf_ports: list[int] = []
+        self._password = secrets.token_urlsafe(18)
+        """The simulator's user's password on every server (``nats_nodes.auth_conf``)."""
 
     # --- start ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -125,7 +132,14 @@ class Topology:
             self.nodes.append(
                 NatsNode(
                     f"hub-{i}",
-                    hub_conf(i, ports, cluster_ports, self._leaf_ports, store=self.workdir),
+                    hub_conf(
+                        i,
+                        ports,
+                        cluster_ports,
+                        self._leaf_ports,
+                        store=self.workdir,
+                        password=self._password,
+                    ),
                     ports[i],
                     self.workdir,
                 )
@@ -157,10 +171,11 @@ class Topology:
         self.site_proxies[site] = proxies
         port = free_port()
         if not self.leaf_jetstream:
-            remotes = ", ".join(f'"nats-leaf://{HOST}:{p.port}"' for p in proxies)
+            remotes = ", ".join(f'"{self._url("nats-leaf", p.port)}"' for p in proxies)
             conf = (
                 f"listen: {HOST}:{port}\nserver_name: leaf-{site}\n"
                 f"leafnodes {{ reconnect: 1s\n  remotes: [ {{ urls: [ {remotes} ] }} ] }}\n"
+                f"{auth_conf(self._password)}\n"
             )
             await self._run_leaf(site, conf, port)
             return
@@ -169,13 +184,13 @@ class Topology:
             LeafConfig(
                 domain=site,
                 store_dir=self.workdir / f"leaf-{site}-js",
-                remote_urls=[f"nats-leaf://{HOST}:{p.port}" for p in proxies],
+                remote_urls=[self._url("nats-leaf", p.port) for p in proxies],
                 listen=f"{HOST}:{port}",
                 server_name=f"leaf-{site}",
                 max_file_store="256MB",
             )
         )
-        await self._run_leaf(site, conf, port)
+        await self._run_leaf(site, f"{conf}\n{auth_conf(self._password)}\n", port)
 
     async def _run_leaf(self, site: str, conf: str, port: int) -> None:
         node = NatsNode(f"leaf-{site}", conf, port, self.workdir)
@@ -184,22 +199,27 @@ class Topology:
         await node.wait_ready()
 
     # --- what clients connect to ---------------------------------------------------------------
+    def _url(self, scheme: str, port: int) -> str:
+        """A URL on loopback with the simulator's user and password in it."""
+        return f"{scheme}://{SIM_USER}:{self._password}@{HOST}:{port}"
+
     def device_url(self, site: str) -> str:
         """The NATS URL(s) the devices of ``site`` use."""
         if self.hub.leaf_nodes:
-            return f"nats://{HOST}:{self.leaves[site].port}"
-        return ",".join(f"nats://{HOST}:{n.port}" for n in self.nodes)
+            return self._url("nats", self.leaves[site].port)
+        return ",".join(self._url("nats", n.port) for n in self.nodes)
 
     def hub_url(self) -> str:
         """The hub-side servers themselves (no proxy): for the harness's own look at the hub."""
-        return ",".join(f"nats://{HOST}:{n.port}" for n in self.nodes)
+        return ",".join(self._url("nats", n.port) for n in self.nodes)
 
     async def registry_summary(self, devices: Collection[str]) -> dict[str, Any]:
         """The hub registry's summary (``hubctl stats --json``'s own ``fleet_summary``) over
-        ``devices``, this fleet's: any other client that reaches these servers (an agent of an
-        earlier run reconnecting to a port that was reused) is left out."""
+        ``devices``, the scenario's own, by name."""
         try:
-            nc = await nats.connect(self.hub_url(), connect_timeout=10, max_reconnect_attempts=0)
+            nc = await nats.connect(
+                self.hub_url().split(","), connect_timeout=10, max_reconnect_attempts=0
+            )
         except Exception as exc:  # no server, refused …
             raise TopologyError(f"the hub-side NATS could not be reached: {exc}") from None
         try:
@@ -226,7 +246,7 @@ class Topology:
 
     def worker_url(self) -> str:
         """The NATS URL(s) hub workers use (through the hub-link proxies)."""
-        return ",".join(f"nats://{HOST}:{p.port}" for p in self.hub_proxies)
+        return ",".join(self._url("nats", p.port) for p in self.hub_proxies)
 
     # --- workers -------------------------------------------------------------------------------
     def _spawn_worker(self) -> _Worker:
