@@ -8,6 +8,7 @@ is recognisable by its text; one test uses the real GGUF back-end. Each test che
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -18,6 +19,7 @@ from cloud_hub.settings import HubModelSpec
 from shared.embedded_nats import NatsServer
 from tests.fixtures.agents import edge
 from tests.fixtures.calls import chat, long_prompt, metric, oai, route, route_decisions, stream_chat
+from tests.fixtures.held_slot import held_after_first_token
 from tests.fixtures.hubs import echo_spec, hub_in_thread, hub_request_counts, hub_settings
 from tests.fixtures.names import CLOUD, CLOUD_MODEL, LOCAL_MODEL, PLAIN
 from tests.fixtures.waiting import poll
@@ -29,6 +31,8 @@ ALIAS = "glm-big"
 GHOST = "ghost-big"
 """A cloud alias of a model no hub serves."""
 LOCAL_TEXT = "Say hello."
+HELD_TOKENS = 400
+"""The busy request's max_tokens: the one generation ``held_after_first_token`` holds."""
 """A prompt for local answers (the echo of it would be exactly this text)."""
 
 
@@ -186,37 +190,48 @@ def test_confident_local_answer_stays_at_the_edge(
 def test_busy_local_queue_sends_the_next_request_to_the_cloud_with_load(
     nats_server: NatsServer, threaded_echo_hub: HubService
 ) -> None:
-    # One slot: a second request would wait (with more slots it starts at once, no load).
+    # One slot: a second request would wait (with more slots it starts at once, no load). The
+    # long local generation holds that slot after its first token until the test lets it go, so
+    # the slot is busy while the test looks, however fast the machine.
+    release = threading.Event()
     with (
-        edge(nats_server.url, router={"load_slo_s": 0.001}, parallel=1) as agent,
+        edge(
+            nats_server.url,
+            router={"load_slo_s": 0.001},
+            parallel=1,
+            scheduler_factory=held_after_first_token(release, HELD_TOKENS),
+        ) as agent,
         oai(agent) as client,
     ):
-        # A long local generation: a raw completion of a counting prompt rarely stops early.
-        with httpx.stream(
-            "POST",
-            f"{agent.v1}/completions",
-            json={
-                "model": LOCAL_MODEL,
-                "prompt": "1, 2, 3, 4, 5,",
-                "max_tokens": 400,
-                "stream": True,
-            },
-            timeout=30,
-        ) as busy:
-            assert route(busy.headers) == ("edge", "default")
-            lines = busy.iter_lines()
-            assert next(line for line in lines if line.startswith("data: {"))  # it is generating
-            assert agent.state.scheduler_for(LOCAL_MODEL).queue_depth == 1
+        try:
+            with httpx.stream(
+                "POST",
+                f"{agent.v1}/completions",
+                json={
+                    "model": LOCAL_MODEL,
+                    "prompt": "1, 2, 3, 4, 5,",
+                    "max_tokens": HELD_TOKENS,
+                    "temperature": 0,
+                    "stream": True,
+                },
+                timeout=30,
+            ) as busy:
+                assert route(busy.headers) == ("edge", "default")
+                lines = busy.iter_lines()
+                assert next(line for line in lines if line.startswith("data: {"))  # generating
+                assert agent.state.scheduler_for(LOCAL_MODEL).queue_depth == 1
 
-            where, answer = chat(client, PLAIN, max_tokens=32)
-            assert where == ("cloud", "load")
-            assert answer.choices[0].message.content == PLAIN
-            # it did not wait behind the long one, which is still generating
-            assert agent.state.scheduler_for(LOCAL_MODEL).queue_depth == 1
+                where, answer = chat(client, PLAIN, max_tokens=32)
+                assert where == ("cloud", "load")
+                assert answer.choices[0].message.content == PLAIN
+                # it did not wait behind the long one, which still holds the slot
+                assert agent.state.scheduler_for(LOCAL_MODEL).queue_depth == 1
 
-            where, text, _ = stream_chat(client, PLAIN, max_tokens=32)
-            assert (where, text) == (("cloud", "load"), PLAIN)
-            assert agent.state.scheduler_for(LOCAL_MODEL).queue_depth == 1  # still busy
+                where, text, _ = stream_chat(client, PLAIN, max_tokens=32)
+                assert (where, text) == (("cloud", "load"), PLAIN)
+                assert agent.state.scheduler_for(LOCAL_MODEL).queue_depth == 1  # still busy
+        finally:
+            release.set()  # leaving the stream cancels the long generation
         assert route_decisions(agent) == {("edge", "default"): 1, ("cloud", "load"): 2}
         # once the queue is empty, requests stay local again
         poll(
