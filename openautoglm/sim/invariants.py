@@ -162,7 +162,8 @@ def check_all(
 ) -> list[Violation]:
     """Every check; an empty list means the run kept every promise.
 
-    ``registry`` (the registry's summary of this fleet, as ``hubctl stats --json`` counts, or why it could not be read) adds the heartbeat check.
+    ``registry`` (the registry's summary of this fleet, counted as ``hubctl stats --json`` does,
+    or why it could not be read) adds the heartbeat check.
     """
     checks: list[Check] = [
         check_answered,
