@@ -20,7 +20,12 @@ from typing import Protocol
 
 from edge_agent.errors import QueueFullError
 from edge_agent.settings import EdgeSettings
-from shared.runtimes.batched import BatchedDecoder, DecoderObserver
+from shared.runtimes.batched import (
+    BatchedDecoder,
+    DecoderObserver,
+    SamplerFactory,
+    default_sampler,
+)
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.slots import DecodeJob
 from shared.runtimes.types import GenerationEnd, PreparedPrompt, SamplingParams, TokenPiece
@@ -267,7 +272,15 @@ class BatchedScheduler:
         self._decoder.close()
 
 
-def batched_scheduler(runtime: GgufRuntime, settings: EdgeSettings) -> Scheduler:
-    """The default scheduler: ``settings.parallel`` sequences decoded together."""
-    decoder = BatchedDecoder(runtime, parallel=settings.parallel)
+def batched_scheduler(
+    runtime: GgufRuntime,
+    settings: EdgeSettings,
+    *,
+    sampler_factory: SamplerFactory = default_sampler,
+) -> Scheduler:
+    """The default scheduler: ``settings.parallel`` sequences decoded together.
+
+    ``sampler_factory`` is a seam: a test can wrap the real samplers.
+    """
+    decoder = BatchedDecoder(runtime, parallel=settings.parallel, sampler_factory=sampler_factory)
     return BatchedScheduler(decoder, max_queue=settings.max_queue)
