@@ -10,9 +10,9 @@ Liveness and the fleet summary are derived from these records in pure code (``fl
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
+import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
@@ -21,12 +21,15 @@ from pydantic import ValidationError
 
 from cloud_hub.control.auth import REGISTRY_BUCKET
 from cloud_hub.control.fleet import DeviceEntry
+from cloud_hub.control.kv_keys import BucketReadError, bucket_keys
 from cloud_hub.errors import HubError
 
 log = logging.getLogger(__name__)
 
 #: History kept per key: the last few heartbeats help when a device flaps.
 _HISTORY = 3
+#: Tries at creating the bucket when the server does not answer in time.
+_CREATE_ATTEMPTS = 2
 
 
 class RegistryError(HubError):
@@ -36,15 +39,16 @@ class RegistryError(HubError):
 class Registry:
     """Reads and writes :class:`DeviceEntry` records in KV ``agl_devices``."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, nc: Client) -> None:
         self._kv = kv
+        self._nc = nc
 
     @classmethod
     async def open(cls, nc: Client, *, create: bool = True) -> Registry:
         """Bind the bucket, creating it (with direct gets) when ``create`` and it is missing."""
         js = nc.jetstream()
         try:
-            return cls(await js.key_value(REGISTRY_BUCKET))
+            return cls(await js.key_value(REGISTRY_BUCKET), nc)
         except nats.js.errors.BucketNotFoundError:
             if not create:
                 raise RegistryError(
@@ -56,15 +60,19 @@ class Registry:
                 f"cannot open the device registry (KV {REGISTRY_BUCKET}): {exc or type(exc).__name__}; "
                 "the NATS server needs JetStream on (-js) and the account JetStream limits"
             ) from None
-        try:
-            kv = await js.create_key_value(
-                KeyValueConfig(bucket=REGISTRY_BUCKET, history=_HISTORY, direct=True)
-            )
-        except Exception as exc:
-            raise RegistryError(
-                f"cannot create the device registry (KV {REGISTRY_BUCKET}): {exc}"
-            ) from None
-        return cls(kv)
+        config = KeyValueConfig(bucket=REGISTRY_BUCKET, history=_HISTORY, direct=True)
+        problem = ""
+        for _ in range(_CREATE_ATTEMPTS):
+            try:
+                return cls(await js.create_key_value(config), nc)
+            except nats.errors.TimeoutError:
+                # A busy server may finish the create after our wait; asking again with the
+                # same config is answered with the bucket (creating is idempotent).
+                problem = "no answer in time"
+            except Exception as exc:
+                problem = str(exc) or type(exc).__name__
+                break
+        raise RegistryError(f"cannot create the device registry (KV {REGISTRY_BUCKET}): {problem}")
 
     async def get(self, device: str) -> DeviceEntry | None:
         """The record of ``device``, or None (a damaged record is logged and treated as none)."""
@@ -101,9 +109,10 @@ class Registry:
         await self.put(entry.model_copy(update={"revoked_at": at}))
 
     async def entries(self) -> list[DeviceEntry]:
-        """Every device's record, sorted by id."""
-        keys: list[str] = []
-        with contextlib.suppress(nats.js.errors.NoKeysError):
-            keys = await self._kv.keys()
-        found = [await self.get(k) for k in sorted(keys)]
+        """Every device's record, sorted by id (the server's own key list: ``kv_keys``)."""
+        try:
+            keys = await bucket_keys(self._nc, REGISTRY_BUCKET)
+        except BucketReadError as exc:
+            raise RegistryError(str(exc)) from None
+        found = [await self.get(k) for k in keys]
         return [e for e in found if e is not None]

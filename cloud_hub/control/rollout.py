@@ -26,6 +26,7 @@ from nats.js.api import KeyValueConfig
 from nats.js.kv import KeyValue
 
 from cloud_hub.control.audit import audit
+from cloud_hub.control.kv_keys import bucket_keys
 from cloud_hub.control.policy import (
     current_record,
     materialize_all,
@@ -79,13 +80,9 @@ async def _save(nc: Client, state: RolloutState) -> None:
 
 async def active_overlays(nc: Client) -> dict[str, list[dict[str, Any]]]:
     """Per device, the changes of active rollouts that have reached it."""
-    kv = await _bucket(nc)
-    try:
-        keys = await kv.keys()
-    except nats.js.errors.NoKeysError:
-        return {}
+    await _bucket(nc)
     out: dict[str, list[dict[str, Any]]] = {}
-    for key in keys:
+    for key in await bucket_keys(nc, ROLLOUT_BUCKET):
         state = await get_rollout(nc, key)
         if state is not None and state.status in ACTIVE:
             for device in state.updated:

@@ -154,6 +154,7 @@ def test_heartbeats_show_in_devices_list_and_a_stopped_agent_turns_stale_then_of
         ],
     )
     assert enrolled.exit_code == 0, enrolled.output
+    assert "warning" not in enrolled.output, enrolled.output  # recorded in the registry
     assert state_of(op_nats, "dev-live") == "never_seen"
     creds = op_nats.creds_dir / "dev-live.creds"
     settings = hub_settings(op_nats.url, credentials=op_nats.hub_creds)
