@@ -44,6 +44,7 @@ check: test
 
 bench: setup
 	$(BIN)/python bench/agent_vs_raw.py
+	$(BIN)/python bench/shared_compute.py
 	$(BIN)/python bench/escalation_roundtrip.py
 	$(BIN)/python bench/joint_inference.py
 	$(BIN)/python bench/plugin_chain.py

@@ -26,6 +26,7 @@ from edge_agent.router.hard_example import batch_confidence, joint_route
 from edge_agent.uplink.errors import CloudFailed, CloudUnavailable
 from shared.protocol import ClassifyResult, InferRequest
 from shared.reasons import RouteReason, Tier
+from shared.runtimes.compute_thread import run_compute
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.onnx import Classification, OnnxRuntime
 from shared.telemetry import GenAiCall
@@ -78,7 +79,9 @@ async def embeddings(request: Request) -> Response:
                 param="input",
             )
         with _traced(state, "embeddings", req.model) as done:
-            vectors, used = await asyncio.to_thread(runtime.embed, texts, deadline=deadline)
+            # On the compute thread, between decode steps: a second thread running llama.cpp
+            # would slow every stream of the process (see shared.runtimes.compute_thread).
+            vectors, used = await run_compute(runtime.embed, texts, deadline=deadline)
             done(used)
     elif isinstance(runtime, OnnxRuntime) and runtime.task == "embed":
         if isinstance(raw, str) or any(isinstance(x, str) for x in raw):

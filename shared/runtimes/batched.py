@@ -5,7 +5,8 @@
     ...
     decoder.close()
 
-One thread owns the context. Each step decodes one token of every generating sequence in one
+The process's compute thread (:mod:`shared.runtimes.compute_thread`) owns the context and steps
+every decoder of the process in turn: one thread runs all llama.cpp compute. Each step decodes one token of every generating sequence in one
 ``llama_batch`` (one ``llama_decode``), then one chunk of a prompt still being read (prefill) in a
 second (see ``_step`` for why apart); every sequence with fresh logits samples its next token
 with its own sampler chain (:mod:`shared.runtimes.sampling`). A request joins at the next step when a slot is
@@ -28,6 +29,7 @@ from collections import deque
 from typing import Any, Protocol
 
 from shared.errors import AglError, ContextOverflowError, SamplingError
+from shared.runtimes.compute_thread import ComputeThread, compute_thread
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.sampling import SequenceSampler, logprobs_of
 from shared.runtimes.slots import (
@@ -95,6 +97,7 @@ class BatchedDecoder:
         prefill_chunk: int = 256,
         observer: DecoderObserver | None = None,
         sampler_factory: SamplerFactory = default_sampler,
+        worker: ComputeThread | None = None,
     ) -> None:
         if parallel < 1:
             raise ValueError("parallel must be at least 1")
@@ -112,7 +115,7 @@ class BatchedDecoder:
         self._batch = lib.llama_batch_init(self.n_batch, 0, 1)
         self._slots = [Slot(i) for i in range(parallel)]
         self._pending: deque[DecodeJob] = deque()
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
         self._closing = False
         self._next_sweep = 0.0
         """When the queue is next swept for cancelled jobs (``time.monotonic()``)."""
@@ -122,8 +125,8 @@ class BatchedDecoder:
         """Slots whose copied cells arrive at the next decode (no copy source until then)."""
         # A copy moves a whole sequence's cells: worth it when it saves a real prefill.
         self._min_copy = max(MIN_COPY_TOKENS, self.n_ctx_seq // 64)
-        self._thread = threading.Thread(target=self._loop, name="agl-decode", daemon=True)
-        self._thread.start()
+        self._worker = worker or compute_thread()
+        self._worker.attach(self)
 
     def _new_context(self, runtime: GgufRuntime, parallel: int) -> Any:
         lib = self._lib
@@ -156,53 +159,56 @@ class BatchedDecoder:
 
     def submit(self, job: DecodeJob) -> None:
         """Queue ``job``; it joins the batch at the next step once a slot is free."""
-        with self._cv:
+        with self._lock:
             if self._closing:
                 raise AglError("the decoder is shut down")
             self._pending.append(job)
-            self._cv.notify()
+        self._worker.wake()
 
     def close(self) -> None:
-        """Stop the decode thread, end every request, free the context.
+        """End every request and free the context, on the compute thread.
 
         Waits for the step in progress (one ``llama_decode``, however slow the machine): the
         caller frees the model next, which must never happen under a running decode.
         """
-        with self._cv:
+        with self._lock:
             if self._closing:
                 return  # closed already (or being closed): the context is freed once
             self._closing = True
-            self._cv.notify()
-        self._thread.join()
-        lib = self._lib
-        lib.llama_batch_free(self._batch)
-        lib.llama_free(self._ctx)
+        self._worker.call(self._free).result()
 
-    # -- the decode thread --------------------------------------------------------------
+    # -- on the compute thread ----------------------------------------------------------
 
-    def _loop(self) -> None:
-        try:
-            while self._next_work():
-                self._admit()
-                if any(s.busy for s in self._slots):
-                    self._step()
-        finally:
-            self._shutdown()
+    def has_work(self) -> bool:
+        """Requests wait or sequences run (the compute thread steps it then)."""
+        return bool(self._pending) or any(s.busy for s in self._slots)
 
-    def _next_work(self) -> bool:
-        with self._cv:
-            while not self._closing and not self._pending and not any(s.busy for s in self._slots):
-                self._cv.wait()
-            return not self._closing
+    def work(self) -> None:
+        """Admit what fits, then one step of every running sequence."""
+        self._admit()
+        if any(s.busy for s in self._slots):
+            self._step()
 
-    def _shutdown(self) -> None:
-        with self._cv:
+    def fail(self, error: BaseException) -> None:
+        """A step raised: end every request with it; the decoder takes no more."""
+        with self._lock:
+            self._closing = True
+        self._shutdown(AglError(f"the decoder failed ({error}); the model must be reloaded"))
+
+    def _free(self) -> None:
+        self._worker.detach(self)
+        self._shutdown(AglError("the model is shutting down"))
+        self._lib.llama_batch_free(self._batch)
+        self._lib.llama_free(self._ctx)
+
+    def _shutdown(self, error: AglError) -> None:
+        with self._lock:
             left, self._pending = list(self._pending), deque()
         for slot in self._slots:
             if slot.run is not None:
-                self._end(slot, error=AglError("the model is shutting down"))
+                self._end(slot, error=error)
         for job in left:
-            job.post(AglError("the model is shutting down"))
+            job.post(error)
             job.done()
 
     def _admit(self) -> None:
@@ -212,7 +218,7 @@ class BatchedDecoder:
             self._drop_cancelled()
         while self._pending:
             free = [s for s in self._slots if not s.busy]
-            with self._cv:
+            with self._lock:
                 if not free or not self._pending:
                     return
                 job = self._pending.popleft()
@@ -225,7 +231,7 @@ class BatchedDecoder:
         ``_SWEEP_S``, not at every step; a job that reaches a slot is checked there anyway.
         """
         self._next_sweep = time.monotonic() + _SWEEP_S
-        with self._cv:
+        with self._lock:
             kept: deque[DecodeJob] = deque()
             gone: list[DecodeJob] = []
             for job in self._pending:

@@ -14,6 +14,7 @@ import pytest
 from shared.errors import ContextOverflowError, SamplingError
 from shared.model_files import bundled_model_path
 from shared.runtimes.batched import BatchedDecoder, default_sampler
+from shared.runtimes.compute_thread import compute_thread
 from shared.runtimes.gguf import GgufRuntime
 from shared.runtimes.grammar import schema_source
 from shared.runtimes.slots import DecodeJob
@@ -373,3 +374,47 @@ def test_a_queued_request_cancelled_before_its_turn_ends_without_a_slot(
         decoder.close()
     assert queued.end is not None and queued.end.finish_reason == "cancelled"
     assert queued.end.completion_tokens == 0 and queued.pieces == []
+
+
+@dataclass
+class SamplerThatNotesItsThread:
+    """The real sampler, noting the thread each token is sampled on (a spy, nothing faked)."""
+
+    inner: Any
+    threads: set[int]
+
+    def sample(self, ctx: Any, idx: int) -> int:
+        self.threads.add(threading.get_ident())
+        return int(self.inner.sample(ctx, idx))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_two_models_and_embeddings_compute_on_the_process_s_one_thread(
+    runtime: GgufRuntime,
+) -> None:
+    # A second thread running llama.cpp (OpenMP) would slow every model of the process ~3x.
+    threads: set[int] = set()
+
+    def noting(rt: GgufRuntime, params: SamplingParams) -> Any:
+        return SamplerThatNotesItsThread(default_sampler(rt, params), threads)
+
+    expected = [alone(runtime, q).text for q in QUESTIONS[:2]]
+    other = GgufRuntime.load(bundled_model_path(), n_ctx=512, n_threads=1)
+    first = BatchedDecoder(runtime, parallel=2, sampler_factory=noting)
+    second = BatchedDecoder(other, parallel=2, sampler_factory=noting)
+    try:
+        outs = [
+            submit(decoder, rt, q)[0]
+            for decoder, rt in ((first, runtime), (second, other))
+            for q in QUESTIONS[:2]
+        ]
+        vectors, used = compute_thread().call(other.embed, ["hello", "world"]).result(timeout=120)
+        assert [o.wait().text for o in outs] == expected * 2  # both models, same answers
+        assert len(vectors) == 2 and used > 0
+    finally:
+        first.close()
+        second.close()
+        other.close()
+    assert threads == {compute_thread().call(threading.get_ident).result(timeout=10)}

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import base64
 import math
+import threading
+from typing import Any
 
 import httpx
 import numpy as np
 import openai
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.runtimes.compute_thread import compute_thread
+from shared.runtimes.gguf import GgufRuntime
 from tests.fixtures.names import MODEL
 
 
@@ -61,6 +66,24 @@ def test_embeddings_are_normalised_and_distinguish_texts(client: openai.OpenAI) 
 
     assert cos(vecs[0], vecs[1]) > cos(vecs[0], vecs[2])
     assert out.usage.prompt_tokens > 0
+
+
+def test_embeddings_run_on_the_process_s_compute_thread(
+    client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pool thread running llama.cpp next to the decoder's would slow every stream ~3x
+    # (OpenMP); the embedding waits for a gap between decode steps instead.
+    seen: list[int] = []
+    real = GgufRuntime.embed
+
+    def noting_thread(self: GgufRuntime, *args: Any, **kwargs: Any) -> Any:
+        seen.append(threading.get_ident())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(GgufRuntime, "embed", noting_thread)
+    out = client.embeddings.create(model=MODEL, input=["a cat", "a dog"])
+    assert len(out.data) == 2
+    assert seen == [compute_thread().call(threading.get_ident).result(timeout=10)]
 
 
 def test_embeddings_float_and_base64_formats_carry_the_same_vector(agent) -> None:  # type: ignore[no-untyped-def]
