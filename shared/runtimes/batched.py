@@ -6,11 +6,12 @@
     decoder.close()
 
 The process's compute thread (:mod:`shared.runtimes.compute_thread`) owns the context and steps
-every decoder of the process in turn: one thread runs all llama.cpp compute. Each step decodes one token of every generating sequence in one
-``llama_batch`` (one ``llama_decode``), then one chunk of a prompt still being read (prefill) in a
-second (see ``_step`` for why apart); every sequence with fresh logits samples its next token
-with its own sampler chain (:mod:`shared.runtimes.sampling`). A request joins at the next step when a slot is
-free, otherwise it waits in FIFO order. Each slot is one KV sequence holding ``n_ctx`` tokens (the
+every decoder of the process in turn: one thread runs all llama.cpp compute. Each step decodes
+one token of every generating sequence in one ``llama_batch`` (one ``llama_decode``), then one
+chunk of a prompt still being read (prefill) in a second (see ``_step`` for why apart); every
+sequence with fresh logits samples its next token with its own sampler chain
+(:mod:`shared.runtimes.sampling`). A request joins at the next step when a slot is free,
+otherwise it waits in FIFO order. Each slot is one KV sequence holding ``n_ctx`` tokens (the
 runtime's context size), so a prompt that fits :meth:`GgufRuntime.check_fits` fits a slot. A
 long prompt is read ``prefill_chunk`` tokens per step while others generate, so it never stalls
 their streams for long. A prompt that starts like a sequence already in the cache (the same
@@ -117,6 +118,8 @@ class BatchedDecoder:
         self._pending: deque[DecodeJob] = deque()
         self._lock = threading.Lock()
         self._closing = False
+        """No more requests (closed, or a step failed)."""
+        self._closed = False
         self._next_sweep = 0.0
         """When the queue is next swept for cancelled jobs (``time.monotonic()``)."""
         self._pieces: dict[int, bytes] = {}
@@ -172,9 +175,9 @@ class BatchedDecoder:
         caller frees the model next, which must never happen under a running decode.
         """
         with self._lock:
-            if self._closing:
+            if self._closed:
                 return  # closed already (or being closed): the context is freed once
-            self._closing = True
+            self._closed = self._closing = True
         self._worker.call(self._free).result()
 
     # -- on the compute thread ----------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.errors import ContextOverflowError, SamplingError
+from shared.errors import AglError, ContextOverflowError, SamplingError
 from shared.model_files import bundled_model_path
 from shared.runtimes.batched import BatchedDecoder, default_sampler
 from shared.runtimes.compute_thread import compute_thread
@@ -418,3 +418,41 @@ def test_two_models_and_embeddings_compute_on_the_process_s_one_thread(
         second.close()
         other.close()
     assert threads == {compute_thread().call(threading.get_ident).result(timeout=10)}
+
+
+class ObserverThatBreaksAtStep3:
+    """Stands in for a bug outside the sampler that raises mid-step (a metrics back-end error)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def step(
+        self, *, sequences: int, prefill_tokens: int, decode_tokens: int, seconds: float
+    ) -> None:
+        self.steps += 1
+        if self.steps == 3:
+            raise RuntimeError("metrics back-end broke")
+
+    def admitted(self, *, queue_wait_s: float, busy: int) -> None: ...
+
+    def released(self, *, busy: int) -> None: ...
+
+
+def test_a_step_that_raises_ends_that_decoder_s_requests_and_the_other_decoder_goes_on(
+    runtime: GgufRuntime,
+) -> None:
+    expected = alone(runtime, QUESTIONS[1]).text
+    broken = BatchedDecoder(runtime, parallel=2, observer=ObserverThatBreaksAtStep3())
+    healthy = BatchedDecoder(runtime, parallel=2)
+    try:
+        lost, _ = submit(broken, runtime, QUESTIONS[0])
+        kept, _ = submit(healthy, runtime, QUESTIONS[1])
+        lost.wait()
+        assert kept.wait().text == expected
+        with pytest.raises(AglError, match="the decoder is shut down"):
+            submit(broken, runtime, QUESTIONS[2])
+    finally:
+        broken.close()  # still frees its context
+        healthy.close()
+    assert isinstance(lost.error, AglError) and lost.end is None
+    assert "the decoder failed (metrics back-end broke)" in str(lost.error)
