@@ -267,6 +267,7 @@ class HangingServer:
         self.peak = 0
         self.accepted = 0
         self._conns: list[socket.socket] = []
+        self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def mark(self) -> None:
@@ -280,6 +281,9 @@ class HangingServer:
             except OSError:
                 return
             with self._lock:
+                if self._closed:  # accepted while close() ran: it would never be closed
+                    conn.close()
+                    return
                 self.accepted += 1
                 self._conns.append(conn)
                 new = self._marked
@@ -292,13 +296,18 @@ class HangingServer:
         with contextlib.suppress(OSError):
             while conn.recv(65536):
                 pass  # read the request, never answer; EOF: the client gave up
+        conn.close()
         if new:
             with self._lock:
                 self._open_new -= 1
 
     def close(self) -> None:
+        # shutdown() wakes the accept() blocked on the socket; close() alone does not.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         with self._lock:
+            self._closed = True
             for conn in self._conns:
                 with contextlib.suppress(OSError):
                     conn.close()
