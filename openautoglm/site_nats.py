@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloud_hub.control.keystore import KeyStore
-from shared.embedded_nats import free_port
+from shared.embedded_nats import EmbeddedNatsError, free_port
 from shared.leaf import (
     HUB_DOMAIN,
     HubSideConfig,
@@ -47,11 +47,42 @@ class LocalSite:
     hub_domain: str = HUB_DOMAIN
 
 
+#: Tries at starting the two servers when a free port was taken before a server bound it.
+_START_ATTEMPTS = 3
+
+
 @contextlib.contextmanager
 def local_site(
     root: Path, keys: KeyStore, *, device: str, creds: Path, port: int | None
 ) -> Iterator[LocalSite]:
-    """Start the hub-side server (client ``port`` or a free one) and the device's leaf."""
+    """Start the hub-side server (client ``port`` or a free one) and the device's leaf.
+
+    Ports left to ``free_port()`` can be taken by another process before a server binds them;
+    then both servers start again on fresh ports (a ``port`` the caller chose is not changed).
+    """
+    with contextlib.ExitStack() as stack:
+        attempt = 1
+        while True:
+            try:
+                site = _start_site(stack, root, keys, device=device, creds=creds, port=port)
+                break
+            except EmbeddedNatsError:
+                stack.close()
+                if port is not None or attempt == _START_ATTEMPTS:
+                    raise
+                attempt += 1
+        yield site
+
+
+def _start_site(
+    stack: contextlib.ExitStack,
+    root: Path,
+    keys: KeyStore,
+    *,
+    device: str,
+    creds: Path,
+    port: int | None,
+) -> LocalSite:
     hub_port, leaf_listen, leaf_port = port or free_port(), free_port(), free_port()
     hub_conf = render_hub_config(
         HubSideConfig(
@@ -72,12 +103,14 @@ def local_site(
             reconnect="1s",
         )
     )
-    with (
+    hub = stack.enter_context(
         running_nats_config(
             hub_conf, port=hub_port, log_file=root / "hub-nats.log", die_with_parent=True
-        ) as hub,
+        )
+    )
+    leaf = stack.enter_context(
         running_nats_config(
             leaf_conf, port=leaf_port, log_file=root / "leaf.log", die_with_parent=True
-        ) as leaf,
-    ):
-        yield LocalSite(hub_url=hub.url, leaf_url=leaf.url, leaf_remote=remote, domain=device)
+        )
+    )
+    return LocalSite(hub_url=hub.url, leaf_url=leaf.url, leaf_remote=remote, domain=device)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,10 @@ __all__ = [
     "hub_conf",
     "infer_reaches_hub",
     "ping_count",
+    "start_nodes",
 ]
+
+log = logging.getLogger("openautoglm.sim.nats_nodes")
 
 HOST = "127.0.0.1"
 #: prctl option: the signal a child gets when its parent dies (linux/prctl.h).
@@ -89,6 +94,18 @@ class NatsNode:
                 return
             await asyncio.sleep(0.05)
         raise TopologyError(f"nats-server {self.name} did not listen on {self.port} in {timeout} s")
+
+    def lost_its_port(self) -> bool:
+        """Whether the server exited because another process took its port first.
+
+        Ports come from ``free_port()``: free when asked, but any process (an outgoing
+        connection's ephemeral port too) may bind one before the server does.
+        """
+        log = self.workdir / f"{self.name}.log"
+        try:
+            return "address already in use" in log.read_text(errors="replace")
+        except OSError:
+            return False
 
     def stop(self, *, kill: bool = False) -> None:
         proc = self.process
@@ -179,3 +196,30 @@ def die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+#: Tries at starting servers whose port another process took between ``free_port()`` and bind.
+_START_ATTEMPTS = 3
+
+
+async def start_nodes(make: Callable[[], list[NatsNode]]) -> list[NatsNode]:
+    """Start the servers ``make()`` builds and wait until they listen; when one lost its port to
+    another process, stop them all and try again on fresh ports (``make`` picks them)."""
+    attempt = 1
+    while True:
+        nodes = make()
+        for node in nodes:
+            node.start()
+        try:
+            await asyncio.gather(*(n.wait_ready() for n in nodes))
+            return nodes
+        except TopologyError:
+            lost = [n for n in nodes if n.lost_its_port()]
+            for node in nodes:
+                node.stop(kill=True)
+            if not lost or attempt == _START_ATTEMPTS:
+                raise
+            log.info("%s lost its port to another process; starting again", lost[0].name)
+            for node in lost:  # the next try's log starts clean
+                (node.workdir / f"{node.name}.log").unlink(missing_ok=True)
+            attempt += 1

@@ -48,6 +48,7 @@ from openautoglm.sim.nats_nodes import (
     hub_conf,
     infer_reaches_hub,
     ping_count,
+    start_nodes,
 )
 from openautoglm.sim.proxy import FaultProxy
 from openautoglm.sim.scenario import HubSpec
@@ -125,28 +126,7 @@ class Topology:
     async def start(self) -> None:
         """Hub-side server(s), proxies, leaf nodes, then the workers; wait until all accept."""
         count = 3 if self.hub.cluster else 1
-        ports = [free_port() for _ in range(count)]
-        cluster_ports = [free_port() for _ in range(count)] if count > 1 else []
-        self._leaf_ports = [free_port() for _ in range(count)]
-        for i in range(count):
-            self.nodes.append(
-                NatsNode(
-                    f"hub-{i}",
-                    hub_conf(
-                        i,
-                        ports,
-                        cluster_ports,
-                        self._leaf_ports,
-                        store=self.workdir,
-                        password=self._password,
-                    ),
-                    ports[i],
-                    self.workdir,
-                )
-            )
-        for node in self.nodes:
-            node.start()
-        await asyncio.gather(*(n.wait_ready() for n in self.nodes))
+        self.nodes = await start_nodes(lambda: self._hub_side(count))
         for i, node in enumerate(self.nodes):
             proxy = FaultProxy(HOST, node.port, name=f"hub-link-{i}")
             await proxy.start()
@@ -162,6 +142,28 @@ class Topology:
             self._spawn_worker()
         await self.wait_workers()
 
+    def _hub_side(self, count: int) -> list[NatsNode]:
+        """The hub-side server(s) on fresh ports (not started)."""
+        ports = [free_port() for _ in range(count)]
+        cluster_ports = [free_port() for _ in range(count)] if count > 1 else []
+        self._leaf_ports = [free_port() for _ in range(count)]
+        return [
+            NatsNode(
+                f"hub-{i}",
+                hub_conf(
+                    i,
+                    ports,
+                    cluster_ports,
+                    self._leaf_ports,
+                    store=self.workdir,
+                    password=self._password,
+                ),
+                ports[i],
+                self.workdir,
+            )
+            for i in range(count)
+        ]
+
     async def _start_leaf(self, site: str) -> None:
         proxies = []
         for i, leaf_port in enumerate(self._leaf_ports):
@@ -169,34 +171,32 @@ class Topology:
             await proxy.start()
             proxies.append(proxy)
         self.site_proxies[site] = proxies
-        port = free_port()
+        remotes = [self._url("nats-leaf", p.port) for p in proxies]
+        (self.leaves[site],) = await start_nodes(lambda: [self._leaf(site, remotes, free_port())])
+
+    def _leaf(self, site: str, remotes: list[str], port: int) -> NatsNode:
+        """The leaf node of ``site`` on ``port`` (not started)."""
         if not self.leaf_jetstream:
-            remotes = ", ".join(f'"{self._url("nats-leaf", p.port)}"' for p in proxies)
+            urls = ", ".join(f'"{url}"' for url in remotes)
             conf = (
                 f"listen: {HOST}:{port}\nserver_name: leaf-{site}\n"
-                f"leafnodes {{ reconnect: 1s\n  remotes: [ {{ urls: [ {remotes} ] }} ] }}\n"
-                f"{auth_conf(self._password)}\n"
+                f"leafnodes {{ reconnect: 1s\n  remotes: [ {{ urls: [ {urls} ] }} ] }}\n"
             )
-            await self._run_leaf(site, conf, port)
-            return
-        # The site's own JetStream domain: deferred batch lines wait here while the link is cut.
-        conf = render_leaf_config(
-            LeafConfig(
-                domain=site,
-                store_dir=self.workdir / f"leaf-{site}-js",
-                remote_urls=[self._url("nats-leaf", p.port) for p in proxies],
-                listen=f"{HOST}:{port}",
-                server_name=f"leaf-{site}",
-                max_file_store="256MB",
+        else:
+            # The site's own JetStream domain: deferred batch lines wait here while the link is cut.
+            conf = render_leaf_config(
+                LeafConfig(
+                    domain=site,
+                    store_dir=self.workdir / f"leaf-{site}-js",
+                    remote_urls=remotes,
+                    listen=f"{HOST}:{port}",
+                    server_name=f"leaf-{site}",
+                    max_file_store="256MB",
+                )
             )
+        return NatsNode(
+            f"leaf-{site}", f"{conf}\n{auth_conf(self._password)}\n", port, self.workdir
         )
-        await self._run_leaf(site, f"{conf}\n{auth_conf(self._password)}\n", port)
-
-    async def _run_leaf(self, site: str, conf: str, port: int) -> None:
-        node = NatsNode(f"leaf-{site}", conf, port, self.workdir)
-        node.start()
-        self.leaves[site] = node
-        await node.wait_ready()
 
     # --- what clients connect to ---------------------------------------------------------------
     def _url(self, scheme: str, port: int) -> str:

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
 from edge_agent.errors import QueueFullError
 from edge_agent.router.policy import RouterConfig
 from edge_agent.settings import load_settings
+from openautoglm.sim.errors import TopologyError
+from openautoglm.sim.nats_nodes import HOST, NatsNode, start_nodes
 from openautoglm.sim.proxy import FaultProxy
 from openautoglm.sim.runner import read_registry
 from openautoglm.sim.runtime import LocalModelSpec, SimulatedRuntime, simulated_scheduler
 from openautoglm.sim.scenario import load_scenario
 from openautoglm.sim.traffic import answer_text_ok, arrival_times, intended_tier
+from shared.embedded_nats import free_port
 from shared.fleet_report import ReportInput, comparison_rows, load_baseline, write_report
 from shared.fleet_report.ledger import FaultMark, Ledger
 from shared.runtimes.types import GenerationEnd, SamplingParams, TokenPiece
@@ -226,3 +231,37 @@ async def test_the_registry_is_read_again_until_every_device_is_online() -> None
     summary = await read_registry(missing, scenario, NAMES)
     assert summary == {"devices": {"total": 9, "online": 9}}
     assert time.monotonic() - started >= 2.0 and missing.reads >= 3
+
+
+async def test_a_server_whose_port_was_taken_starts_again_on_a_fresh_one(tmp_path: Path) -> None:
+    # free_port() can hand out a port that another process binds first (seen in a suite run).
+    with socket.create_server((HOST, 0)) as taker:
+        taken = taker.getsockname()[1]
+        ports = iter([taken, free_port()])
+        built: list[NatsNode] = []
+
+        def make() -> list[NatsNode]:
+            port = next(ports)
+            built.append(NatsNode("hub-0", f"listen: {HOST}:{port}\n", port, tmp_path))
+            return built[-1:]
+
+        (node,) = await start_nodes(make)
+        try:
+            assert [n.port for n in built] == [taken, node.port] and node.port != taken
+            assert built[0].process is not None and built[0].process.returncode is not None
+            nc = await nats.connect(f"nats://{HOST}:{node.port}")
+            await nc.close()
+        finally:
+            node.stop()
+
+
+async def test_a_server_that_fails_for_another_reason_is_not_started_again(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def make() -> list[NatsNode]:
+        calls.append(1)
+        return [NatsNode("bad", "listen: this is not a config {\n", free_port(), tmp_path)]
+
+    with pytest.raises(TopologyError, match="nats-server bad exited"):
+        await start_nodes(make)
+    assert len(calls) == 1
