@@ -89,7 +89,18 @@ async def test_sequence_gap_fails_the_stream(nats_server: NatsServer, uplink: Up
 
     await nc.subscribe(infer_subject(DEVICE, ECHO), cb=gappy_responder)
     await nc.flush()  # the server must know the subscription before the uplink publishes
+
+    async def answered() -> bool:
+        # The server routes a request to the responder (once, on a loaded machine, the uplink's
+        # request right after the flush got "no responders"; its 503 is this test's premise).
+        try:
+            await nc.request(infer_subject(DEVICE, ECHO), b"probe", timeout=1)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            return False
+        return True
+
     try:
+        await apoll(answered, 10, "the responder to be routed")
         stream = uplink.stream(infer_request("hi"), timeout=2, first_chunk_timeout=2)
         assert await anext(stream) == "t"
         with pytest.raises(CloudFailed) as info:
