@@ -31,6 +31,7 @@ from nats.aio.client import Client
 from edge_agent.batches.local import LocalLines, RunLocal
 from edge_agent.batches.records import DONE, BatchRecord, output_line
 from edge_agent.batches.service import BatchService, error_item
+from edge_agent.tasks import stop_tasks
 from shared.batch_wire import (
     AGENT_CONSUMER,
     BatchHello,
@@ -137,12 +138,8 @@ class BatchLoops:
 
     async def stop(self) -> None:
         """Cancel the loops (state is in JetStream; nothing to flush)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        self._tasks.clear()
+        tasks, self._tasks = self._tasks, []
+        await stop_tasks(tasks)
 
     async def _hello(self) -> None:
         hello = encode_wire(BatchHello(domain=self.domain))

@@ -15,7 +15,6 @@ recent tokens/s, the escalation share, the breaker state and uptime, plus the co
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -27,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent import __version__
 from edge_agent.api.state import AgentState
+from edge_agent.tasks import stop_tasks
 from edge_agent.uplink.backoff import jittered
 from edge_agent.uplink.client import Uplink
 from shared.heartbeat import Artifact, Heartbeat, encode_heartbeat
@@ -218,7 +218,5 @@ class Heartbeats:
     async def stop(self) -> None:
         """Stop beating."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task])
             self._task = None

@@ -27,6 +27,7 @@ from nats.js.errors import NotFoundError
 from edge_agent.api.state import AgentState
 from edge_agent.control.apply import Applier
 from edge_agent.control.artifact_cache import ArtifactCache
+from edge_agent.tasks import stop_tasks
 from edge_agent.uplink.backoff import jittered
 from shared.desired import CONFIG_BUCKET, decode_record
 from shared.errors import ConfigError
@@ -87,9 +88,7 @@ class DesiredWatcher:
     async def stop(self) -> None:
         """Stop watching."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task])
             self._task = None
         await self._unwatch()
 

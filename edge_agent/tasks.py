@@ -1,0 +1,37 @@
+"""Stopping background tasks so that a shutdown never hangs on one.
+
+    left = await stop_tasks([heartbeat_task, watch_task], within_s=5)
+
+A cancellation can be lost: on Python 3.11 ``asyncio.wait_for`` (which nats-py calls inside
+every request) drops one that arrives just as its inner call completes, and a ``while True``
+loop that lost it runs on. ``task.cancel(); await task`` then waits forever, and the agent
+never exits on SIGTERM. Here every round cancels what still runs again, and after
+``within_s`` the rest is logged and left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two cancels of a task that is still running.
+_ROUND_S = 0.5
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[object]], *, within_s: float = 5.0) -> int:
+    """Cancel ``tasks`` until they end, for at most ``within_s``; how many are left running."""
+    pending = {t for t in tasks if not t.done()}
+    deadline = time.monotonic() + within_s
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=_ROUND_S)
+        if pending and time.monotonic() >= deadline:
+            names = ", ".join(sorted(t.get_name() for t in pending))
+            log.warning("%s did not stop within %g s; leaving them behind", names, within_s)
+            break
+    return len(pending)

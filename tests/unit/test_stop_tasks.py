@@ -1,0 +1,55 @@
+"""Stopping background tasks: a lost cancellation must not hang the agent's shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from edge_agent.tasks import stop_tasks
+
+
+async def swallows_one_cancel(started: asyncio.Event) -> None:
+    """Stands in for a loop whose cancel was lost (as 3.11's wait_for can): it runs on."""
+    started.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(60)
+    while True:
+        await asyncio.sleep(0.01)
+
+
+async def ignores_cancels(started: asyncio.Event, until: asyncio.Event) -> None:
+    started.set()
+    while not until.is_set():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.02)
+
+
+async def test_a_task_that_lost_its_cancel_is_cancelled_again_and_ends() -> None:
+    started = asyncio.Event()
+    lost = asyncio.create_task(swallows_one_cancel(started), name="lost")
+    plain = asyncio.create_task(asyncio.sleep(60), name="plain")
+    await started.wait()
+    assert await stop_tasks([lost, plain], within_s=10) == 0
+    assert lost.cancelled() and plain.cancelled()
+
+
+async def test_a_task_that_never_stops_is_left_behind_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    started, until = asyncio.Event(), asyncio.Event()
+    stubborn = asyncio.create_task(ignores_cancels(started, until), name="stubborn-loop")
+    await started.wait()
+    assert await stop_tasks([stubborn], within_s=0.2) == 1
+    assert not stubborn.done()
+    assert "stubborn-loop did not stop within 0.2 s" in caplog.text
+    until.set()  # let it end, for the test's event loop
+    await stubborn
+
+
+async def test_finished_tasks_and_no_tasks_return_at_once() -> None:
+    done = asyncio.create_task(asyncio.sleep(0))
+    await done
+    assert await stop_tasks([done]) == 0
+    assert await stop_tasks([]) == 0
