@@ -15,7 +15,6 @@ with the link down) waits for idle time. Each output line records its tier, its 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -116,7 +115,11 @@ class LocalLines:
             await asyncio.wait({task}, timeout=IDLE_POLL_S)
             if not task.done() and self.load() > 1:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await task
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise  # this loop is being stopped too: never swallow that
                 return False
         return True
