@@ -8,7 +8,8 @@ count the last key as delivered while it is still on its way, so ``keys()`` then
 keys, or none at all (``hubctl devices list`` showed an enrolled device missing). Here the keys
 come from STREAM.INFO with a subjects filter: the stream's own per-subject counts, page by page,
 with nothing in flight. A key whose latest entry is a delete marker is still listed; reading it
-with ``kv.get`` tells it apart.
+with ``kv.get`` tells it apart. The server pages at 100 000 subjects; every key is held in memory
+(one short string per device or rollout), which is what the callers read next anyway.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def page_keys(body: dict[str, Any], bucket: str) -> tuple[list[str], int]:
     error = body.get("error")
     if error:
         raise BucketReadError(
-            f"cannot list the keys of KV {bucket}: {error.get('description', error)}"
+            f"cannot list the keys of KV {bucket}: {error.get('description', error)}; "
+            "the bucket is made by `hubctl serve` (or `hubctl devices enroll`) on a server with "
+            "JetStream on"
         )
     prefix = f"$KV.{bucket}."
     subjects = (body.get("state") or {}).get("subjects") or {}
@@ -56,7 +59,8 @@ async def bucket_keys(nc: Client, bucket: str, *, timeout: float = 5.0) -> list[
             body = json.loads(msg.data)
         except Exception as exc:  # no responders (no JetStream), timeout, garbage
             raise BucketReadError(
-                f"cannot list the keys of KV {bucket}: {exc or type(exc).__name__}"
+                f"cannot list the keys of KV {bucket}: {exc or type(exc).__name__}; check that the "
+                "NATS server runs with JetStream on (-js) and that --nats-url points at it"
             ) from None
         keys, total = page_keys(body, bucket)
         found.update(keys)
