@@ -8,11 +8,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from skl2onnx import to_onnx
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
 
 from tests.fixtures.agents import RunningAgent, run_agent
+from tests.fixtures.classifiers import digits, export_onnx, logistic_regression
 
 MAX_MESSAGE = 64 * 1024
 """The agent's grpc_max_message_bytes in these tests (small, so oversize is cheap to send)."""
@@ -22,13 +20,9 @@ DIGITS = "digits"
 @pytest.fixture(scope="session")
 def digits_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     """A logistic-regression digits classifier (64 features, 10 classes) and held-out rows."""
-    digits = load_digits()
-    x, y = digits.data.astype(np.float32), digits.target
-    model = LogisticRegression(max_iter=300).fit(x[:1500], y[:1500])
-    onx = to_onnx(model, x[:1], options={id(model): {"zipmap": False}}, target_opset=17)
+    x, y = digits()
     path = tmp_path_factory.mktemp("onnx") / "digits.onnx"
-    path.write_bytes(onx.SerializeToString())
-    return path, x[1500:]
+    return export_onnx(logistic_regression(x[:1500], y[:1500]), x, path), x[1500:]
 
 
 def digits_spec(path: Path) -> dict[str, object]:

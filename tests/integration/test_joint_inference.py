@@ -2,41 +2,27 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from skl2onnx import to_onnx
-from sklearn.datasets import load_digits
-from sklearn.naive_bayes import GaussianNB
-from sklearn.svm import SVC
 
 from cloud_hub.settings import HubModelSpec
 from tests.fixtures.agents import edge, run_agent
 from tests.fixtures.calls import metric
+from tests.fixtures.classifiers import digits, export_onnx, gaussian_nb, svc
 from tests.fixtures.hubs import hub_in_thread, hub_settings
 from tests.fixtures.nats import NatsServer
 
 
-def _export(model: object, x: np.ndarray, path: Path) -> Path:
-    with warnings.catch_warnings():
-        # skl2onnx reads SVC's probA_/probB_, deprecated in scikit-learn 1.9
-        warnings.filterwarnings("ignore", r"Attribute `prob[AB]_`", FutureWarning)
-        onx = to_onnx(model, x[:1], options={id(model): {"zipmap": False}}, target_opset=17)
-    path.write_bytes(onx.SerializeToString())
-    return path
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray, np.ndarray]:
-    digits = load_digits()
-    x, y = digits.data.astype(np.float32), digits.target
+    x, y = digits()
     out = tmp_path_factory.mktemp("joint")
-    edge = _export(GaussianNB().fit(x[:1200], y[:1200]), x, out / "edge.onnx")
-    hub = _export(SVC(gamma=0.001).fit(x[:1200], y[:1200]), x, out / "hub.onnx")
+    edge = export_onnx(gaussian_nb(x[:1200], y[:1200]), x, out / "edge.onnx")
+    hub = export_onnx(svc(x[:1200], y[:1200]), x, out / "hub.onnx")
     return edge, hub, x[1200:1500], y[1200:1500]
 
 

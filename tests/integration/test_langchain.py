@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import langchain_openai
 from pydantic import BaseModel, Field
 
 from tests.fixtures.agents import RunningAgent
@@ -24,6 +23,8 @@ class GetWeather(BaseModel):
 
 
 def chat_model(agent: RunningAgent) -> object:
+    import langchain_openai  # heavy: imported by the tests that use it, not at collection
+
     return langchain_openai.ChatOpenAI(
         base_url=agent.v1,
         api_key="unused",

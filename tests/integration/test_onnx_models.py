@@ -11,11 +11,9 @@ import onnx
 import openai
 import pytest
 from onnx import TensorProto, helper
-from skl2onnx import to_onnx
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
 
 from tests.fixtures.agents import RunningAgent, run_agent
+from tests.fixtures.classifiers import digits, export_onnx, logistic_regression
 from tests.fixtures.names import MODEL
 
 
@@ -23,13 +21,9 @@ from tests.fixtures.names import MODEL
 def digits_classifier(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, np.ndarray, np.ndarray]:
-    digits = load_digits()
-    x, y = digits.data.astype(np.float32), digits.target
-    model = LogisticRegression(max_iter=300).fit(x[:1500], y[:1500])
-    onx = to_onnx(model, x[:1], options={id(model): {"zipmap": False}}, target_opset=17)
+    x, y = digits()
     path = tmp_path_factory.mktemp("onnx") / "digits.onnx"
-    path.write_bytes(onx.SerializeToString())
-    return path, x[1500:], y[1500:]
+    return export_onnx(logistic_regression(x[:1500], y[:1500]), x, path), x[1500:], y[1500:]
 
 
 @pytest.fixture(scope="module")
