@@ -59,6 +59,7 @@ from shared.batch_wire import (
 )
 from shared.protocol import ResultMessage, Usage
 from shared.runtimes.types import GenerationEnd, TokenPiece
+from shared.tasks import stop_tasks
 
 log = logging.getLogger("cloud_hub.batches")
 
@@ -126,12 +127,8 @@ class BatchWorker:
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
-        for task in self._devices.values():
-            task.cancel()
-        for task in self._devices.values():
-            with contextlib.suppress(BaseException):
-                await task
-        self._devices.clear()
+        tasks, self._devices = list(self._devices.values()), {}
+        await stop_tasks(tasks)
 
     async def _on_hello(self, msg: Msg) -> None:
         try:

@@ -35,6 +35,7 @@ from cloud_hub.control.registry import Registry, RegistryError
 from cloud_hub.settings import HubSettings
 from shared.heartbeat import decode_heartbeat
 from shared.subjects import HEARTBEAT_WILDCARD, QUEUE_GROUP, ProtocolError, parse_subject
+from shared.tasks import stop_tasks
 from shared.telemetry import Instruments
 
 log = logging.getLogger(__name__)
@@ -156,9 +157,7 @@ class HeartbeatIntake:
     async def stop(self) -> None:
         """Unsubscribe (and stop trying to open the registry)."""
         if self._opener is not None:
-            self._opener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._opener
+            await stop_tasks([self._opener])
             self._opener = None
         if self._sub is not None:
             with contextlib.suppress(Exception):

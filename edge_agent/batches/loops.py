@@ -31,7 +31,6 @@ from nats.aio.client import Client
 from edge_agent.batches.local import LocalLines, RunLocal
 from edge_agent.batches.records import DONE, BatchRecord, output_line
 from edge_agent.batches.service import BatchService, error_item
-from edge_agent.tasks import stop_tasks
 from shared.batch_wire import (
     AGENT_CONSUMER,
     BatchHello,
@@ -42,6 +41,7 @@ from shared.batch_wire import (
     hello_subject,
     results_stream,
 )
+from shared.tasks import stop_tasks
 
 log = logging.getLogger("edge_agent.batches")
 

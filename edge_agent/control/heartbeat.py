@@ -26,10 +26,10 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent import __version__
 from edge_agent.api.state import AgentState
-from edge_agent.tasks import stop_tasks
 from edge_agent.uplink.backoff import jittered
 from edge_agent.uplink.client import Uplink
 from shared.heartbeat import Artifact, Heartbeat, encode_heartbeat
+from shared.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from nats.js.errors import NotFoundError
 from edge_agent.api.state import AgentState
 from edge_agent.control.apply import Applier
 from edge_agent.control.artifact_cache import ArtifactCache
-from edge_agent.tasks import stop_tasks
 from edge_agent.uplink.backoff import jittered
 from shared.desired import CONFIG_BUCKET, decode_record
 from shared.errors import ConfigError
+from shared.tasks import stop_tasks
 
 __all__ = ["DesiredWatcher", "desired_watcher"]
 

@@ -12,7 +12,6 @@ Messages larger than ``grpc_max_message_bytes`` are refused by gRPC itself (RESO
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -26,6 +25,7 @@ from edge_agent.grpc.chat import ChatService
 from edge_agent.grpc.kserve import InferenceService
 from shared.proto import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from shared.proto.agl.v1 import chat_pb2, chat_pb2_grpc
+from shared.tasks import stop_tasks
 
 log = logging.getLogger("edge_agent.grpc")
 
@@ -53,9 +53,7 @@ class GrpcServer:
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Refuse new calls, let calls in flight finish for ``grace_s``, then cancel them."""
-        self._watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._watcher
+        await stop_tasks([self._watcher])
         await self._server.stop(grace_s)
 
 

@@ -60,6 +60,7 @@ from shared.protocol import (
     encode,
 )
 from shared.subjects import cancel_subject, heartbeat_subject, inbox_prefix, infer_subject
+from shared.tasks import stop_tasks
 from shared.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
@@ -274,9 +275,7 @@ class Uplink:
         """Stop connecting and close the connection."""
         self._closing = True
         if self._connector is not None:
-            self._connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connector
+            await stop_tasks([self._connector])
             self._connector = None
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.close()

@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from edge_agent.tasks import stop_tasks
+from shared.tasks import stop_tasks
 
 
 async def swallows_one_cancel(started: asyncio.Event) -> None:
@@ -53,3 +53,15 @@ async def test_finished_tasks_and_no_tasks_return_at_once() -> None:
     await done
     assert await stop_tasks([done]) == 0
     assert await stop_tasks([]) == 0
+
+
+async def test_a_task_that_had_failed_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fails() -> None:
+        raise RuntimeError("connect refused")
+
+    failed = asyncio.create_task(fails(), name="connector")
+    await asyncio.wait({failed})
+    assert await stop_tasks([failed]) == 0
+    assert "connector had stopped with an error: connect refused" in caplog.text

@@ -1,12 +1,13 @@
-"""Stopping background tasks so that a shutdown never hangs on one.
+"""Stopping background tasks so that a shutdown never hangs on one (edge and hub).
 
     left = await stop_tasks([heartbeat_task, watch_task], within_s=5)
 
 A cancellation can be lost: on Python 3.11 ``asyncio.wait_for`` (which nats-py calls inside
 every request) drops one that arrives just as its inner call completes, and a ``while True``
-loop that lost it runs on. ``task.cancel(); await task`` then waits forever, and the agent
+loop that lost it runs on. ``task.cancel(); await task`` then waits forever, and the process
 never exits on SIGTERM. Here every round cancels what still runs again, and after
-``within_s`` the rest is logged and left behind.
+``within_s`` the rest is logged and left behind. A task that had already failed is logged,
+not raised: the shutdown goes on.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ _ROUND_S = 0.5
 
 async def stop_tasks(tasks: Iterable[asyncio.Task[object]], *, within_s: float = 5.0) -> int:
     """Cancel ``tasks`` until they end, for at most ``within_s``; how many are left running."""
-    pending = {t for t in tasks if not t.done()}
+    given = list(tasks)
+    pending = {t for t in given if not t.done()}
     deadline = time.monotonic() + within_s
     while pending:
         for task in pending:
@@ -34,4 +36,7 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[object]], *, within_s: float =
             names = ", ".join(sorted(t.get_name() for t in pending))
             log.warning("%s did not stop within %g s; leaving them behind", names, within_s)
             break
+    for task in given:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.warning("%s had stopped with an error: %s", task.get_name(), task.exception())
     return len(pending)
