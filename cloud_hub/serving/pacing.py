@@ -15,6 +15,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
+from shared.tasks import cancel_and_wait
+
 __all__ = ["coalesced"]
 
 T = TypeVar("T")
@@ -64,6 +66,5 @@ async def coalesced(events: AsyncIterator[T], interval_s: float) -> AsyncIterato
             if (pause := interval_s - (loop.time() - sent)) > 0:
                 await asyncio.sleep(pause)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        with contextlib.suppress(Exception):  # the pump's failure was already sent in order
+            await cancel_and_wait(task)

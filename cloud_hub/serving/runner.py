@@ -31,6 +31,7 @@ from cloud_hub.errors import HubError
 from cloud_hub.serving.connection import connect
 from cloud_hub.serving.service import SERVICE_NAME, HubService
 from cloud_hub.settings import HubSettings
+from shared.tasks import cancel_and_wait
 from shared.telemetry import Telemetry, setup_telemetry
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,7 @@ async def _unless_stopped(step: Awaitable[T], stop: asyncio.Event) -> T | None:
         stopping.cancel()
     if task.done():
         return task.result()  # a HubError (bad model, bad URL) ends the process with its message
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
     return None
 
 

@@ -41,6 +41,7 @@ from shared.pipelines import (
 )
 from shared.pipelines.declared import DeclaredPipeline, PipelineCatalog
 from shared.runtimes.types import GenerationEnd, SamplingParams
+from shared.tasks import cancel_and_wait
 
 __all__ = ["PIPELINE_ROUTES"]
 
@@ -118,9 +119,8 @@ async def _sse(
             err = _api_error(exc)
             yield _event("error", {"error": {"message": err.message, "code": err.code}})
     finally:
-        run.cancel()
-        with contextlib.suppress(BaseException):
-            await run
+        with contextlib.suppress(Exception):  # its failure was answered as an error event
+            await cancel_and_wait(run)
 
 
 def _model_call(state: AgentState) -> ModelCall:

@@ -23,6 +23,7 @@ from edge_agent.batches.records import DONE, output_line
 from edge_agent.batches.service import error_item
 from edge_agent.batches.store import BatchStore
 from shared.batch_wire import LOCAL_CONSUMER, BatchLine, BatchWireError, decode_wire
+from shared.tasks import cancel_and_wait
 
 #: ``(endpoint, body) -> (status code, OpenAI response body)`` on the local model.
 RunLocal = Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
@@ -114,12 +115,6 @@ class LocalLines:
         while not task.done():
             await asyncio.wait({task}, timeout=IDLE_POLL_S)
             if not task.done() and self.load() > 1:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    current = asyncio.current_task()
-                    if current is not None and current.cancelling():
-                        raise  # this loop is being stopped too: never swallow that
+                await cancel_and_wait(task)  # a stop of this loop meanwhile is re-raised
                 return False
         return True

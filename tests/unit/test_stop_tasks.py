@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from shared.tasks import stop_tasks
+from shared.tasks import cancel_and_wait, stop_tasks
 
 
 async def swallows_one_cancel(started: asyncio.Event) -> None:
@@ -65,3 +65,42 @@ async def test_a_task_that_had_failed_is_logged_not_raised(
     await asyncio.wait({failed})
     assert await stop_tasks([failed]) == 0
     assert "connector had stopped with an error: connect refused" in caplog.text
+
+
+async def test_cancel_and_wait_ends_the_child_and_returns() -> None:
+    child = asyncio.create_task(asyncio.sleep(60))
+    await cancel_and_wait(child)
+    assert child.cancelled()
+
+
+async def test_cancel_and_wait_passes_on_the_childs_error() -> None:
+    async def fails_on_cancel() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise RuntimeError("cleanup failed") from None
+
+    child = asyncio.create_task(fails_on_cancel())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="cleanup failed"):
+        await cancel_and_wait(child)
+
+
+async def test_cancel_and_wait_never_swallows_the_callers_own_cancellation() -> None:
+    winding_down = asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            winding_down.set()
+            await asyncio.sleep(0.5)
+            raise
+
+    child = asyncio.create_task(slow_to_stop())
+    caller = asyncio.create_task(cancel_and_wait(child))
+    await winding_down.wait()
+    caller.cancel()  # the caller is stopped while it waits for its child
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert caller.cancelled()
